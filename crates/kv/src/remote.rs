@@ -1,0 +1,339 @@
+//! [`Kv`] over the etcd v3 protocol: works against orbit store nodes and real etcd.
+
+use crate::pb;
+use crate::types::*;
+use crate::{Kv, KvError, KvResult, WatchStream};
+use etcd_client as ec;
+use futures::StreamExt;
+
+/// A client of an etcd-protocol cluster (orbit store nodes or etcd).
+#[derive(Clone)]
+pub struct RemoteKv {
+    client: ec::Client,
+}
+
+impl std::fmt::Debug for RemoteKv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RemoteKv")
+    }
+}
+
+fn err(e: ec::Error) -> KvError {
+    match e {
+        ec::Error::GRpcStatus(s) => pb::error_from_status(&s),
+        other => KvError::Unavailable(other.to_string()),
+    }
+}
+
+fn get_options(r: &RangeRequest) -> ec::GetOptions {
+    let mut o = ec::GetOptions::new();
+    if !r.range_end.is_empty() {
+        o = o.with_range(r.range_end.clone());
+    }
+    if r.limit > 0 {
+        o = o.with_limit(r.limit);
+    }
+    if r.revision > 0 {
+        o = o.with_revision(r.revision);
+    }
+    if r.sort_order != SortOrder::None || r.sort_target != SortTarget::Key {
+        let target = match r.sort_target {
+            SortTarget::Key => ec::SortTarget::Key,
+            SortTarget::Version => ec::SortTarget::Version,
+            SortTarget::Create => ec::SortTarget::Create,
+            SortTarget::Mod => ec::SortTarget::Mod,
+            SortTarget::Value => ec::SortTarget::Value,
+        };
+        let order = match r.sort_order {
+            SortOrder::None => ec::SortOrder::None,
+            SortOrder::Ascend => ec::SortOrder::Ascend,
+            SortOrder::Descend => ec::SortOrder::Descend,
+        };
+        o = o.with_sort(target, order);
+    }
+    if r.serializable {
+        o = o.with_serializable();
+    }
+    if r.keys_only {
+        o = o.with_keys_only();
+    }
+    if r.count_only {
+        o = o.with_count_only();
+    }
+    o
+}
+
+fn put_options(r: &PutRequest) -> ec::PutOptions {
+    let mut o = ec::PutOptions::new();
+    if r.lease != 0 {
+        o = o.with_lease(r.lease);
+    }
+    if r.prev_kv {
+        o = o.with_prev_key();
+    }
+    if r.ignore_value {
+        o = o.with_ignore_value();
+    }
+    if r.ignore_lease {
+        o = o.with_ignore_lease();
+    }
+    o
+}
+
+fn delete_options(r: &DeleteRequest) -> ec::DeleteOptions {
+    let mut o = ec::DeleteOptions::new();
+    if !r.range_end.is_empty() {
+        o = o.with_range(r.range_end.clone());
+    }
+    if r.prev_kv {
+        o = o.with_prev_key();
+    }
+    o
+}
+
+fn txn_to_client(t: TxnRequest) -> ec::Txn {
+    fn op(op: TxnOp) -> ec::TxnOp {
+        match op {
+            TxnOp::Range(r) => ec::TxnOp::get(r.key.clone(), Some(get_options(&r))),
+            TxnOp::Put(r) => ec::TxnOp::put(r.key.clone(), r.value.clone(), Some(put_options(&r))),
+            TxnOp::Delete(r) => ec::TxnOp::delete(r.key.clone(), Some(delete_options(&r))),
+            TxnOp::Txn(t) => ec::TxnOp::txn(txn_to_client(t)),
+        }
+    }
+    let compares: Vec<ec::Compare> = t
+        .compare
+        .into_iter()
+        .map(|c| {
+            let op = match c.op {
+                CompareOp::Equal => ec::CompareOp::Equal,
+                CompareOp::Greater => ec::CompareOp::Greater,
+                CompareOp::Less => ec::CompareOp::Less,
+                CompareOp::NotEqual => ec::CompareOp::NotEqual,
+            };
+            let cmp = match c.target {
+                CompareTarget::Value(v) => ec::Compare::value(c.key, op, v),
+                CompareTarget::Version(v) => ec::Compare::version(c.key, op, v),
+                CompareTarget::Create(v) => ec::Compare::create_revision(c.key, op, v),
+                CompareTarget::Mod(v) => ec::Compare::mod_revision(c.key, op, v),
+                CompareTarget::Lease(v) => ec::Compare::lease(c.key, op, v),
+            };
+            if c.range_end.is_empty() {
+                cmp
+            } else {
+                cmp.with_range(c.range_end)
+            }
+        })
+        .collect();
+    ec::Txn::new()
+        .when(compares)
+        .and_then(t.success.into_iter().map(op).collect::<Vec<_>>())
+        .or_else(t.failure.into_iter().map(op).collect::<Vec<_>>())
+}
+
+impl RemoteKv {
+    /// Connects to a cluster through any of `endpoints` (`host:port` or `http://host:port`).
+    pub async fn connect(endpoints: &[String]) -> KvResult<Self> {
+        let options = ec::ConnectOptions::new()
+            .with_connect_timeout(std::time::Duration::from_secs(5))
+            .with_keep_alive(
+                std::time::Duration::from_secs(10),
+                std::time::Duration::from_secs(5),
+            );
+        let client = ec::Client::connect(endpoints, Some(options))
+            .await
+            .map_err(err)?;
+        Ok(Self { client })
+    }
+
+    /// The underlying etcd client, for what the [`Kv`] trait does not cover.
+    pub fn client(&self) -> ec::Client {
+        self.client.clone()
+    }
+}
+
+#[async_trait::async_trait]
+impl Kv for RemoteKv {
+    async fn range(&self, req: RangeRequest) -> KvResult<RangeResponse> {
+        let resp = self
+            .client
+            .kv_client()
+            .get(req.key.clone(), Some(get_options(&req)))
+            .await
+            .map_err(err)?;
+        Ok(pb::range_resp_from_pb(resp.0))
+    }
+
+    async fn put(&self, req: PutRequest) -> KvResult<PutResponse> {
+        let opts = put_options(&req);
+        let resp = self
+            .client
+            .kv_client()
+            .put(req.key, req.value, Some(opts))
+            .await
+            .map_err(err)?;
+        Ok(pb::put_resp_from_pb(resp.0))
+    }
+
+    async fn delete(&self, req: DeleteRequest) -> KvResult<DeleteResponse> {
+        let opts = delete_options(&req);
+        let resp = self
+            .client
+            .kv_client()
+            .delete(req.key, Some(opts))
+            .await
+            .map_err(err)?;
+        Ok(pb::delete_resp_from_pb(resp.0))
+    }
+
+    async fn txn(&self, req: TxnRequest) -> KvResult<TxnResponse> {
+        let resp = self
+            .client
+            .kv_client()
+            .txn(txn_to_client(req))
+            .await
+            .map_err(err)?;
+        Ok(pb::txn_resp_from_pb(resp.0))
+    }
+
+    async fn compact(&self, revision: i64) -> KvResult<()> {
+        self.client
+            .kv_client()
+            .compact(revision, None)
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn lease_grant(&self, ttl: i64, id: i64) -> KvResult<LeaseGrantResponse> {
+        let opts = (id != 0).then(|| ec::LeaseGrantOptions::new().with_id(id));
+        let resp = self
+            .client
+            .lease_client()
+            .grant(ttl, opts)
+            .await
+            .map_err(err)?;
+        Ok(LeaseGrantResponse {
+            revision: resp.header().map(|h| h.revision()).unwrap_or_default(),
+            id: resp.id(),
+            ttl: resp.ttl(),
+        })
+    }
+
+    async fn lease_revoke(&self, id: i64) -> KvResult<()> {
+        self.client
+            .lease_client()
+            .revoke(id)
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn lease_keep_alive(&self, id: i64) -> KvResult<i64> {
+        let (mut keeper, mut stream) = self
+            .client
+            .lease_client()
+            .keep_alive(id)
+            .await
+            .map_err(err)?;
+        keeper.keep_alive().await.map_err(err)?;
+        match stream.message().await.map_err(err)? {
+            Some(resp) if resp.ttl() > 0 => Ok(resp.ttl()),
+            _ => Err(KvError::LeaseNotFound),
+        }
+    }
+
+    async fn lease_time_to_live(&self, id: i64, keys: bool) -> KvResult<LeaseTimeToLiveResponse> {
+        let opts = keys.then(|| ec::LeaseTimeToLiveOptions::new().with_keys());
+        let resp = self
+            .client
+            .lease_client()
+            .time_to_live(id, opts)
+            .await
+            .map_err(err)?;
+        Ok(LeaseTimeToLiveResponse {
+            revision: resp.header().map(|h| h.revision()).unwrap_or_default(),
+            id: resp.id(),
+            ttl: resp.ttl(),
+            granted_ttl: resp.granted_ttl(),
+            keys: resp.keys().to_vec(),
+        })
+    }
+
+    async fn leases(&self) -> KvResult<Vec<i64>> {
+        let resp = self.client.lease_client().leases().await.map_err(err)?;
+        Ok(resp.leases().iter().map(|l| l.id()).collect())
+    }
+
+    async fn watch(&self, key: Vec<u8>, opts: WatchOptions) -> KvResult<WatchStream> {
+        let mut o = ec::WatchOptions::new();
+        if !opts.range_end.is_empty() {
+            o = o.with_range(opts.range_end.clone());
+        }
+        if opts.start_revision > 0 {
+            o = o.with_start_revision(opts.start_revision);
+        }
+        if opts.prev_kv {
+            o = o.with_prev_key();
+        }
+        if opts.progress_notify {
+            o = o.with_progress_notify();
+        }
+        let stream = self
+            .client
+            .watch_client()
+            .watch(key, Some(o))
+            .await
+            .map_err(err)?;
+        // The request half must live as long as the stream, or the server ends the watch.
+        let (sender, responses) = stream.split();
+        let out = futures::stream::unfold(
+            (sender, responses, false),
+            |(sender, mut responses, done)| async move {
+                if done {
+                    return None;
+                }
+                loop {
+                    match responses.message().await {
+                        Ok(Some(resp)) => {
+                            let resp = resp.0;
+                            if resp.created && resp.events.is_empty() && !resp.canceled {
+                                continue;
+                            }
+                            let revision = resp.header.map(|h| h.revision).unwrap_or_default();
+                            if resp.canceled {
+                                if resp.compact_revision > 0 {
+                                    let item = Ok(WatchResponse {
+                                        revision,
+                                        events: Vec::new(),
+                                        compact_revision: resp.compact_revision,
+                                    });
+                                    return Some((item, (sender, responses, true)));
+                                }
+                                return None;
+                            }
+                            let item = Ok(WatchResponse {
+                                revision,
+                                events: resp.events.into_iter().map(pb::event_from_pb).collect(),
+                                compact_revision: 0,
+                            });
+                            return Some((item, (sender, responses, false)));
+                        }
+                        Ok(None) => return None,
+                        Err(e) => return Some((Err(err(e)), (sender, responses, true))),
+                    }
+                }
+            },
+        );
+        Ok(out.boxed())
+    }
+
+    async fn members(&self) -> KvResult<Vec<Member>> {
+        let resp = self
+            .client
+            .cluster_client()
+            .member_list()
+            .await
+            .map_err(err)?;
+        Ok(resp.0.members.into_iter().map(pb::member_from_pb).collect())
+    }
+}

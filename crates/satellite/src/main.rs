@@ -1,0 +1,37 @@
+//! `satellite`: the orbit satellite's command line. Thin: parsing and composition.
+
+mod storage;
+
+use clap::{Parser, Subcommand};
+
+/// orbit satellite.
+#[derive(Parser)]
+#[command(name = "satellite", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The satellite's consistent store: run a member, inspect a cluster.
+    Storage {
+        #[command(subcommand)]
+        command: storage::StorageCommand,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ORBIT_LOG")
+                .unwrap_or_else(|_| "info,openraft=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Storage { command } => storage::run(command).await,
+    }
+}

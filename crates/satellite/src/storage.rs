@@ -1,0 +1,189 @@
+//! `satellite storage …`: run a store member (the seed's command-line cluster
+//! creation) and report on a cluster.
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use orbit_kv::{Kv, RemoteKv};
+use orbit_store::{parse_initial_cluster, ClusterState, StoreConfig, StoreNode};
+use std::path::PathBuf;
+
+/// Store subcommands.
+#[derive(Subcommand)]
+pub enum StorageCommand {
+    /// Run a store member; the same command on the same data dir rejoins its cluster.
+    Init(InitArgs),
+    /// Print members, roles, leader, revision and health of a cluster.
+    Status(StatusArgs),
+}
+
+/// Flags of `storage init`, named as etcd's.
+#[derive(Args)]
+pub struct InitArgs {
+    /// Member name, unique in the cluster.
+    #[arg(long, env = "ORBIT_STORE_NAME", default_value = "default")]
+    name: String,
+    /// Cluster token; members of one cluster share it.
+    #[arg(long, env = "ORBIT_STORE_TOKEN", default_value = "orbit")]
+    token: String,
+    /// URL to serve the etcd API on.
+    #[arg(long, env = "ORBIT_STORE_CLIENT_URL", default_value = "http://127.0.0.1:2379")]
+    client_url: String,
+    /// URL to serve Raft on.
+    #[arg(long, env = "ORBIT_STORE_PEER_URL", default_value = "http://127.0.0.1:2380")]
+    peer_url: String,
+    /// Initial members, name1=peerURL1,name2=peerURL2,… (default: this member alone).
+    #[arg(long, env = "ORBIT_STORE_INITIAL_CLUSTER")]
+    initial_cluster: Option<String>,
+    /// `new` to form the cluster, `existing` to join one this member was added to.
+    #[arg(long, env = "ORBIT_STORE_INITIAL_CLUSTER_STATE", default_value = "new")]
+    initial_cluster_state: ClusterState,
+    /// Data directory (default: NAME.orbit in the working directory).
+    #[arg(long, env = "ORBIT_STORE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Raft heartbeat interval, milliseconds.
+    #[arg(long, default_value_t = 100)]
+    heartbeat_ms: u64,
+    /// Raft election timeout, milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    election_ms: u64,
+    /// Backend quota in bytes (0: none).
+    #[arg(long, default_value_t = 2 << 30)]
+    quota_bytes: u64,
+    /// Log entries between snapshots.
+    #[arg(long, default_value_t = 10_000)]
+    snapshot_entries: u64,
+}
+
+/// Flags of `storage status`.
+#[derive(Args)]
+pub struct StatusArgs {
+    /// Client URLs of members, comma separated.
+    #[arg(long, env = "ORBIT_STORE_ENDPOINTS", default_value = "http://127.0.0.1:2379", value_delimiter = ',')]
+    endpoints: Vec<String>,
+}
+
+/// Runs a store subcommand.
+pub async fn run(cmd: StorageCommand) -> anyhow::Result<()> {
+    match cmd {
+        StorageCommand::Init(a) => init(a).await,
+        StorageCommand::Status(a) => status(a).await,
+    }
+}
+
+async fn init(a: InitArgs) -> anyhow::Result<()> {
+    let initial_cluster = match &a.initial_cluster {
+        Some(s) => parse_initial_cluster(s)?,
+        None => vec![(a.name.clone(), a.peer_url.clone())],
+    };
+    let config = StoreConfig {
+        data_dir: a
+            .data_dir
+            .unwrap_or_else(|| PathBuf::from(format!("{}.orbit", a.name))),
+        name: a.name,
+        client_url: a.client_url,
+        peer_url: a.peer_url,
+        initial_cluster,
+        initial_cluster_state: a.initial_cluster_state,
+        token: a.token,
+        heartbeat_ms: a.heartbeat_ms,
+        election_ms: a.election_ms,
+        quota_bytes: a.quota_bytes,
+        snapshot_entries: a.snapshot_entries,
+    };
+    let data_dir = config.data_dir.clone();
+    let node = StoreNode::start(config)
+        .await
+        .context("starting the store member")?;
+    println!(
+        "orbit store member {:x} serving the etcd API on http://{} (peers: http://{}), data in {}",
+        node.id(),
+        node.client_addr(),
+        node.peer_addr(),
+        data_dir.display()
+    );
+    println!(
+        "try: etcdctl --endpoints=http://{} put hello world",
+        node.client_addr()
+    );
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    node.shutdown().await;
+    Ok(())
+}
+
+async fn status(a: StatusArgs) -> anyhow::Result<()> {
+    let kv = RemoteKv::connect(&a.endpoints)
+        .await
+        .context("connecting to the store")?;
+    let members = kv.members().await.context("listing members")?;
+    let mut client = kv.client();
+    let mut leader = 0;
+    let mut rows = Vec::new();
+    for m in &members {
+        let (health, revision, role) = match m.client_urls.first() {
+            None => ("unstarted".to_string(), String::new(), String::new()),
+            Some(url) => match status_of(url).await {
+                Ok((s, rev)) => {
+                    leader = s.leader();
+                    let role = if s.0.is_learner {
+                        "learner"
+                    } else if s.leader() == m.id {
+                        "leader"
+                    } else {
+                        "follower"
+                    };
+                    ("healthy".to_string(), rev.to_string(), role.to_string())
+                }
+                Err(e) => (format!("unhealthy: {e}"), String::new(), String::new()),
+            },
+        };
+        rows.push((m, role, revision, health));
+    }
+    let rev = client
+        .get("health", None)
+        .await
+        .ok()
+        .and_then(|r| r.header().map(|h| h.revision()));
+    println!(
+        "{:<16} {:<12} {:<9} {:<28} {:<28} {:>9}  HEALTH",
+        "ID", "NAME", "ROLE", "CLIENT URL", "PEER URL", "REVISION"
+    );
+    for (m, role, revision, health) in rows {
+        println!(
+            "{:<16x} {:<12} {:<9} {:<28} {:<28} {:>9}  {}",
+            m.id,
+            m.name,
+            role,
+            m.client_urls.first().map(String::as_str).unwrap_or("-"),
+            m.peer_urls.first().map(String::as_str).unwrap_or("-"),
+            revision,
+            health
+        );
+    }
+    println!(
+        "leader: {}  cluster revision: {}",
+        if leader == 0 {
+            "none".to_string()
+        } else {
+            format!("{leader:x}")
+        },
+        rev.map(|r| r.to_string())
+            .unwrap_or_else(|| "unavailable".into())
+    );
+    Ok(())
+}
+
+async fn status_of(url: &str) -> anyhow::Result<(etcd_client::StatusResponse, i64)> {
+    let opts = etcd_client::ConnectOptions::new()
+        .with_connect_timeout(std::time::Duration::from_secs(2))
+        .with_timeout(std::time::Duration::from_secs(5));
+    let mut c = etcd_client::Client::connect([url], Some(opts)).await?;
+    let s = c.status().await?;
+    // Healthy means it can serve a linearizable read, as etcdctl endpoint health checks.
+    c.get("health", None).await?;
+    let rev = s.header().map(|h| h.revision()).unwrap_or_default();
+    Ok((s, rev))
+}

@@ -1,0 +1,38 @@
+//! orbit's consistent store: an etcd-v3-compatible, Raft-replicated, multi-version
+//! key-value store that runs inside any orbit process or standalone.
+//!
+//! Layers, bottom up: [`log_store`] (the durable Raft log), [`mvcc`] (the replicated
+//! key-value state), [`state_machine`] (applying the log, snapshots), [`network`]
+//! (member-to-member RPCs), [`node`] (one member: Raft, leader forwarding, read index,
+//! leases, membership), [`server`] (the etcd gRPC API) and [`embedded`] (the
+//! in-process [`orbit_kv::Kv`] handle).
+
+pub mod config;
+pub mod embedded;
+pub mod lease;
+pub mod log_store;
+pub mod mvcc;
+pub mod network;
+pub mod node;
+pub mod raft_types;
+pub mod server;
+pub mod state_machine;
+pub mod watch;
+
+pub use config::{parse_initial_cluster, ClusterState, StoreConfig};
+pub use embedded::EmbeddedKv;
+pub use node::StoreNode;
+
+/// Why a store member could not start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The configuration or the data dir is wrong; the message says how.
+    #[error("{0}")]
+    Config(String),
+    /// A disk operation failed.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// Raft failed.
+    #[error("raft: {0}")]
+    Raft(String),
+}

@@ -1,0 +1,303 @@
+//! Member-to-member transport: Raft RPCs and forwarded client requests over gRPC.
+
+use crate::node::StoreNode;
+use crate::raft_types::*;
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use orbit_kv::{KvError, Member};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+use tonic::transport::{Channel, Endpoint};
+
+/// Generated gRPC code of `proto/peer.proto`.
+pub mod pb {
+    tonic::include_proto!("orbit.peer");
+}
+
+use pb::peer_client::PeerClient;
+use pb::peer_server::{Peer, PeerServer};
+use pb::Blob;
+
+/// A client request that only the leader can serve.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ForwardRequest {
+    /// Propose a command.
+    Write(Request),
+    /// Confirm leadership and tell the index a linearizable read must wait for.
+    ReadIndex,
+    /// Renew a lease.
+    LeaseKeepAlive(i64),
+    /// Remaining and granted TTL of a lease.
+    LeaseTimeToLive(i64),
+    /// Add a member.
+    MemberAdd {
+        /// Its peer URLs.
+        peer_urls: Vec<String>,
+        /// Whether it joins as a learner.
+        learner: bool,
+    },
+    /// Remove a member.
+    MemberRemove(NodeId),
+    /// Promote a learner.
+    MemberPromote(NodeId),
+    /// The member list (answered by any member, leader or not).
+    Members,
+}
+
+/// The leader's answer to a [`ForwardRequest`].
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ForwardResponse {
+    /// Of a write.
+    Write(Response),
+    /// The read index.
+    ReadIndex(u64),
+    /// The TTL after a renewal.
+    LeaseKeepAlive(i64),
+    /// Remaining and granted TTL.
+    LeaseTimeToLive(i64, i64),
+    /// The added member.
+    Member(Member),
+    /// The member list.
+    Members(Vec<Member>),
+    /// Done.
+    Done,
+}
+
+/// Why a forwarded request failed.
+#[derive(Debug, Clone, Serialize, Deserialize, thiserror::Error)]
+pub enum ForwardError {
+    /// The receiver is not the leader (any more); try the one it names.
+    #[error("not the leader")]
+    NotLeader(Option<NodeId>),
+    /// The request failed.
+    #[error(transparent)]
+    Kv(#[from] KvError),
+}
+
+fn encode<T: Serialize>(v: &T) -> Blob {
+    Blob {
+        data: bincode::serialize(v).expect("peer messages always serialize"),
+    }
+}
+
+fn decode<T: DeserializeOwned>(b: &Blob) -> Result<T, tonic::Status> {
+    bincode::deserialize(&b.data)
+        .map_err(|e| tonic::Status::invalid_argument(format!("undecodable peer message: {e}")))
+}
+
+/// Connections to other members, by peer URL.
+#[derive(Clone, Default)]
+pub struct Peers {
+    channels: Arc<Mutex<HashMap<String, Channel>>>,
+}
+
+impl Peers {
+    /// A client of the member at `url` (connected lazily, shared).
+    pub fn client(&self, url: &str) -> Result<PeerClient<Channel>, KvError> {
+        let mut map = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = map.get(url) {
+            return Ok(PeerClient::new(c.clone()).max_decoding_message_size(usize::MAX));
+        }
+        let ch = Endpoint::from_shared(url.to_string())
+            .map_err(|e| KvError::InvalidArgument(format!("bad peer URL {url}: {e}")))?
+            .connect_timeout(Duration::from_secs(2))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(5))
+            .connect_lazy();
+        map.insert(url.to_string(), ch.clone());
+        Ok(PeerClient::new(ch).max_decoding_message_size(usize::MAX))
+    }
+
+    /// Sends a request to the leader at `url`.
+    pub async fn forward(
+        &self,
+        url: &str,
+        req: &ForwardRequest,
+        timeout: Duration,
+    ) -> Result<ForwardResponse, ForwardError> {
+        let mut client = self.client(url)?;
+        let mut request = tonic::Request::new(encode(req));
+        request.set_timeout(timeout);
+        let resp = client.forward(request).await.map_err(|s| {
+            KvError::Unavailable(format!("forwarding to the leader at {url}: {}", s.message()))
+        })?;
+        let res: Result<ForwardResponse, ForwardError> = decode(resp.get_ref())
+            .map_err(|s| KvError::Unavailable(s.message().to_string()))?;
+        res
+    }
+}
+
+/// Creates Raft clients of the other members.
+pub struct NetworkFactory {
+    /// Shared connections.
+    pub peers: Peers,
+}
+
+impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
+    type Network = PeerNetwork;
+
+    async fn new_client(&mut self, target: NodeId, node: &PeerNode) -> Self::Network {
+        PeerNetwork {
+            target,
+            url: node.peer_url.clone(),
+            peers: self.peers.clone(),
+        }
+    }
+}
+
+/// The Raft client of one other member.
+pub struct PeerNetwork {
+    target: NodeId,
+    url: String,
+    peers: Peers,
+}
+
+impl PeerNetwork {
+    async fn call<Req, Resp, E>(
+        &self,
+        which: fn(
+            PeerClient<Channel>,
+            tonic::Request<Blob>,
+        ) -> futures::future::BoxFuture<'static, Result<tonic::Response<Blob>, tonic::Status>>,
+        req: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, RPCError<NodeId, PeerNode, RaftError<NodeId, E>>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let client = self
+            .peers
+            .client(&self.url)
+            .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
+        let mut request = tonic::Request::new(encode(req));
+        request.set_timeout(option.hard_ttl());
+        let resp = which(client, request).await.map_err(|s| {
+            if s.code() == tonic::Code::Unavailable || s.code() == tonic::Code::Unknown {
+                RPCError::Unreachable(Unreachable::new(&s))
+            } else {
+                RPCError::Network(NetworkError::new(&s))
+            }
+        })?;
+        let res: Result<Resp, RaftError<NodeId, E>> =
+            decode(resp.get_ref()).map_err(|s| RPCError::Network(NetworkError::new(&s)))?;
+        res.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerNetwork {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, PeerNode, RaftError<NodeId>>> {
+        self.call(
+            |mut c, r| Box::pin(async move { c.append_entries(r).await }),
+            &rpc,
+            &option,
+        )
+        .await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, PeerNode, RaftError<NodeId, InstallSnapshotError>>,
+    > {
+        self.call(
+            |mut c, r| Box::pin(async move { c.install_snapshot(r).await }),
+            &rpc,
+            &option,
+        )
+        .await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, PeerNode, RaftError<NodeId>>> {
+        self.call(
+            |mut c, r| Box::pin(async move { c.vote(r).await }),
+            &rpc,
+            &option,
+        )
+        .await
+    }
+}
+
+/// The gRPC service other members call.
+pub struct PeerService {
+    node: Weak<StoreNode>,
+}
+
+impl PeerService {
+    /// The service of `node`, as a tonic server.
+    pub fn server(node: Weak<StoreNode>) -> PeerServer<PeerService> {
+        PeerServer::new(PeerService { node })
+            .max_decoding_message_size(usize::MAX)
+            .max_encoding_message_size(usize::MAX)
+    }
+
+    fn node(&self) -> Result<Arc<StoreNode>, tonic::Status> {
+        self.node
+            .upgrade()
+            .ok_or_else(|| tonic::Status::unavailable("member is shutting down"))
+    }
+}
+
+#[tonic::async_trait]
+impl Peer for PeerService {
+    async fn append_entries(
+        &self,
+        request: tonic::Request<Blob>,
+    ) -> Result<tonic::Response<Blob>, tonic::Status> {
+        let node = self.node()?;
+        let req: AppendEntriesRequest<TypeConfig> = decode(request.get_ref())?;
+        let res = node.raft().append_entries(req).await;
+        Ok(tonic::Response::new(encode(&res)))
+    }
+
+    async fn vote(
+        &self,
+        request: tonic::Request<Blob>,
+    ) -> Result<tonic::Response<Blob>, tonic::Status> {
+        let node = self.node()?;
+        let req: VoteRequest<NodeId> = decode(request.get_ref())?;
+        let res = node.raft().vote(req).await;
+        Ok(tonic::Response::new(encode(&res)))
+    }
+
+    async fn install_snapshot(
+        &self,
+        request: tonic::Request<Blob>,
+    ) -> Result<tonic::Response<Blob>, tonic::Status> {
+        let node = self.node()?;
+        let req: InstallSnapshotRequest<TypeConfig> = decode(request.get_ref())?;
+        let res = node.raft().install_snapshot(req).await;
+        Ok(tonic::Response::new(encode(&res)))
+    }
+
+    async fn forward(
+        &self,
+        request: tonic::Request<Blob>,
+    ) -> Result<tonic::Response<Blob>, tonic::Status> {
+        let node = self.node()?;
+        let req: ForwardRequest = decode(request.get_ref())?;
+        let res = node.serve_as_leader(req).await;
+        Ok(tonic::Response::new(encode(&res)))
+    }
+}

@@ -1,0 +1,105 @@
+//! The types openraft is instantiated with, and the commands that go through the log.
+
+use crate::mvcc::{WriteCommand, WriteResult};
+use orbit_kv::KvError;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::io::Cursor;
+
+/// Member id: a random or token-derived u64, never reused within a cluster.
+pub type NodeId = u64;
+
+/// What the cluster membership records of a member: where its peers reach it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerNode {
+    /// The URL of the member's peer (Raft) endpoint.
+    pub peer_url: String,
+}
+
+impl fmt::Display for PeerNode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.peer_url)
+    }
+}
+
+/// A command replicated through the Raft log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// A change to the key-value state.
+    Write(WriteCommand),
+    /// A change to what the cluster knows of its members beside the Raft membership.
+    Member(MemberCommand),
+}
+
+/// Member bookkeeping that lives in the state machine.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MemberCommand {
+    /// A member says its name and client URLs (at start).
+    Publish {
+        /// Member id.
+        id: NodeId,
+        /// Its name.
+        name: String,
+        /// Its client URLs.
+        client_urls: Vec<String>,
+    },
+    /// A member was added; `voter` says it is to be promoted once it has caught up.
+    Added {
+        /// Member id.
+        id: NodeId,
+        /// Whether it was added as a voter (etcd's MemberAdd without `--learner`).
+        voter: bool,
+    },
+    /// A learner became a voter.
+    Promoted {
+        /// Member id.
+        id: NodeId,
+    },
+    /// A member was removed; its id is never accepted again.
+    Removed {
+        /// Member id.
+        id: NodeId,
+    },
+}
+
+impl fmt::Display for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Request::Write(w) => write!(f, "write {w:?}"),
+            Request::Member(m) => write!(f, "member {m:?}"),
+        }
+    }
+}
+
+/// The result of applying a [`Request`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// Of a write.
+    Write(Result<WriteResult, KvError>),
+    /// Of member bookkeeping.
+    Member,
+}
+
+openraft::declare_raft_types!(
+    /// orbit's Raft type configuration.
+    pub TypeConfig:
+        D = Request,
+        R = Response,
+        NodeId = NodeId,
+        Node = PeerNode,
+);
+
+/// A log entry.
+pub type Entry = openraft::Entry<TypeConfig>;
+/// A log id.
+pub type LogId = openraft::LogId<NodeId>;
+/// A vote.
+pub type Vote = openraft::Vote<NodeId>;
+/// A storage error.
+pub type StorageError = openraft::StorageError<NodeId>;
+/// A Raft instance.
+pub type Raft = openraft::Raft<TypeConfig>;
+/// The membership as stored.
+pub type StoredMembership = openraft::StoredMembership<NodeId, PeerNode>;
+/// A snapshot's metadata.
+pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, PeerNode>;

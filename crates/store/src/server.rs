@@ -1,0 +1,616 @@
+//! The etcd v3 gRPC API of a member (KV, Watch, Lease, Cluster, Maintenance), built on
+//! the service traits `etcd-client` generates, and the peer server beside it.
+
+use crate::embedded::EmbeddedKv;
+use crate::mvcc::{WriteCommand, WriteResult};
+use crate::network::PeerService;
+use crate::node::{StoreNode, MAX_REQUEST_BYTES};
+use crate::watch::Filters;
+use etcd_client::proto::*;
+use futures::Stream;
+use orbit_kv::pb::*;
+use orbit_kv::{Kv, KvError, WatchOptions};
+use prost::Message;
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tonic::{Request, Response, Status, Streaming};
+
+/// The version reported by Status: the etcd API level orbit speaks.
+pub const API_VERSION: &str = "3.5.0";
+/// Slack above the request limit for gRPC framing, as etcd allows.
+const GRPC_OVERHEAD: usize = 512 * 1024;
+
+type GrpcResult<T> = Result<Response<T>, Status>;
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+fn st(e: KvError) -> Status {
+    error_to_status(&e)
+}
+
+/// Starts the client (etcd API) and peer servers of `node` on the given listeners.
+pub fn serve(
+    node: Arc<StoreNode>,
+    client: tokio::net::TcpListener,
+    peer: tokio::net::TcpListener,
+) {
+    let api = Api {
+        kv: EmbeddedKv::new(node.clone()),
+        node: node.clone(),
+    };
+    let limit = MAX_REQUEST_BYTES + GRPC_OVERHEAD;
+    let mut stop = node.shutdown_signal();
+    let client_router = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(PbKvServer::new(api.clone()).max_decoding_message_size(limit))
+        .add_service(PbWatchServer::new(api.clone()).max_decoding_message_size(limit))
+        .add_service(PbLeaseServer::new(api.clone()).max_decoding_message_size(limit))
+        .add_service(PbClusterServer::new(api.clone()).max_decoding_message_size(limit))
+        .add_service(
+            PbMaintenanceServer::new(api)
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(usize::MAX),
+        );
+    tokio::spawn(async move {
+        let res = client_router
+            .serve_with_incoming_shutdown(TcpListenerStream::new(client), async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await;
+        if let Err(e) = res {
+            tracing::error!(error = %e, "client server failed");
+        }
+    });
+    let mut stop = node.shutdown_signal();
+    let peer_router = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(PeerService::server(Arc::downgrade(&node)));
+    tokio::spawn(async move {
+        let res = peer_router
+            .serve_with_incoming_shutdown(TcpListenerStream::new(peer), async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await;
+        if let Err(e) = res {
+            tracing::error!(error = %e, "peer server failed");
+        }
+    });
+}
+
+#[derive(Clone)]
+struct Api {
+    node: Arc<StoreNode>,
+    kv: EmbeddedKv,
+}
+
+impl Api {
+    fn header(&self, revision: i64) -> Option<PbResponseHeader> {
+        Some(PbResponseHeader {
+            cluster_id: self.node.cluster_id(),
+            member_id: self.node.id(),
+            revision,
+            raft_term: self.node.term(),
+        })
+    }
+
+    fn revision(&self) -> i64 {
+        self.node.shared().read().kv.revision()
+    }
+
+    fn check_size<M: Message>(m: &M) -> Result<(), Status> {
+        if m.encoded_len() > MAX_REQUEST_BYTES {
+            return Err(st(KvError::RequestTooLarge));
+        }
+        Ok(())
+    }
+
+    fn members_pb(&self) -> Vec<PbMember> {
+        self.node.members().into_iter().map(member_to_pb).collect()
+    }
+}
+
+#[tonic::async_trait]
+impl PbKvService for Api {
+    async fn range(&self, request: Request<PbRangeRequest>) -> GrpcResult<PbRangeResponse> {
+        let req = range_req_from_pb(request.into_inner());
+        let resp = self.kv.range(req).await.map_err(st)?;
+        let revision = resp.revision;
+        let mut pb = range_resp_to_pb(resp);
+        pb.header = self.header(revision);
+        Ok(Response::new(pb))
+    }
+
+    type RangeStreamStream = BoxStream<PbRangeStreamResponse>;
+
+    async fn range_stream(
+        &self,
+        request: Request<PbRangeRequest>,
+    ) -> GrpcResult<Self::RangeStreamStream> {
+        let resp = self.range(request).await?.into_inner();
+        let item = PbRangeStreamResponse {
+            range_response: Some(resp),
+        };
+        Ok(Response::new(Box::pin(futures::stream::iter([Ok(item)]))))
+    }
+
+    async fn put(&self, request: Request<PbPutRequest>) -> GrpcResult<PbPutResponse> {
+        Self::check_size(request.get_ref())?;
+        let resp = self
+            .kv
+            .put(put_req_from_pb(request.into_inner()))
+            .await
+            .map_err(st)?;
+        let revision = resp.revision;
+        let mut pb = put_resp_to_pb(resp);
+        pb.header = self.header(revision);
+        Ok(Response::new(pb))
+    }
+
+    async fn delete_range(
+        &self,
+        request: Request<PbDeleteRequest>,
+    ) -> GrpcResult<PbDeleteResponse> {
+        let resp = self
+            .kv
+            .delete(delete_req_from_pb(request.into_inner()))
+            .await
+            .map_err(st)?;
+        let revision = resp.revision;
+        let mut pb = delete_resp_to_pb(resp);
+        pb.header = self.header(revision);
+        Ok(Response::new(pb))
+    }
+
+    async fn txn(&self, request: Request<PbTxnRequest>) -> GrpcResult<PbTxnResponse> {
+        Self::check_size(request.get_ref())?;
+        let req = txn_req_from_pb(request.into_inner()).map_err(st)?;
+        let resp = self.kv.txn(req).await.map_err(st)?;
+        let revision = resp.revision;
+        let mut pb = txn_resp_to_pb(resp);
+        fill_headers(&mut pb, self.header(revision));
+        Ok(Response::new(pb))
+    }
+
+    async fn compact(
+        &self,
+        request: Request<PbCompactionRequest>,
+    ) -> GrpcResult<PbCompactionResponse> {
+        let rev = request.into_inner().revision;
+        let res = self
+            .node
+            .write(WriteCommand::Compact(rev))
+            .await
+            .map_err(st)?;
+        let revision = match res {
+            WriteResult::Compact(r) => r,
+            _ => self.revision(),
+        };
+        Ok(Response::new(PbCompactionResponse {
+            header: self.header(revision),
+        }))
+    }
+}
+
+/// etcd puts a header on every nested response of a txn.
+fn fill_headers(t: &mut PbTxnResponse, header: Option<PbResponseHeader>) {
+    t.header = header;
+    for r in &mut t.responses {
+        match &mut r.response {
+            Some(PbTxnOpResponse::ResponseRange(x)) => x.header = header,
+            Some(PbTxnOpResponse::ResponsePut(x)) => x.header = header,
+            Some(PbTxnOpResponse::ResponseDeleteRange(x)) => x.header = header,
+            Some(PbTxnOpResponse::ResponseTxn(x)) => fill_headers(x, header),
+            None => {}
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl PbWatchService for Api {
+    type WatchStream = BoxStream<PbWatchResponse>;
+
+    async fn watch(
+        &self,
+        request: Request<Streaming<PbWatchRequest>>,
+    ) -> GrpcResult<Self::WatchStream> {
+        let mut input = request.into_inner();
+        let (tx, rx) = mpsc::channel::<Result<PbWatchResponse, Status>>(256);
+        let api = self.clone();
+        tokio::spawn(async move {
+            let mut watchers: HashMap<i64, tokio::task::JoinHandle<()>> = HashMap::new();
+            let mut next_id = 0i64;
+            loop {
+                let msg = tokio::select! {
+                    _ = tx.closed() => break,
+                    m = input.message() => m,
+                };
+                let req = match msg {
+                    Ok(Some(r)) => r,
+                    _ => break,
+                };
+                match req.request_union {
+                    Some(PbWatchRequestUnion::CreateRequest(c)) => {
+                        let id = if c.watch_id > 0 {
+                            c.watch_id
+                        } else {
+                            while watchers.contains_key(&next_id) {
+                                next_id += 1;
+                            }
+                            next_id
+                        };
+                        if watchers.contains_key(&id) {
+                            let _ = tx
+                                .send(Ok(PbWatchResponse {
+                                    header: api.header(api.revision()),
+                                    watch_id: id,
+                                    created: true,
+                                    canceled: true,
+                                    cancel_reason: "etcdserver: duplicate watch id".into(),
+                                    ..Default::default()
+                                }))
+                                .await;
+                            continue;
+                        }
+                        let filters = Filters {
+                            no_put: c.filters.contains(&0),
+                            no_delete: c.filters.contains(&1),
+                        };
+                        let opts = WatchOptions {
+                            range_end: c.range_end,
+                            start_revision: c.start_revision,
+                            prev_kv: c.prev_kv,
+                            progress_notify: c.progress_notify,
+                        };
+                        let (mut events, current) =
+                            EmbeddedKv::start_watch(&api.node, c.key, opts, filters);
+                        let created = PbWatchResponse {
+                            header: api.header(current),
+                            watch_id: id,
+                            created: true,
+                            ..Default::default()
+                        };
+                        if tx.send(Ok(created)).await.is_err() {
+                            break;
+                        }
+                        let out = tx.clone();
+                        let a = api.clone();
+                        let handle = tokio::spawn(async move {
+                            while let Some(batch) = events.recv().await {
+                                let compacted = batch.compact_revision > 0;
+                                let resp = PbWatchResponse {
+                                    header: a.header(batch.revision),
+                                    watch_id: id,
+                                    canceled: compacted,
+                                    compact_revision: batch.compact_revision,
+                                    cancel_reason: if compacted {
+                                        KvError::Compacted {
+                                            compact_revision: batch.compact_revision,
+                                        }
+                                        .to_string()
+                                    } else {
+                                        String::new()
+                                    },
+                                    events: batch.events.into_iter().map(event_to_pb).collect(),
+                                    ..Default::default()
+                                };
+                                if out.send(Ok(resp)).await.is_err() || compacted {
+                                    return;
+                                }
+                            }
+                        });
+                        watchers.insert(id, handle);
+                        next_id = next_id.max(id + 1);
+                    }
+                    Some(PbWatchRequestUnion::CancelRequest(c)) => {
+                        if let Some(h) = watchers.remove(&c.watch_id) {
+                            h.abort();
+                            let _ = tx
+                                .send(Ok(PbWatchResponse {
+                                    header: api.header(api.revision()),
+                                    watch_id: c.watch_id,
+                                    canceled: true,
+                                    ..Default::default()
+                                }))
+                                .await;
+                        }
+                    }
+                    Some(PbWatchRequestUnion::ProgressRequest(_)) => {
+                        let _ = tx
+                            .send(Ok(PbWatchResponse {
+                                header: api.header(api.revision()),
+                                watch_id: -1,
+                                ..Default::default()
+                            }))
+                            .await;
+                    }
+                    None => {}
+                }
+            }
+            for (_, h) in watchers {
+                h.abort();
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+#[tonic::async_trait]
+impl PbLeaseService for Api {
+    async fn lease_grant(
+        &self,
+        request: Request<PbLeaseGrantRequest>,
+    ) -> GrpcResult<PbLeaseGrantResponse> {
+        let r = request.into_inner();
+        let resp = self.kv.lease_grant(r.ttl, r.id).await.map_err(st)?;
+        Ok(Response::new(PbLeaseGrantResponse {
+            header: self.header(resp.revision),
+            id: resp.id,
+            ttl: resp.ttl,
+            error: String::new(),
+        }))
+    }
+
+    async fn lease_revoke(
+        &self,
+        request: Request<PbLeaseRevokeRequest>,
+    ) -> GrpcResult<PbLeaseRevokeResponse> {
+        let id = request.into_inner().id;
+        self.kv.lease_revoke(id).await.map_err(st)?;
+        Ok(Response::new(PbLeaseRevokeResponse {
+            header: self.header(self.revision()),
+        }))
+    }
+
+    type LeaseKeepAliveStream = BoxStream<PbLeaseKeepAliveResponse>;
+
+    async fn lease_keep_alive(
+        &self,
+        request: Request<Streaming<PbLeaseKeepAliveRequest>>,
+    ) -> GrpcResult<Self::LeaseKeepAliveStream> {
+        let mut input = request.into_inner();
+        let (tx, rx) = mpsc::channel(16);
+        let api = self.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(req)) = input.message().await {
+                let ttl = match api.kv.lease_keep_alive(req.id).await {
+                    Ok(ttl) => ttl,
+                    // etcd answers an unknown lease with TTL 0.
+                    Err(KvError::LeaseNotFound) => 0,
+                    Err(e) => {
+                        let _ = tx.send(Err(st(e))).await;
+                        return;
+                    }
+                };
+                let resp = PbLeaseKeepAliveResponse {
+                    header: api.header(api.revision()),
+                    id: req.id,
+                    ttl,
+                };
+                if tx.send(Ok(resp)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn lease_time_to_live(
+        &self,
+        request: Request<PbLeaseTimeToLiveRequest>,
+    ) -> GrpcResult<PbLeaseTimeToLiveResponse> {
+        let r = request.into_inner();
+        match self.kv.lease_time_to_live(r.id, r.keys).await {
+            Ok(resp) => Ok(Response::new(PbLeaseTimeToLiveResponse {
+                header: self.header(resp.revision),
+                id: resp.id,
+                ttl: resp.ttl,
+                granted_ttl: resp.granted_ttl,
+                keys: resp.keys,
+            })),
+            // etcd answers an unknown lease with TTL -1.
+            Err(KvError::LeaseNotFound) => Ok(Response::new(PbLeaseTimeToLiveResponse {
+                header: self.header(self.revision()),
+                id: r.id,
+                ttl: -1,
+                granted_ttl: 0,
+                keys: Vec::new(),
+            })),
+            Err(e) => Err(st(e)),
+        }
+    }
+
+    async fn lease_leases(
+        &self,
+        _request: Request<PbLeaseLeasesRequest>,
+    ) -> GrpcResult<PbLeaseLeasesResponse> {
+        let ids = self.kv.leases().await.map_err(st)?;
+        Ok(Response::new(PbLeaseLeasesResponse {
+            header: self.header(self.revision()),
+            leases: ids.into_iter().map(|id| PbLeaseStatus { id }).collect(),
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl PbClusterService for Api {
+    async fn member_add(
+        &self,
+        request: Request<PbMemberAddRequest>,
+    ) -> GrpcResult<PbMemberAddResponse> {
+        let r = request.into_inner();
+        let m = self
+            .node
+            .member_add(r.peer_ur_ls, r.is_learner)
+            .await
+            .map_err(st)?;
+        // Wait for the new member to show in this member's list before answering.
+        let _ = self.node.read_barrier().await;
+        Ok(Response::new(PbMemberAddResponse {
+            header: self.header(self.revision()),
+            member: Some(member_to_pb(m)),
+            members: self.members_pb(),
+        }))
+    }
+
+    async fn member_remove(
+        &self,
+        request: Request<PbMemberRemoveRequest>,
+    ) -> GrpcResult<PbMemberRemoveResponse> {
+        self.node
+            .member_remove(request.into_inner().id)
+            .await
+            .map_err(st)?;
+        let _ = self.node.read_barrier().await;
+        Ok(Response::new(PbMemberRemoveResponse {
+            header: self.header(self.revision()),
+            members: self.members_pb(),
+        }))
+    }
+
+    async fn member_update(
+        &self,
+        _request: Request<PbMemberUpdateRequest>,
+    ) -> GrpcResult<PbMemberUpdateResponse> {
+        Err(Status::unimplemented(
+            "orbit does not change a member's peer URLs in place: remove the member and add it again",
+        ))
+    }
+
+    async fn member_list(
+        &self,
+        request: Request<PbMemberListRequest>,
+    ) -> GrpcResult<PbMemberListResponse> {
+        if request.into_inner().linearizable {
+            self.node.read_barrier().await.map_err(st)?;
+        }
+        Ok(Response::new(PbMemberListResponse {
+            header: self.header(self.revision()),
+            members: self.members_pb(),
+        }))
+    }
+
+    async fn member_promote(
+        &self,
+        request: Request<PbMemberPromoteRequest>,
+    ) -> GrpcResult<PbMemberPromoteResponse> {
+        self.node
+            .member_promote(request.into_inner().id)
+            .await
+            .map_err(st)?;
+        let _ = self.node.read_barrier().await;
+        Ok(Response::new(PbMemberPromoteResponse {
+            header: self.header(self.revision()),
+            members: self.members_pb(),
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl PbMaintenanceService for Api {
+    async fn alarm(&self, _request: Request<PbAlarmRequest>) -> GrpcResult<PbAlarmResponse> {
+        // Space is enforced per write (the quota error); no alarm state is kept.
+        Ok(Response::new(PbAlarmResponse {
+            header: self.header(self.revision()),
+            alarms: Vec::new(),
+        }))
+    }
+
+    async fn status(&self, _request: Request<PbStatusRequest>) -> GrpcResult<PbStatusResponse> {
+        let s = self.node.status();
+        let mut errors = Vec::new();
+        if s.leader == 0 {
+            errors.push(KvError::NoLeader.to_string());
+        }
+        Ok(Response::new(PbStatusResponse {
+            header: self.header(s.revision),
+            version: API_VERSION.to_string(),
+            db_size: s.db_size,
+            leader: s.leader,
+            raft_index: s.raft_index,
+            raft_term: s.term,
+            raft_applied_index: s.applied_index,
+            errors,
+            db_size_in_use: s.db_size,
+            is_learner: s.is_learner,
+            storage_version: String::new(),
+            db_size_quota: self.node.config().quota_bytes as i64,
+            downgrade_info: None,
+        }))
+    }
+
+    async fn defragment(
+        &self,
+        _request: Request<PbDefragmentRequest>,
+    ) -> GrpcResult<PbDefragmentResponse> {
+        // The state is in memory and the log is rewritten as it is purged: nothing to do.
+        Ok(Response::new(PbDefragmentResponse {
+            header: self.header(self.revision()),
+        }))
+    }
+
+    async fn hash(&self, _request: Request<PbHashRequest>) -> GrpcResult<PbHashResponse> {
+        let (hash, rev) = self.kv_hash(0).map_err(st)?;
+        Ok(Response::new(PbHashResponse {
+            header: self.header(rev),
+            hash,
+        }))
+    }
+
+    async fn hash_kv(&self, request: Request<PbHashKvRequest>) -> GrpcResult<PbHashKvResponse> {
+        let (hash, rev) = self.kv_hash(request.into_inner().revision).map_err(st)?;
+        let compact = self.node.shared().read().kv.compact_revision();
+        Ok(Response::new(PbHashKvResponse {
+            header: self.header(self.revision()),
+            hash,
+            compact_revision: compact,
+            hash_revision: rev,
+        }))
+    }
+
+    type SnapshotStream = BoxStream<PbSnapshotResponse>;
+
+    async fn snapshot(
+        &self,
+        _request: Request<PbSnapshotRequest>,
+    ) -> GrpcResult<Self::SnapshotStream> {
+        Err(Status::unimplemented(
+            "orbit snapshots are not bbolt files; back up a member's data dir instead",
+        ))
+    }
+
+    async fn move_leader(
+        &self,
+        _request: Request<PbMoveLeaderRequest>,
+    ) -> GrpcResult<PbMoveLeaderResponse> {
+        Err(Status::unimplemented("leadership transfer is not supported yet"))
+    }
+
+    async fn downgrade(
+        &self,
+        _request: Request<PbDowngradeRequest>,
+    ) -> GrpcResult<PbDowngradeResponse> {
+        Err(Status::unimplemented("downgrade is not supported"))
+    }
+}
+
+impl Api {
+    /// A hash of every key at `rev` (0: now), to compare members.
+    fn kv_hash(&self, rev: i64) -> Result<(u32, i64), KvError> {
+        let state = self.node.shared().read();
+        let resp = state.kv.range(&orbit_kv::RangeRequest {
+            key: vec![0],
+            range_end: vec![0],
+            revision: rev,
+            ..Default::default()
+        })?;
+        let mut h = crc32fast::Hasher::new();
+        for kv in &resp.kvs {
+            h.update(&kv.key);
+            h.update(&kv.value);
+            h.update(&kv.mod_revision.to_le_bytes());
+        }
+        Ok((h.finalize(), if rev > 0 { rev } else { state.kv.revision() }))
+    }
+}

@@ -1,0 +1,312 @@
+//! The Raft state machine: applies committed commands to the [`Mvcc`] state, tells
+//! watchers what changed, and keeps the state's snapshot on disk.
+//!
+//! The state lives in memory; the snapshot file plus the log after it are what make it
+//! durable. At start the snapshot is loaded and openraft replays the log from there.
+
+use crate::mvcc::{Changes, Mvcc};
+use crate::raft_types::*;
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{EntryPayload, ErrorSubject, ErrorVerb, RaftSnapshotBuilder};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Cursor, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+use tokio::sync::broadcast;
+
+/// Version of the snapshot file format.
+const SNAPSHOT_FORMAT: u32 = 1;
+/// How many change batches a slow watcher may fall behind before it re-reads history.
+const WATCH_BACKLOG: usize = 4096;
+
+/// What the cluster knows of a member beside its Raft membership.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberAttrs {
+    /// Its name; empty until it has started.
+    pub name: String,
+    /// Its client URLs; empty until it has started.
+    pub client_urls: Vec<String>,
+    /// Added as a voter but still a learner until it catches up.
+    pub pending_voter: bool,
+}
+
+/// The replicated state as a whole.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct State {
+    /// Last applied log id.
+    pub last_applied: Option<LogId>,
+    /// Last applied membership.
+    pub membership: StoredMembership,
+    /// The key-value state.
+    pub kv: Mvcc,
+    /// Member attributes by id.
+    pub members: BTreeMap<NodeId, MemberAttrs>,
+    /// Ids of removed members, never to be used again.
+    pub removed: BTreeSet<NodeId>,
+}
+
+/// One applied write as watchers see it.
+#[derive(Debug)]
+pub struct ChangeBatch {
+    /// The revision the write made.
+    pub revision: i64,
+    /// Its changes, in order.
+    pub events: Changes,
+}
+
+/// The state shared between the state machine, readers and watchers.
+pub struct Shared {
+    state: RwLock<State>,
+    changes: broadcast::Sender<Arc<ChangeBatch>>,
+    quota: u64,
+}
+
+impl Shared {
+    /// Reads the state.
+    pub fn read(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Subscribes to applied changes. Subscribe while holding [`Shared::read`] to know
+    /// exactly which revision the subscription starts after.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<ChangeBatch>> {
+        self.changes.subscribe()
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct SnapshotFile {
+    format: u32,
+    meta: SnapshotMeta,
+    data: Vec<u8>,
+}
+
+/// The state machine of one member.
+#[derive(Clone)]
+pub struct StateMachine {
+    shared: Arc<Shared>,
+    dir: PathBuf,
+}
+
+fn sm_err(verb: ErrorVerb, e: impl ToString) -> StorageError {
+    StorageError::from_io_error(
+        ErrorSubject::StateMachine,
+        verb,
+        std::io::Error::other(e.to_string()),
+    )
+}
+
+impl StateMachine {
+    /// Opens the state machine in `dir`, loading the last snapshot if there is one.
+    /// `quota` is the most bytes of key-value data the store accepts (0: no limit).
+    pub fn open(dir: &Path, quota: u64) -> std::io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let mut state = State::default();
+        if let Some(snap) = read_snapshot_file(&dir.join("snapshot"))? {
+            state = bincode::deserialize(&snap.data).map_err(std::io::Error::other)?;
+        }
+        let (tx, _) = broadcast::channel(WATCH_BACKLOG);
+        Ok(Self {
+            shared: Arc::new(Shared {
+                state: RwLock::new(state),
+                changes: tx,
+                quota,
+            }),
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// The state shared with readers.
+    pub fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
+    }
+
+    fn write_lock(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.shared
+            .state
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn read_snapshot_file(path: &Path) -> std::io::Result<Option<SnapshotFile>> {
+    let mut buf = Vec::new();
+    match std::fs::File::open(path) {
+        Ok(mut f) => f.read_to_end(&mut buf)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if buf.len() < 4 {
+        return Err(std::io::Error::other(format!("{}: truncated snapshot", path.display())));
+    }
+    let (body, crc) = buf.split_at(buf.len() - 4);
+    if crc32fast::hash(body).to_le_bytes() != crc {
+        return Err(std::io::Error::other(format!(
+            "{}: snapshot checksum mismatch; the file is corrupt",
+            path.display()
+        )));
+    }
+    let snap: SnapshotFile = bincode::deserialize(body).map_err(std::io::Error::other)?;
+    if snap.format != SNAPSHOT_FORMAT {
+        return Err(std::io::Error::other(format!(
+            "{}: snapshot format {} is not supported",
+            path.display(),
+            snap.format
+        )));
+    }
+    Ok(Some(snap))
+}
+
+/// Writes the snapshot atomically: a temporary file, fsynced, renamed over the old one.
+fn write_snapshot_file(dir: &Path, meta: &SnapshotMeta, data: &[u8]) -> std::io::Result<()> {
+    let file = SnapshotFile {
+        format: SNAPSHOT_FORMAT,
+        meta: meta.clone(),
+        data: data.to_vec(),
+    };
+    let mut body = bincode::serialize(&file).map_err(std::io::Error::other)?;
+    let crc = crc32fast::hash(&body);
+    body.extend_from_slice(&crc.to_le_bytes());
+    let tmp = dir.join("snapshot.tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(&body)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, dir.join("snapshot"))?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+fn apply_member(state: &mut State, cmd: &MemberCommand) {
+    match cmd {
+        MemberCommand::Publish {
+            id,
+            name,
+            client_urls,
+        } => {
+            let m = state.members.entry(*id).or_default();
+            m.name = name.clone();
+            m.client_urls = client_urls.clone();
+        }
+        MemberCommand::Added { id, voter } => {
+            state.members.entry(*id).or_default().pending_voter = *voter;
+        }
+        MemberCommand::Promoted { id } => {
+            if let Some(m) = state.members.get_mut(id) {
+                m.pending_voter = false;
+            }
+        }
+        MemberCommand::Removed { id } => {
+            state.members.remove(id);
+            state.removed.insert(*id);
+        }
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = StateMachine;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        let s = self.shared.read();
+        Ok((s.last_applied, s.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let quota = self.shared.quota;
+        let mut s = self.write_lock();
+        let mut out = Vec::new();
+        for entry in entries {
+            s.last_applied = Some(entry.log_id);
+            match entry.payload {
+                EntryPayload::Blank => out.push(Response::Member),
+                EntryPayload::Membership(m) => {
+                    s.membership = StoredMembership::new(Some(entry.log_id), m);
+                    out.push(Response::Member);
+                }
+                EntryPayload::Normal(Request::Write(cmd)) => {
+                    let (res, events) = s.kv.apply(&cmd, quota);
+                    if !events.is_empty() {
+                        // Sent under the write lock, so batches go out in revision order
+                        // and a reader subscribing under the read lock misses none.
+                        let _ = self.shared.changes.send(Arc::new(ChangeBatch {
+                            revision: s.kv.revision(),
+                            events,
+                        }));
+                    }
+                    out.push(Response::Write(res));
+                }
+                EntryPayload::Normal(Request::Member(cmd)) => {
+                    apply_member(&mut s, &cmd);
+                    out.push(Response::Member);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        let data = snapshot.into_inner();
+        let state: State =
+            bincode::deserialize(&data).map_err(|e| sm_err(ErrorVerb::Read, e))?;
+        write_snapshot_file(&self.dir, meta, &data).map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        let mut s = self.write_lock();
+        *s = state;
+        s.last_applied = meta.last_log_id;
+        s.membership = meta.last_membership.clone();
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+        let snap = read_snapshot_file(&self.dir.join("snapshot"))
+            .map_err(|e| sm_err(ErrorVerb::Read, e))?;
+        Ok(snap.map(|s| Snapshot {
+            meta: s.meta,
+            snapshot: Box::new(Cursor::new(s.data)),
+        }))
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        let (data, meta) = {
+            let s = self.shared.read();
+            let data = bincode::serialize(&*s).map_err(|e| sm_err(ErrorVerb::Write, e))?;
+            let meta = SnapshotMeta {
+                last_log_id: s.last_applied,
+                last_membership: s.membership.clone(),
+                snapshot_id: format!(
+                    "{}-{}",
+                    s.last_applied.map(|l| l.leader_id.term).unwrap_or(0),
+                    s.last_applied.map(|l| l.index).unwrap_or(0)
+                ),
+            };
+            (data, meta)
+        };
+        let dir = self.dir.clone();
+        let (data, meta) = tokio::task::spawn_blocking(move || {
+            write_snapshot_file(&dir, &meta, &data).map(|_| (data, meta))
+        })
+        .await
+        .map_err(|e| sm_err(ErrorVerb::Write, e))?
+        .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
+    }
+}

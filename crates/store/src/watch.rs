@@ -1,0 +1,170 @@
+//! Watchers: history from a start revision, then live changes, in revision order with
+//! none missed or repeated.
+//!
+//! A watcher subscribes to applied changes while holding the state's read lock, so it
+//! knows exactly the revision its subscription starts after; history up to that point
+//! comes from the state. A watcher that falls behind the live feed re-reads the history
+//! it missed the same way. Each member serves watches from its own applied state, which
+//! every member reaches in the same order, so a client that reconnects elsewhere and
+//! resumes from its last revision + 1 sees the same sequence.
+
+use crate::state_machine::Shared;
+use orbit_kv::*;
+use std::sync::Arc;
+use tokio::sync::{broadcast, mpsc};
+
+/// Filters a watcher applies (etcd's NOPUT / NODELETE).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Filters {
+    /// Drop put events.
+    pub no_put: bool,
+    /// Drop delete events.
+    pub no_delete: bool,
+}
+
+fn keep(ev: &Event, key: &[u8], range_end: &[u8], filters: Filters) -> bool {
+    let in_range = if range_end.is_empty() {
+        ev.kv.key == key
+    } else if range_end == [0] {
+        ev.kv.key.as_slice() >= key
+    } else {
+        ev.kv.key.as_slice() >= key && ev.kv.key.as_slice() < range_end
+    };
+    in_range
+        && match ev.kind {
+            EventKind::Put => !filters.no_put,
+            EventKind::Delete => !filters.no_delete,
+        }
+}
+
+fn shape(mut events: Vec<Event>, prev_kv: bool) -> Vec<Event> {
+    if !prev_kv {
+        for e in &mut events {
+            e.prev_kv = None;
+        }
+    }
+    events
+}
+
+/// Subscribes at the current revision and reads the history from `from` up to it.
+/// Returns the subscription, the history and the revision it reaches.
+fn catch_up(
+    shared: &Shared,
+    key: &[u8],
+    opts: &WatchOptions,
+    from: i64,
+) -> KvResult<(broadcast::Receiver<Arc<crate::state_machine::ChangeBatch>>, Vec<Event>, i64)> {
+    let state = shared.read();
+    let rx = shared.subscribe();
+    let current = state.kv.revision();
+    let history = if from <= current {
+        state.kv.history(key, &opts.range_end, from)?
+    } else {
+        Vec::new()
+    };
+    Ok((rx, history, current))
+}
+
+/// Runs one watcher, sending its batches into `out` until `out` closes or the watch is
+/// compacted away. `created` is called once the watcher is registered, with the
+/// revision it starts at.
+pub async fn run(
+    shared: Arc<Shared>,
+    key: Vec<u8>,
+    opts: WatchOptions,
+    filters: Filters,
+    out: mpsc::Sender<WatchResponse>,
+) {
+    let start = opts.start_revision;
+    let compacted = |rev: i64, current: i64| WatchResponse {
+        revision: current,
+        events: Vec::new(),
+        compact_revision: rev,
+    };
+    // `last`: the revision the watcher has reported everything up to.
+    let first = if start > 0 { start } else { i64::MAX };
+    let (mut rx, history, mut last) = match catch_up(&shared, &key, &opts, first) {
+        Ok(x) => x,
+        Err(KvError::Compacted { compact_revision }) => {
+            let current = shared.read().kv.revision();
+            let _ = out.send(compacted(compact_revision, current)).await;
+            return;
+        }
+        Err(_) => return,
+    };
+    let history: Vec<Event> = history
+        .into_iter()
+        .filter(|e| keep(e, &key, &opts.range_end, filters))
+        .collect();
+    if !history.is_empty() {
+        let batch = WatchResponse {
+            revision: last,
+            events: shape(history, opts.prev_kv),
+            compact_revision: 0,
+        };
+        if out.send(batch).await.is_err() {
+            return;
+        }
+    }
+    loop {
+        let batch = tokio::select! {
+            _ = out.closed() => return,
+            b = rx.recv() => b,
+        };
+        match batch {
+            Ok(batch) => {
+                if batch.revision <= last || batch.revision < start {
+                    continue;
+                }
+                last = batch.revision;
+                let events: Vec<Event> = batch
+                    .events
+                    .iter()
+                    .filter(|e| keep(e, &key, &opts.range_end, filters))
+                    .cloned()
+                    .collect();
+                if events.is_empty() {
+                    continue;
+                }
+                let resp = WatchResponse {
+                    revision: batch.revision,
+                    events: shape(events, opts.prev_kv),
+                    compact_revision: 0,
+                };
+                if out.send(resp).await.is_err() {
+                    return;
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(_)) => {
+                // Fell behind the live feed: read what was missed from history.
+                match catch_up(&shared, &key, &opts, (last + 1).max(start)) {
+                    Ok((new_rx, history, current)) => {
+                        rx = new_rx;
+                        last = current;
+                        let events: Vec<Event> = history
+                            .into_iter()
+                            .filter(|e| keep(e, &key, &opts.range_end, filters))
+                            .collect();
+                        if !events.is_empty() {
+                            let resp = WatchResponse {
+                                revision: current,
+                                events: shape(events, opts.prev_kv),
+                                compact_revision: 0,
+                            };
+                            if out.send(resp).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Err(KvError::Compacted { compact_revision }) => {
+                        let current = shared.read().kv.revision();
+                        let _ = out.send(compacted(compact_revision, current)).await;
+                        return;
+                    }
+                    Err(_) => return,
+                }
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
