@@ -21,6 +21,8 @@ impl std::fmt::Debug for RemoteKv {
 fn err(e: ec::Error) -> KvError {
     match e {
         ec::Error::GRpcStatus(s) => pb::error_from_status(&s),
+        // etcd-client reports a keep-alive answered with TTL 0 this way.
+        ec::Error::LeaseKeepAliveError(m) if m.contains("not found") => KvError::LeaseNotFound,
         other => KvError::Unavailable(other.to_string()),
     }
 }

@@ -118,14 +118,19 @@ impl Kv for EmbeddedKv {
     }
 
     async fn lease_time_to_live(&self, id: i64, keys: bool) -> KvResult<LeaseTimeToLiveResponse> {
-        let (ttl, granted_ttl) = self.node.lease_time_to_live(id).await?;
+        let (ttl, granted_ttl) = match self.node.lease_time_to_live(id).await {
+            Ok(t) => t,
+            // As etcd: an unknown or expired lease has TTL -1.
+            Err(KvError::LeaseNotFound) => (-1, 0),
+            Err(e) => return Err(e),
+        };
         let state = self.node.shared().read();
         Ok(LeaseTimeToLiveResponse {
             revision: state.kv.revision(),
             id,
             ttl,
             granted_ttl,
-            keys: if keys {
+            keys: if keys && ttl >= 0 {
                 state.kv.lease_keys(id).unwrap_or_default()
             } else {
                 Vec::new()

@@ -770,3 +770,218 @@ pub enum WriteResult {
     /// Of a lease revoke: the revision.
     LeaseRevoke(i64),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(m: &mut Mvcc, k: &str, v: &str) -> PutResponse {
+        match m.apply(&WriteCommand::Put(PutRequest::new(k, v)), 0).0.unwrap() {
+            WriteResult::Put(r) => r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn get(m: &Mvcc, k: &str) -> Option<KeyValue> {
+        m.range(&RangeRequest::key(k)).unwrap().kvs.into_iter().next()
+    }
+
+    #[test]
+    fn revisions_and_versions_follow_etcd() {
+        let mut m = Mvcc::default();
+        assert_eq!(m.revision(), 1);
+        assert_eq!(put(&mut m, "a", "1").revision, 2);
+        put(&mut m, "a", "2");
+        let kv = get(&m, "a").unwrap();
+        assert_eq!((kv.create_revision, kv.mod_revision, kv.version), (2, 3, 2));
+        let (res, ev) = m.apply(&WriteCommand::Delete(DeleteRequest::key("a")), 0);
+        assert!(matches!(res, Ok(WriteResult::Delete(DeleteResponse { deleted: 1, revision: 4, .. }))));
+        assert_eq!(ev.len(), 1);
+        assert!(get(&m, "a").is_none());
+        // Deleting nothing does not make a revision.
+        let (res, _) = m.apply(&WriteCommand::Delete(DeleteRequest::key("a")), 0);
+        assert!(matches!(res, Ok(WriteResult::Delete(DeleteResponse { deleted: 0, revision: 4, .. }))));
+        // Re-creation starts a new generation.
+        put(&mut m, "a", "3");
+        let kv = get(&m, "a").unwrap();
+        assert_eq!((kv.create_revision, kv.version), (5, 1));
+        // Past revisions stay readable.
+        let old = m.range(&RangeRequest { revision: 3, ..RangeRequest::key("a") }).unwrap();
+        assert_eq!(old.kvs[0].value, b"2");
+        assert!(m.range(&RangeRequest { revision: 4, ..RangeRequest::key("a") }).unwrap().kvs.is_empty());
+        assert_eq!(m.range(&RangeRequest { revision: 99, ..RangeRequest::key("a") }), Err(KvError::FutureRevision));
+    }
+
+    #[test]
+    fn ranges_limits_sorting_and_counts() {
+        let mut m = Mvcc::default();
+        for (k, v) in [("p/a", "3"), ("p/b", "1"), ("p/c", "2"), ("q", "0")] {
+            put(&mut m, k, v);
+        }
+        let r = m.range(&RangeRequest { limit: 2, ..RangeRequest::prefix("p/") }).unwrap();
+        assert_eq!(r.kvs.len(), 2);
+        assert!(r.more);
+        assert_eq!(r.count, 3);
+        let r = m
+            .range(&RangeRequest {
+                sort_target: SortTarget::Value,
+                sort_order: SortOrder::Descend,
+                ..RangeRequest::prefix("p/")
+            })
+            .unwrap();
+        let vals: Vec<_> = r.kvs.iter().map(|k| k.value.clone()).collect();
+        assert_eq!(vals, vec![b"3".to_vec(), b"2".to_vec(), b"1".to_vec()]);
+        let r = m.range(&RangeRequest { count_only: true, ..RangeRequest::prefix("p/") }).unwrap();
+        assert!(r.kvs.is_empty() && r.count == 3);
+        let r = m.range(&RangeRequest { keys_only: true, ..RangeRequest::key("q") }).unwrap();
+        assert!(r.kvs[0].value.is_empty());
+        // [0] as range end: every key from `key` on.
+        let r = m.range(&RangeRequest { key: b"p/b".to_vec(), range_end: vec![0], ..Default::default() }).unwrap();
+        assert_eq!(r.count, 3);
+    }
+
+    #[test]
+    fn txn_compare_and_swap() {
+        let mut m = Mvcc::default();
+        let rev = put(&mut m, "k", "v1").revision;
+        let cas = |m: &mut Mvcc, expect: i64, new: &str| {
+            let t = TxnRequest {
+                compare: vec![Compare::new("k", CompareOp::Equal, CompareTarget::Mod(expect))],
+                success: vec![TxnOp::Put(PutRequest::new("k", new)), TxnOp::Range(RangeRequest::key("k"))],
+                failure: vec![TxnOp::Range(RangeRequest::key("k"))],
+            };
+            match m.apply(&WriteCommand::Txn(t), 0).0.unwrap() {
+                WriteResult::Txn(r) => r,
+                other => panic!("{other:?}"),
+            }
+        };
+        let ok = cas(&mut m, rev, "v2");
+        assert!(ok.succeeded);
+        assert_eq!(ok.revision, rev + 1);
+        // The read inside the txn sees the txn's own write.
+        match &ok.responses[1] {
+            TxnOpResponse::Range(r) => assert_eq!(r.kvs[0].value, b"v2"),
+            other => panic!("{other:?}"),
+        }
+        let stale = cas(&mut m, rev, "v3");
+        assert!(!stale.succeeded);
+        assert_eq!(stale.revision, rev + 1, "a failed CAS makes no revision");
+        assert_eq!(get(&m, "k").unwrap().value, b"v2");
+        // Missing key: version 0 compares equal; value compare fails.
+        let t = TxnRequest {
+            compare: vec![Compare::new("nope", CompareOp::Equal, CompareTarget::Version(0))],
+            success: vec![TxnOp::Put(PutRequest::new("nope", "x"))],
+            failure: vec![],
+        };
+        let r = m.apply(&WriteCommand::Txn(t), 0).0.unwrap();
+        assert!(matches!(r, WriteResult::Txn(TxnResponse { succeeded: true, .. })));
+    }
+
+    #[test]
+    fn txn_limits_and_duplicates_change_nothing() {
+        let mut m = Mvcc::default();
+        let many = TxnRequest {
+            success: (0..=MAX_TXN_OPS).map(|i| TxnOp::Put(PutRequest::new(format!("k{i}"), "v"))).collect(),
+            ..Default::default()
+        };
+        assert_eq!(m.apply(&WriteCommand::Txn(many), 0).0, Err(KvError::TooManyOps));
+        let dup = TxnRequest {
+            success: vec![TxnOp::Put(PutRequest::new("a", "1")), TxnOp::Put(PutRequest::new("a", "2"))],
+            ..Default::default()
+        };
+        assert_eq!(m.apply(&WriteCommand::Txn(dup), 0).0, Err(KvError::DuplicateKey));
+        let del_overlap = TxnRequest {
+            success: vec![TxnOp::Delete(DeleteRequest::prefix("a")), TxnOp::Put(PutRequest::new("ab", "2"))],
+            ..Default::default()
+        };
+        assert_eq!(m.apply(&WriteCommand::Txn(del_overlap), 0).0, Err(KvError::DuplicateKey));
+        let bad_lease = TxnRequest {
+            success: vec![TxnOp::Put(PutRequest::new("b", "1")), TxnOp::Put(PutRequest { lease: 42, ..PutRequest::new("c", "1") })],
+            ..Default::default()
+        };
+        assert_eq!(m.apply(&WriteCommand::Txn(bad_lease), 0).0, Err(KvError::LeaseNotFound));
+        assert_eq!(m.revision(), 1);
+        assert!(get(&m, "b").is_none());
+    }
+
+    #[test]
+    fn bad_puts_are_refused() {
+        let mut m = Mvcc::default();
+        assert_eq!(m.apply(&WriteCommand::Put(PutRequest::new("", "v")), 0).0, Err(KvError::KeyNotProvided));
+        let ign = PutRequest { ignore_value: true, ..PutRequest::new("x", "") };
+        assert_eq!(m.apply(&WriteCommand::Put(ign.clone()), 0).0, Err(KvError::KeyNotFound));
+        put(&mut m, "x", "keep");
+        assert!(m.apply(&WriteCommand::Put(ign), 0).0.is_ok());
+        assert_eq!(get(&m, "x").unwrap().value, b"keep");
+        // Quota: a put that would pass it is refused; deletes still work.
+        let big = PutRequest::new("big", vec![0u8; 1000]);
+        assert_eq!(m.apply(&WriteCommand::Put(big), 500).0, Err(KvError::NoSpace));
+        assert!(m.apply(&WriteCommand::Delete(DeleteRequest::key("x")), 500).0.is_ok());
+    }
+
+    #[test]
+    fn leases_attach_and_revoke_in_one_revision() {
+        let mut m = Mvcc::default();
+        let grant = m.apply(&WriteCommand::LeaseGrant { id: 7, ttl: 1 }, 0).0.unwrap();
+        assert!(matches!(grant, WriteResult::LeaseGrant(LeaseGrantResponse { id: 7, ttl: MIN_LEASE_TTL, .. })));
+        assert_eq!(m.apply(&WriteCommand::LeaseGrant { id: 7, ttl: 5 }, 0).0, Err(KvError::LeaseExists));
+        for k in ["l/a", "l/b"] {
+            m.apply(&WriteCommand::Put(PutRequest { lease: 7, ..PutRequest::new(k, "v") }), 0).0.unwrap();
+        }
+        put(&mut m, "other", "v");
+        let before = m.revision();
+        let (res, events) = m.apply(&WriteCommand::LeaseRevoke { id: 7 }, 0);
+        assert_eq!(res, Ok(WriteResult::LeaseRevoke(before + 1)));
+        assert_eq!(events.len(), 2);
+        assert!(events.iter().all(|e| e.kind == EventKind::Delete && e.kv.mod_revision == before + 1));
+        assert!(get(&m, "l/a").is_none() && get(&m, "other").is_some());
+        assert_eq!(m.apply(&WriteCommand::LeaseRevoke { id: 7 }, 0).0, Err(KvError::LeaseNotFound));
+    }
+
+    #[test]
+    fn compaction_keeps_what_reads_at_its_revision_see() {
+        let mut m = Mvcc::default();
+        put(&mut m, "a", "1"); // 2
+        put(&mut m, "a", "2"); // 3
+        put(&mut m, "b", "1"); // 4
+        m.apply(&WriteCommand::Delete(DeleteRequest::key("b")), 0).0.unwrap(); // 5
+        put(&mut m, "a", "3"); // 6
+        m.apply(&WriteCommand::Compact(5), 0).0.unwrap();
+        assert_eq!(
+            m.range(&RangeRequest { revision: 4, ..RangeRequest::key("a") }),
+            Err(KvError::Compacted { compact_revision: 5 })
+        );
+        let at5 = m.range(&RangeRequest { revision: 5, ..RangeRequest::prefix("") }).unwrap();
+        assert_eq!(at5.kvs.len(), 1);
+        assert_eq!(at5.kvs[0].value, b"2");
+        assert_eq!(m.apply(&WriteCommand::Compact(5), 0).0, Err(KvError::Compacted { compact_revision: 5 }));
+        assert_eq!(m.apply(&WriteCommand::Compact(60), 0).0, Err(KvError::FutureRevision));
+        assert!(matches!(m.history(b"a", b"", 5), Err(KvError::Compacted { .. })));
+        let h = m.history(b"a", b"", 6).unwrap();
+        assert_eq!(h.len(), 1);
+        assert_eq!(h[0].prev_kv.as_ref().unwrap().value, b"2");
+    }
+
+    #[test]
+    fn history_is_in_revision_order_with_prev_kv() {
+        let mut m = Mvcc::default();
+        put(&mut m, "w/a", "1");
+        put(&mut m, "w/b", "1");
+        put(&mut m, "w/a", "2");
+        m.apply(&WriteCommand::Delete(DeleteRequest::prefix("w/")), 0).0.unwrap();
+        let h = m.history(b"w/", &prefix_end(b"w/"), 2).unwrap();
+        let seen: Vec<(EventKind, i64)> = h.iter().map(|e| (e.kind, e.kv.mod_revision)).collect();
+        assert_eq!(
+            seen,
+            vec![
+                (EventKind::Put, 2),
+                (EventKind::Put, 3),
+                (EventKind::Put, 4),
+                (EventKind::Delete, 5),
+                (EventKind::Delete, 5)
+            ]
+        );
+        assert_eq!(h[2].prev_kv.as_ref().unwrap().value, b"1");
+        assert!(h[0].prev_kv.is_none());
+    }
+}

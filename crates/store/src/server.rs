@@ -48,11 +48,7 @@ pub fn serve(
         .add_service(PbWatchServer::new(api.clone()).max_decoding_message_size(limit))
         .add_service(PbLeaseServer::new(api.clone()).max_decoding_message_size(limit))
         .add_service(PbClusterServer::new(api.clone()).max_decoding_message_size(limit))
-        .add_service(
-            PbMaintenanceServer::new(api)
-                .max_decoding_message_size(limit)
-                .max_encoding_message_size(usize::MAX),
-        );
+        .add_service(PbMaintenanceServer::new(api).max_decoding_message_size(limit));
     tokio::spawn(async move {
         let res = client_router
             .serve_with_incoming_shutdown(TcpListenerStream::new(client), async move {
@@ -401,24 +397,14 @@ impl PbLeaseService for Api {
         request: Request<PbLeaseTimeToLiveRequest>,
     ) -> GrpcResult<PbLeaseTimeToLiveResponse> {
         let r = request.into_inner();
-        match self.kv.lease_time_to_live(r.id, r.keys).await {
-            Ok(resp) => Ok(Response::new(PbLeaseTimeToLiveResponse {
-                header: self.header(resp.revision),
-                id: resp.id,
-                ttl: resp.ttl,
-                granted_ttl: resp.granted_ttl,
-                keys: resp.keys,
-            })),
-            // etcd answers an unknown lease with TTL -1.
-            Err(KvError::LeaseNotFound) => Ok(Response::new(PbLeaseTimeToLiveResponse {
-                header: self.header(self.revision()),
-                id: r.id,
-                ttl: -1,
-                granted_ttl: 0,
-                keys: Vec::new(),
-            })),
-            Err(e) => Err(st(e)),
-        }
+        let resp = self.kv.lease_time_to_live(r.id, r.keys).await.map_err(st)?;
+        Ok(Response::new(PbLeaseTimeToLiveResponse {
+            header: self.header(resp.revision),
+            id: resp.id,
+            ttl: resp.ttl,
+            granted_ttl: resp.granted_ttl,
+            keys: resp.keys,
+        }))
     }
 
     async fn lease_leases(

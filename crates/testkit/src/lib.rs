@@ -1,0 +1,273 @@
+//! Real clusters on loopback for tests and benchmarks: in-process orbit store clusters
+//! ([`OrbitCluster`]) and clusters of Debian's `etcd` ([`EtcdCluster`]), each on free
+//! ports in temporary directories, stopped when dropped.
+
+use orbit_kv::{Kv, RemoteKv};
+use orbit_store::{ClusterState, EmbeddedKv, StoreConfig, StoreNode};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+
+/// A free TCP port on 127.0.0.1 (bound and released; the OS will not hand it out
+/// again at once).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("binding an ephemeral port on 127.0.0.1")
+}
+
+/// Timings of a test cluster: fast elections so failover tests stay short.
+#[derive(Clone, Copy, Debug)]
+pub struct Timings {
+    /// Heartbeat interval, ms.
+    pub heartbeat_ms: u64,
+    /// Election timeout, ms.
+    pub election_ms: u64,
+}
+
+impl Timings {
+    /// Quick timings for tests.
+    pub const FAST: Timings = Timings {
+        heartbeat_ms: 50,
+        election_ms: 500,
+    };
+    /// etcd's defaults, for benchmarks.
+    pub const ETCD_DEFAULT: Timings = Timings {
+        heartbeat_ms: 100,
+        election_ms: 1000,
+    };
+}
+
+/// An in-process orbit store cluster on loopback.
+pub struct OrbitCluster {
+    /// The members; `None` while stopped.
+    pub nodes: Vec<Option<Arc<StoreNode>>>,
+    /// Each member's configuration.
+    pub configs: Vec<StoreConfig>,
+    _dir: TempDir,
+}
+
+impl OrbitCluster {
+    /// Starts an `n`-member cluster and waits until it has a leader.
+    pub async fn start(n: usize, timings: Timings) -> OrbitCluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let peers: Vec<(String, String)> = (0..n)
+            .map(|i| (format!("m{i}"), format!("http://127.0.0.1:{}", free_port())))
+            .collect();
+        let token = format!("test-{}", free_port());
+        let configs: Vec<StoreConfig> = (0..n)
+            .map(|i| StoreConfig {
+                name: peers[i].0.clone(),
+                data_dir: dir.path().join(&peers[i].0),
+                client_url: format!("http://127.0.0.1:{}", free_port()),
+                peer_url: peers[i].1.clone(),
+                initial_cluster: peers.clone(),
+                initial_cluster_state: ClusterState::New,
+                token: token.clone(),
+                heartbeat_ms: timings.heartbeat_ms,
+                election_ms: timings.election_ms,
+                quota_bytes: 2 << 30,
+                snapshot_entries: 10_000,
+            })
+            .collect();
+        let mut nodes = Vec::new();
+        for c in &configs {
+            nodes.push(Some(
+                StoreNode::start(c.clone())
+                    .await
+                    .expect("starting a store member"),
+            ));
+        }
+        let cluster = OrbitCluster {
+            nodes,
+            configs,
+            _dir: dir,
+        };
+        cluster.wait_for_leader(Duration::from_secs(20)).await;
+        cluster
+    }
+
+    /// Waits until every running member knows the same leader; returns its index.
+    pub async fn wait_for_leader(&self, timeout: Duration) -> usize {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let leaders: Vec<Option<u64>> = self.running().map(|n| n.leader()).collect();
+            if let Some(Some(l)) = leaders.first() {
+                if leaders.iter().all(|x| *x == Some(*l)) {
+                    if let Some(i) = self.index_of(*l) {
+                        return i;
+                    }
+                }
+            }
+            assert!(Instant::now() < deadline, "no agreed leader within {timeout:?}: {leaders:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn running(&self) -> impl Iterator<Item = &Arc<StoreNode>> {
+        self.nodes.iter().flatten()
+    }
+
+    fn index_of(&self, id: u64) -> Option<usize> {
+        self.nodes
+            .iter()
+            .position(|n| n.as_ref().is_some_and(|n| n.id() == id))
+    }
+
+    /// The client URLs of the running members.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.running().map(|n| n.advertised_client_url()).collect()
+    }
+
+    /// An in-process handle on member `i`.
+    pub fn embedded(&self, i: usize) -> EmbeddedKv {
+        EmbeddedKv::new(self.nodes[i].clone().expect("member is running"))
+    }
+
+    /// A remote client of the whole cluster.
+    pub async fn remote(&self) -> RemoteKv {
+        RemoteKv::connect(&self.endpoints())
+            .await
+            .expect("connecting to the cluster")
+    }
+
+    /// Stops member `i` (its data stays).
+    pub async fn stop(&mut self, i: usize) {
+        if let Some(n) = self.nodes[i].take() {
+            n.shutdown().await;
+        }
+    }
+
+    /// Restarts member `i` on its data dir.
+    pub async fn restart(&mut self, i: usize) {
+        self.nodes[i] = Some(
+            StoreNode::start(self.configs[i].clone())
+                .await
+                .expect("restarting a store member"),
+        );
+    }
+}
+
+impl Drop for OrbitCluster {
+    fn drop(&mut self) {
+        for n in self.nodes.iter().flatten() {
+            let n = n.clone();
+            // Shut down in the background: Drop cannot wait on the runtime.
+            if let Ok(h) = tokio::runtime::Handle::try_current() {
+                h.spawn(async move { n.shutdown().await });
+            }
+        }
+    }
+}
+
+/// A cluster of real etcd processes (Debian's `etcd-server`) on loopback.
+pub struct EtcdCluster {
+    children: Vec<Child>,
+    endpoints: Vec<String>,
+    _dir: TempDir,
+}
+
+/// The etcd binary: `$ORBIT_ETCD_BIN`, else `etcd` on the PATH.
+pub fn etcd_binary() -> PathBuf {
+    std::env::var_os("ORBIT_ETCD_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("etcd"))
+}
+
+impl EtcdCluster {
+    /// Starts an `n`-member etcd cluster with its default durability (fsync on every
+    /// commit) and waits until it serves. Panics with advice if etcd is missing.
+    pub async fn start(n: usize) -> EtcdCluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let peers: Vec<(String, u16, u16)> = (0..n)
+            .map(|i| (format!("e{i}"), free_port(), free_port()))
+            .collect();
+        let initial: Vec<String> = peers
+            .iter()
+            .map(|(name, _, p)| format!("{name}=http://127.0.0.1:{p}"))
+            .collect();
+        let initial = initial.join(",");
+        let mut children = Vec::new();
+        for (name, client, peer) in &peers {
+            let log = std::fs::File::create(dir.path().join(format!("{name}.log"))).unwrap();
+            let child = Command::new(etcd_binary())
+                .arg("--name")
+                .arg(name)
+                .arg("--data-dir")
+                .arg(dir.path().join(name))
+                .arg("--listen-client-urls")
+                .arg(format!("http://127.0.0.1:{client}"))
+                .arg("--advertise-client-urls")
+                .arg(format!("http://127.0.0.1:{client}"))
+                .arg("--listen-peer-urls")
+                .arg(format!("http://127.0.0.1:{peer}"))
+                .arg("--initial-advertise-peer-urls")
+                .arg(format!("http://127.0.0.1:{peer}"))
+                .arg("--initial-cluster")
+                .arg(&initial)
+                .arg("--initial-cluster-token")
+                .arg(format!("etcd-{}", dir.path().display()))
+                .arg("--initial-cluster-state")
+                .arg("new")
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "cannot run {:?} ({e}); install Debian's etcd-server (scripts/setup.sh does)",
+                        etcd_binary()
+                    )
+                });
+            children.push(child);
+        }
+        let endpoints: Vec<String> = peers
+            .iter()
+            .map(|(_, c, _)| format!("http://127.0.0.1:{c}"))
+            .collect();
+        let cluster = EtcdCluster {
+            children,
+            endpoints,
+            _dir: dir,
+        };
+        cluster.wait_ready(Duration::from_secs(30)).await;
+        cluster
+    }
+
+    async fn wait_ready(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(kv) = RemoteKv::connect(&self.endpoints).await {
+                if kv.get(b"ready").await.is_ok() {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "etcd did not become ready in {timeout:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The client URLs.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.endpoints.clone()
+    }
+
+    /// A client of the cluster.
+    pub async fn remote(&self) -> RemoteKv {
+        RemoteKv::connect(&self.endpoints)
+            .await
+            .expect("connecting to etcd")
+    }
+}
+
+impl Drop for EtcdCluster {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}

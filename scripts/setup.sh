@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs what building and testing orbit needs beside the Rust toolchain, once:
+# protoc (for the gRPC code), Debian's etcd-server and etcd-client (the anchor etcd and
+# etcdctl that interoperability tests and benchmarks run against).
+set -euo pipefail
+need=()
+command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
+command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
+command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
+if [ ${#need[@]} -gt 0 ]; then
+  sudo_cmd=""
+  [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${need[@]}" >/dev/null
+fi
