@@ -1,0 +1,251 @@
+//! Debian's etcdctl (3.4) against a 3-member orbit cluster of real processes: the
+//! commands behave as they do against etcd.
+
+mod common;
+
+use common::*;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Runs etcdctl against `endpoints`; returns stdout, panicking with stderr on failure.
+fn etcdctl(endpoints: &str, args: &[&str]) -> String {
+    etcdctl_input(endpoints, args, None)
+}
+
+fn etcdctl_input(endpoints: &str, args: &[&str], input: Option<&str>) -> String {
+    let mut child = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoints}"))
+        .arg("--command-timeout=10s")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("etcdctl is installed (scripts/setup.sh installs Debian's etcd-client)");
+    if let Some(i) = input {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(i.as_bytes()).unwrap();
+    }
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "etcdctl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Some commands (endpoint health) report on stderr.
+    String::from_utf8(out.stdout).unwrap() + &String::from_utf8_lossy(&out.stderr)
+}
+
+/// Endpoints as etcdctl takes them. `host:port` without the scheme: etcdctl 3.4 sends
+/// the whole URL as the HTTP/2 authority for some commands, which the h2 server refuses.
+fn hostports(c: &ProcCluster) -> String {
+    c.members
+        .iter()
+        .map(|m| format!("127.0.0.1:{}", m.client))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn etcdctl_kv_txn_lease_watch_and_cluster_commands() {
+    let c = ProcCluster::start(3).await;
+    let all = hostports(&c);
+    let ep = all.clone();
+    let one = format!("127.0.0.1:{}", c.members[1].client);
+    tokio::task::spawn_blocking(move || {
+        // put / get / prefix / limit / revision / del
+        assert_eq!(etcdctl(&ep, &["put", "fruit/apple", "red"]).trim(), "OK");
+        assert_eq!(etcdctl(&one, &["put", "fruit/banana", "yellow"]).trim(), "OK");
+        etcdctl(&ep, &["put", "fruit/cherry", "dark"]);
+        assert_eq!(etcdctl(&one, &["get", "fruit/apple"]), "fruit/apple\nred\n");
+        assert_eq!(
+            etcdctl(&ep, &["get", "fruit/", "--prefix", "--keys-only"]),
+            "fruit/apple\n\nfruit/banana\n\nfruit/cherry\n\n"
+        );
+        assert_eq!(
+            etcdctl(&ep, &["get", "fruit/", "--prefix", "--limit=1"]),
+            "fruit/apple\nred\n"
+        );
+        let json = etcdctl(&ep, &["get", "fruit/apple", "-w", "json"]);
+        let rev: i64 = json
+            .split("\"mod_revision\":")
+            .nth(1)
+            .and_then(|s| s.split(',').next())
+            .and_then(|s| s.parse().ok())
+            .expect("mod_revision in json");
+        etcdctl(&ep, &["put", "fruit/apple", "green"]);
+        assert_eq!(
+            etcdctl(&ep, &["get", "fruit/apple", &format!("--rev={rev}")]),
+            "fruit/apple\nred\n"
+        );
+        assert_eq!(etcdctl(&one, &["del", "fruit/cherry"]).trim(), "1");
+        assert_eq!(etcdctl(&ep, &["get", "fruit/cherry"]), "");
+
+        // txn: compare, success and failure branches.
+        let out = etcdctl_input(
+            &ep,
+            &["txn"],
+            Some("value(\"fruit/apple\") = \"green\"\n\nput fruit/verdict ripe\n\nput fruit/verdict raw\n\n"),
+        );
+        assert!(out.starts_with("SUCCESS"), "{out}");
+        assert_eq!(etcdctl(&ep, &["get", "fruit/verdict", "--print-value-only"]).trim(), "ripe");
+        let out = etcdctl_input(
+            &ep,
+            &["txn"],
+            Some("value(\"fruit/apple\") = \"red\"\n\nput fruit/verdict ripe\n\nput fruit/verdict raw\n\n"),
+        );
+        assert!(out.starts_with("FAILURE"), "{out}");
+        assert_eq!(etcdctl(&ep, &["get", "fruit/verdict", "--print-value-only"]).trim(), "raw");
+
+        // leases: grant, attach, keep-alive once, time to live, expiry.
+        let out = etcdctl(&ep, &["lease", "grant", "3"]);
+        let id = out.split_whitespace().nth(1).expect("lease id").to_string();
+        assert!(out.contains("granted with TTL(3s)"), "{out}");
+        etcdctl(&ep, &["put", "ephemeral", "x", &format!("--lease={id}")]);
+        let out = etcdctl(&one, &["lease", "keep-alive", "--once", &id]);
+        assert!(out.contains("keepalived with TTL(3)"), "{out}");
+        let out = etcdctl(&ep, &["lease", "timetolive", &id, "--keys"]);
+        assert!(out.contains("attached keys([ephemeral])"), "{out}");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !etcdctl(&ep, &["get", "ephemeral"]).is_empty() {
+            assert!(Instant::now() < deadline, "lease never expired");
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        let out = etcdctl(&ep, &["lease", "timetolive", &id]);
+        assert!(out.contains("already expired"), "{out}");
+
+        // member list, endpoint status and health.
+        let out = etcdctl(&ep, &["member", "list"]);
+        assert_eq!(out.lines().count(), 3, "{out}");
+        assert!(out.lines().all(|l| l.contains("started")), "{out}");
+        for name in ["m0", "m1", "m2"] {
+            assert!(out.contains(name), "{out}");
+        }
+        let out = etcdctl(&ep, &["endpoint", "status"]);
+        assert_eq!(out.lines().count(), 3, "{out}");
+        assert_eq!(out.matches(", true, false,").count(), 1, "exactly one leader: {out}");
+        let out = etcdctl(&ep, &["endpoint", "health"]);
+        assert_eq!(out.matches("is healthy").count(), 3, "{out}");
+    })
+    .await
+    .unwrap();
+
+    // watch: a prefix from a past revision, then live events.
+    let ep = all.clone();
+    let watcher = std::thread::spawn(move || {
+        let out = Command::new("timeout")
+            .args(["8", "etcdctl"])
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={ep}"))
+            .args(["watch", "fruit/apple", "--rev=1"])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let ep = all.clone();
+    tokio::task::spawn_blocking(move || etcdctl(&ep, &["put", "fruit/apple", "gone"]))
+        .await
+        .unwrap();
+    let out = watcher.join().unwrap();
+    assert_eq!(
+        out,
+        "PUT\nfruit/apple\nred\nPUT\nfruit/apple\ngreen\nPUT\nfruit/apple\ngone\n",
+        "watch saw history then the live put"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn etcdctl_member_add_promote_and_remove() {
+    let mut c = ProcCluster::start(3).await;
+    let ep = hostports(&c);
+    // A fourth member, as etcd's runtime reconfiguration does it: add, then start it
+    // with --initial-cluster-state existing.
+    let client = orbit_testkit::free_port();
+    let peer = orbit_testkit::free_port();
+    let peer_url = format!("http://127.0.0.1:{peer}");
+    let e = ep.clone();
+    let p = peer_url.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        etcdctl(&e, &["member", "add", "m3", &format!("--peer-urls={p}")])
+    })
+    .await
+    .unwrap();
+    assert!(out.contains("Member") && out.contains("added"), "{out}");
+    let initial = format!(
+        "{},m3={peer_url}",
+        c.members
+            .iter()
+            .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let mut args = c.members[0].args.clone();
+    let set = |args: &mut Vec<String>, flag: &str, v: String| {
+        let i = args.iter().position(|a| a == flag).unwrap();
+        args[i + 1] = v;
+    };
+    set(&mut args, "--name", "m3".into());
+    set(&mut args, "--client-url", format!("http://127.0.0.1:{client}"));
+    set(&mut args, "--peer-url", peer_url.clone());
+    set(&mut args, "--initial-cluster", initial);
+    set(&mut args, "--data-dir", c.dir.path().join("m3").display().to_string());
+    args.push("--initial-cluster-state".into());
+    args.push("existing".into());
+    c.members.push(Member {
+        name: "m3".into(),
+        client,
+        peer,
+        args,
+    });
+    c.procs.push(None);
+    c.spawn(3);
+
+    // It starts, catches up, and becomes a voter; every member lists it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let e = ep.clone();
+        let out = tokio::task::spawn_blocking(move || etcdctl(&e, &["member", "list"]))
+            .await
+            .unwrap();
+        if out.lines().count() == 4 && out.contains(", started, m3,") && out.contains(", false\n") && !out.contains("true") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "m3 never became a started voter: {out}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let new_ep = format!("127.0.0.1:{client}");
+    let out = tokio::task::spawn_blocking(move || {
+        etcdctl(&new_ep, &["put", "via-new", "member"]);
+        etcdctl(&new_ep, &["get", "via-new", "--print-value-only"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.trim(), "member");
+
+    // Remove it again; its id is gone from the list.
+    let e = ep.clone();
+    let list = tokio::task::spawn_blocking(move || etcdctl(&e, &["member", "list"]))
+        .await
+        .unwrap();
+    let id = list
+        .lines()
+        .find(|l| l.contains(", m3,"))
+        .and_then(|l| l.split(',').next())
+        .unwrap()
+        .to_string();
+    let e = ep.clone();
+    let out = tokio::task::spawn_blocking(move || etcdctl(&e, &["member", "remove", &id]))
+        .await
+        .unwrap();
+    assert!(out.contains("removed"), "{out}");
+    c.kill(3);
+    let e = ep.clone();
+    let list = tokio::task::spawn_blocking(move || etcdctl(&e, &["member", "list"]))
+        .await
+        .unwrap();
+    assert_eq!(list.lines().count(), 3, "{list}");
+    c.wait_writable(Duration::from_secs(10)).await;
+}
