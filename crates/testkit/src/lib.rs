@@ -54,6 +54,15 @@ pub struct OrbitCluster {
 impl OrbitCluster {
     /// Starts an `n`-member cluster and waits until it has a leader.
     pub async fn start(n: usize, timings: Timings) -> OrbitCluster {
+        Self::start_configured(n, timings, |_| {}).await
+    }
+
+    /// As [`OrbitCluster::start`], with `tune` applied to every member's configuration.
+    pub async fn start_configured(
+        n: usize,
+        timings: Timings,
+        tune: impl Fn(&mut StoreConfig),
+    ) -> OrbitCluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let peers: Vec<(String, String)> = (0..n)
             .map(|i| (format!("m{i}"), format!("http://127.0.0.1:{}", free_port())))
@@ -72,6 +81,10 @@ impl OrbitCluster {
                 election_ms: timings.election_ms,
                 quota_bytes: 2 << 30,
                 snapshot_entries: 10_000,
+            })
+            .map(|mut c| {
+                tune(&mut c);
+                c
             })
             .collect();
         let mut nodes = Vec::new();
