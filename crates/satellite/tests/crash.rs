@@ -84,7 +84,7 @@ async fn verify(c: &ProcCluster, acked: &[(String, Instant)]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigkill_each_member_in_turn_during_writes() {
-    let mut c = ProcCluster::start(3).await;
+    let mut c = common::start(3).await;
     let load = Load::start(c.client().await, 8);
     for i in 0..3 {
         tokio::time::sleep(Duration::from_millis(700)).await;
@@ -99,7 +99,7 @@ async fn sigkill_each_member_in_turn_during_writes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigkill_all_members_during_writes() {
-    let mut c = ProcCluster::start(3).await;
+    let mut c = common::start(3).await;
     let load = Load::start(c.client().await, 8);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     for i in 0..3 {
@@ -116,7 +116,7 @@ async fn sigkill_all_members_during_writes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn leader_failover_under_load() {
-    let mut c = ProcCluster::start(3).await;
+    let mut c = common::start(3).await;
     let load = Load::start(c.client().await, 8);
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let leader = c.leader().await.expect("a leader");
@@ -150,7 +150,7 @@ async fn leader_failover_under_load() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn lagging_member_catches_up_from_a_snapshot() {
-    let mut c = ProcCluster::start(3).await;
+    let mut c = common::start(3).await;
     c.kill(2);
     // More entries than the snapshot interval (2000), so the leader's log is purged
     // past what member 2 has and it must install a snapshot.

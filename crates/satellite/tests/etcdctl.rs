@@ -50,7 +50,7 @@ fn hostports(c: &ProcCluster) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn etcdctl_kv_txn_lease_watch_and_cluster_commands() {
-    let c = ProcCluster::start(3).await;
+    let c = common::start(3).await;
     let all = hostports(&c);
     let ep = all.clone();
     let one = format!("127.0.0.1:{}", c.members[1].client);
@@ -159,7 +159,7 @@ async fn etcdctl_kv_txn_lease_watch_and_cluster_commands() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn etcdctl_member_add_promote_and_remove() {
-    let mut c = ProcCluster::start(3).await;
+    let mut c = common::start(3).await;
     let ep = hostports(&c);
     // A fourth member, as etcd's runtime reconfiguration does it: add, then start it
     // with --initial-cluster-state existing.

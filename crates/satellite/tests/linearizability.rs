@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::*;
+
 use orbit_kv::*;
 use rand::Rng;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -137,7 +137,7 @@ async fn client(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn get_put_cas_stay_linearizable_while_members_are_killed() {
-    let mut c = ProcCluster::start(3).await;
+    let mut c = common::start(3).await;
     let keys = ["lin/a", "lin/b"];
     let recorders: Vec<Arc<Recorder>> = keys.iter().map(|_| Arc::default()).collect();
     let processes = Arc::new(AtomicUsize::new(0));
@@ -186,7 +186,7 @@ async fn get_put_cas_stay_linearizable_while_members_are_killed() {
 fn the_checker_rejects_a_stale_read() {
     // Control: a read that misses a completed write must be caught.
     let rec = Recorder::default();
-    let mut push = |p, call, response| {
+    let push = |p, call, response| {
         let called = rec.now();
         let answered = Some(rec.now());
         rec.records.lock().unwrap().push(Record { process: p, called, answered, call, response });

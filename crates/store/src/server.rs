@@ -43,7 +43,6 @@ pub fn serve(
     let limit = MAX_REQUEST_BYTES + GRPC_OVERHEAD;
     let mut stop = node.shutdown_signal();
     let client_router = tonic::transport::Server::builder()
-        .tcp_nodelay(true)
         .add_service(PbKvServer::new(api.clone()).max_decoding_message_size(limit))
         .add_service(PbWatchServer::new(api.clone()).max_decoding_message_size(limit))
         .add_service(PbLeaseServer::new(api.clone()).max_decoding_message_size(limit))
@@ -51,7 +50,7 @@ pub fn serve(
         .add_service(PbMaintenanceServer::new(api).max_decoding_message_size(limit));
     tokio::spawn(async move {
         let res = client_router
-            .serve_with_incoming_shutdown(TcpListenerStream::new(client), async move {
+            .serve_with_incoming_shutdown(no_delay(client), async move {
                 let _ = stop.wait_for(|s| *s).await;
             })
             .await;
@@ -61,11 +60,10 @@ pub fn serve(
     });
     let mut stop = node.shutdown_signal();
     let peer_router = tonic::transport::Server::builder()
-        .tcp_nodelay(true)
         .add_service(PeerService::server(Arc::downgrade(&node)));
     tokio::spawn(async move {
         let res = peer_router
-            .serve_with_incoming_shutdown(TcpListenerStream::new(peer), async move {
+            .serve_with_incoming_shutdown(no_delay(peer), async move {
                 let _ = stop.wait_for(|s| *s).await;
             })
             .await;
@@ -73,6 +71,20 @@ pub fn serve(
             tracing::error!(error = %e, "peer server failed");
         }
     });
+}
+
+/// Accepted connections with Nagle's algorithm off: a gRPC answer goes out as several
+/// small writes, and Nagle with delayed ACKs would hold each back ~40 ms. (tonic's own
+/// `tcp_nodelay` applies only to listeners it binds itself.)
+fn no_delay(
+    listener: tokio::net::TcpListener,
+) -> impl Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use tokio_stream::StreamExt;
+    TcpListenerStream::new(listener).map(|s| {
+        s.inspect(|s| {
+            let _ = s.set_nodelay(true);
+        })
+    })
 }
 
 #[derive(Clone)]

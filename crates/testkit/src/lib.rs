@@ -2,6 +2,8 @@
 //! ([`OrbitCluster`]) and clusters of Debian's `etcd` ([`EtcdCluster`]), each on free
 //! ports in temporary directories, stopped when dropped.
 
+pub mod process;
+
 use orbit_kv::{Kv, RemoteKv};
 use orbit_store::{ClusterState, EmbeddedKv, StoreConfig, StoreNode};
 use std::net::TcpListener;

@@ -1,0 +1,184 @@
+//! A store cluster of real `satellite storage init` processes, which tests kill with
+//! SIGKILL and benchmarks run beside etcd.
+
+use crate::{free_port, Timings};
+use orbit_kv::{Kv, PutRequest, RemoteKv};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+
+/// One member's command line.
+pub struct Member {
+    /// Its name.
+    pub name: String,
+    /// Its client port.
+    pub client: u16,
+    /// Its peer port.
+    pub peer: u16,
+    /// The arguments of `satellite`.
+    pub args: Vec<String>,
+}
+
+/// Processes forming one cluster; killed when dropped.
+pub struct ProcCluster {
+    /// Where data dirs and logs live.
+    pub dir: TempDir,
+    /// The members' command lines.
+    pub members: Vec<Member>,
+    /// The running processes.
+    pub procs: Vec<Option<Child>>,
+    binary: PathBuf,
+}
+
+impl ProcCluster {
+    /// Starts `n` members of `binary` (a `satellite`) and waits until it takes writes.
+    pub async fn start(binary: &Path, n: usize, timings: Timings) -> ProcCluster {
+        let dir = tempfile::tempdir().unwrap();
+        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+        let initial = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, p))| format!("m{i}=http://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let members = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (c, p))| Member {
+                name: format!("m{i}"),
+                client: *c,
+                peer: *p,
+                args: vec![
+                    "storage".into(),
+                    "init".into(),
+                    "--name".into(),
+                    format!("m{i}"),
+                    "--token".into(),
+                    "crash-test".into(),
+                    "--client-url".into(),
+                    format!("http://127.0.0.1:{c}"),
+                    "--peer-url".into(),
+                    format!("http://127.0.0.1:{p}"),
+                    "--initial-cluster".into(),
+                    initial.clone(),
+                    "--data-dir".into(),
+                    dir.path().join(format!("m{i}")).display().to_string(),
+                    "--heartbeat-ms".into(),
+                    timings.heartbeat_ms.to_string(),
+                    "--election-ms".into(),
+                    timings.election_ms.to_string(),
+                    "--snapshot-entries".into(),
+                    "2000".into(),
+                ],
+            })
+            .collect();
+        let mut c = ProcCluster {
+            dir,
+            members,
+            procs: (0..n).map(|_| None).collect(),
+            binary: binary.to_path_buf(),
+        };
+        for i in 0..n {
+            c.spawn(i);
+        }
+        c.wait_writable(Duration::from_secs(30)).await;
+        c
+    }
+
+    /// Starts member `i`'s process (again) on its data dir.
+    pub fn spawn(&mut self, i: usize) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("m{i}.log")))
+            .unwrap();
+        let child = Command::new(&self.binary)
+            .args(&self.members[i].args)
+            .env("ORBIT_LOG", "info,openraft=warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawning satellite");
+        self.procs[i] = Some(child);
+    }
+
+    /// Kills member `i` with SIGKILL.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.procs[i].take() {
+            c.kill().expect("SIGKILL");
+            c.wait().unwrap();
+        }
+    }
+
+    /// Client URLs of every member.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members
+            .iter()
+            .map(|m| format!("http://127.0.0.1:{}", m.client))
+            .collect()
+    }
+
+    /// A client of the whole cluster.
+    pub async fn client(&self) -> RemoteKv {
+        RemoteKv::connect(&self.endpoints()).await.unwrap()
+    }
+
+    /// A client of member `i` alone.
+    pub async fn client_of(&self, i: usize) -> RemoteKv {
+        RemoteKv::connect(&[format!("http://127.0.0.1:{}", self.members[i].client)])
+            .await
+            .unwrap()
+    }
+
+    /// Waits until a write through the cluster succeeds.
+    pub async fn wait_writable(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(kv) = RemoteKv::connect(&self.endpoints()).await {
+                if tokio::time::timeout(
+                    Duration::from_secs(2),
+                    kv.put(PutRequest::new("ready", "1")),
+                )
+                .await
+                .is_ok_and(|r| r.is_ok())
+                {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "cluster not writable within {timeout:?}; logs in {}",
+                self.dir.path().display()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The index of the member that leads, as the first reachable member sees it.
+    pub async fn leader(&self) -> Option<usize> {
+        for i in 0..self.members.len() {
+            if self.procs[i].is_none() {
+                continue;
+            }
+            let Ok(kv) = RemoteKv::connect(&[format!("http://127.0.0.1:{}", self.members[i].client)]).await else {
+                continue;
+            };
+            let Ok(s) = kv.client().status().await else { continue };
+            let leader = s.leader();
+            let members = kv.members().await.ok()?;
+            let name = members.iter().find(|m| m.id == leader)?.name.clone();
+            return self.members.iter().position(|m| m.name == name);
+        }
+        None
+    }
+}
+
+impl Drop for ProcCluster {
+    fn drop(&mut self) {
+        for i in 0..self.procs.len() {
+            self.kill(i);
+        }
+    }
+}
+
