@@ -25,6 +25,9 @@ struct Args {
     /// Concurrent clients.
     #[arg(long, value_delimiter = ',', default_value = "1,16,64,256")]
     clients: Vec<usize>,
+    /// Only load this running cluster (client URLs, comma separated) and print its numbers.
+    #[arg(long, value_delimiter = ',')]
+    endpoints: Vec<String>,
     /// The satellite binary (default: beside this one).
     #[arg(long, env = "ORBIT_SATELLITE_BIN")]
     satellite: Option<PathBuf>,
@@ -153,6 +156,10 @@ async fn run_all(pool: &[Arc<dyn Kv>], args: &Args) -> Vec<(Op, usize, Result)> 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if !args.endpoints.is_empty() {
+        run_all(&pool_of(&args.endpoints).await, &args).await;
+        return Ok(());
+    }
     let satellite = match &args.satellite {
         Some(p) => p.clone(),
         None => std::env::current_exe()?.with_file_name("satellite"),

@@ -14,6 +14,7 @@ pub mod log_store;
 pub mod mvcc;
 pub mod network;
 pub mod node;
+pub mod proposer;
 pub mod raft_types;
 pub mod server;
 pub mod state_machine;

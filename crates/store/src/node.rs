@@ -8,6 +8,7 @@ use crate::config::{ClusterState, StoreConfig};
 use crate::lease::LeaseClock;
 use crate::log_store::LogStore;
 use crate::mvcc::{WriteCommand, WriteResult};
+use crate::proposer::Proposer;
 use crate::network::{ForwardError, ForwardRequest, ForwardResponse, NetworkFactory, Peers};
 use crate::raft_types::*;
 use crate::state_machine::{Shared, StateMachine};
@@ -62,6 +63,7 @@ pub struct StoreNode {
     shared: Arc<Shared>,
     peers: Peers,
     leases: LeaseClock,
+    proposer: Proposer,
     client_addr: SocketAddr,
     peer_addr: SocketAddr,
     shutdown: watch::Sender<bool>,
@@ -163,10 +165,11 @@ impl StoreNode {
             client_addr: client_listener.local_addr()?,
             peer_addr: peer_listener.local_addr()?,
             config,
-            raft,
+            raft: raft.clone(),
             shared,
             peers,
             leases: LeaseClock::default(),
+            proposer: Proposer::start(raft.clone()),
             shutdown,
         });
         crate::server::serve(node.clone(), client_listener, peer_listener);
@@ -302,7 +305,13 @@ impl StoreNode {
         }
         match req {
             ForwardRequest::Members => unreachable!("answered above"),
-            ForwardRequest::Write(r) => self.propose(r.clone()).await.map(ForwardResponse::Write),
+            ForwardRequest::Write(r) => {
+                let size = bincode::serialized_size(r).unwrap_or(0);
+                self.proposer
+                    .propose(r.clone(), size)
+                    .await
+                    .map(ForwardResponse::Write)
+            }
             ForwardRequest::ReadIndex => {
                 let (read_id, _) = self.raft.get_read_log_id().await.map_err(|e| match e {
                     RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(f)) => {

@@ -29,6 +29,9 @@ pub enum Request {
     Write(WriteCommand),
     /// A change to what the cluster knows of its members beside the Raft membership.
     Member(MemberCommand),
+    /// Several requests in one log entry, applied in order as if each had its own
+    /// (group commit: one entry, one fsync and one replication round for many writes).
+    Batch(Vec<Request>),
 }
 
 /// Member bookkeeping that lives in the state machine.
@@ -67,6 +70,7 @@ impl fmt::Display for Request {
         match self {
             Request::Write(w) => write!(f, "write {w:?}"),
             Request::Member(m) => write!(f, "member {m:?}"),
+            Request::Batch(b) => write!(f, "batch of {}", b.len()),
         }
     }
 }
@@ -78,6 +82,8 @@ pub enum Response {
     Write(Result<WriteResult, KvError>),
     /// Of member bookkeeping.
     Member,
+    /// Of a batch, one per request.
+    Batch(Vec<Response>),
 }
 
 openraft::declare_raft_types!(

@@ -176,6 +176,34 @@ fn write_snapshot_file(dir: &Path, meta: &SnapshotMeta, data: &[u8]) -> std::io:
     std::fs::File::open(dir)?.sync_all()
 }
 
+impl StateMachine {
+    fn apply_request(&self, s: &mut State, req: Request, quota: u64) -> Response {
+        match req {
+            Request::Write(cmd) => {
+                let (res, events) = s.kv.apply(&cmd, quota);
+                if !events.is_empty() {
+                    // Sent under the write lock, so batches go out in revision order
+                    // and a reader subscribing under the read lock misses none.
+                    let _ = self.shared.changes.send(Arc::new(ChangeBatch {
+                        revision: s.kv.revision(),
+                        events,
+                    }));
+                }
+                Response::Write(res)
+            }
+            Request::Member(cmd) => {
+                apply_member(s, &cmd);
+                Response::Member
+            }
+            Request::Batch(reqs) => Response::Batch(
+                reqs.into_iter()
+                    .map(|r| self.apply_request(s, r, quota))
+                    .collect(),
+            ),
+        }
+    }
+}
+
 fn apply_member(state: &mut State, cmd: &MemberCommand) {
     match cmd {
         MemberCommand::Publish {
@@ -226,22 +254,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     s.membership = StoredMembership::new(Some(entry.log_id), m);
                     out.push(Response::Member);
                 }
-                EntryPayload::Normal(Request::Write(cmd)) => {
-                    let (res, events) = s.kv.apply(&cmd, quota);
-                    if !events.is_empty() {
-                        // Sent under the write lock, so batches go out in revision order
-                        // and a reader subscribing under the read lock misses none.
-                        let _ = self.shared.changes.send(Arc::new(ChangeBatch {
-                            revision: s.kv.revision(),
-                            events,
-                        }));
-                    }
-                    out.push(Response::Write(res));
-                }
-                EntryPayload::Normal(Request::Member(cmd)) => {
-                    apply_member(&mut s, &cmd);
-                    out.push(Response::Member);
-                }
+                EntryPayload::Normal(req) => out.push(self.apply_request(&mut s, req, quota)),
             }
         }
         Ok(out)
