@@ -15,6 +15,7 @@ pub mod mvcc;
 pub mod network;
 pub mod node;
 pub mod proposer;
+pub mod read_index;
 pub mod raft_types;
 pub mod server;
 pub mod state_machine;

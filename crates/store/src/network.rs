@@ -128,7 +128,14 @@ impl Peers {
         let mut request = tonic::Request::new(encode(req));
         request.set_timeout(timeout);
         let resp = client.forward(request).await.map_err(|s| {
-            KvError::Unavailable(format!("forwarding to the leader at {url}: {}", s.message()))
+            if s.code() == tonic::Code::Unavailable && s.message().contains("connect") {
+                // Never sent: safe to retry once the cluster knows its leader again.
+                ForwardError::NotLeader(None)
+            } else {
+                // Sent, outcome unknown: the caller must not retry blindly.
+                KvError::Unavailable(format!("forwarding to the leader at {url}: {}", s.message()))
+                    .into()
+            }
         })?;
         let res: Result<ForwardResponse, ForwardError> = decode(resp.get_ref())
             .map_err(|s| KvError::Unavailable(s.message().to_string()))?;

@@ -9,6 +9,7 @@ use crate::lease::LeaseClock;
 use crate::log_store::LogStore;
 use crate::mvcc::{WriteCommand, WriteResult};
 use crate::proposer::Proposer;
+use crate::read_index::ReadIndexer;
 use crate::network::{ForwardError, ForwardRequest, ForwardResponse, NetworkFactory, Peers};
 use crate::raft_types::*;
 use crate::state_machine::{Shared, StateMachine};
@@ -64,6 +65,7 @@ pub struct StoreNode {
     peers: Peers,
     leases: LeaseClock,
     proposer: Proposer,
+    reads: ReadIndexer,
     client_addr: SocketAddr,
     peer_addr: SocketAddr,
     shutdown: watch::Sender<bool>,
@@ -170,6 +172,7 @@ impl StoreNode {
             peers,
             leases: LeaseClock::default(),
             proposer: Proposer::start(raft.clone()),
+            reads: ReadIndexer::start(raft.clone()),
             shutdown,
         });
         crate::server::serve(node.clone(), client_listener, peer_listener);
@@ -312,15 +315,7 @@ impl StoreNode {
                     .await
                     .map(ForwardResponse::Write)
             }
-            ForwardRequest::ReadIndex => {
-                let (read_id, _) = self.raft.get_read_log_id().await.map_err(|e| match e {
-                    RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(f)) => {
-                        ForwardError::NotLeader(f.leader_id)
-                    }
-                    other => ForwardError::Kv(KvError::Unavailable(other.to_string())),
-                })?;
-                Ok(ForwardResponse::ReadIndex(read_id.map(|l| l.index).unwrap_or(0)))
-            }
+            ForwardRequest::ReadIndex => self.reads.read_index().await.map(ForwardResponse::ReadIndex),
             ForwardRequest::LeaseKeepAlive(id) => {
                 let ttl = self.shared.read().kv.leases().get(id).map(|l| l.ttl);
                 let ttl = ttl.ok_or(KvError::LeaseNotFound)?;

@@ -179,6 +179,18 @@ impl Drop for ProcCluster {
         for i in 0..self.procs.len() {
             self.kill(i);
         }
+        if std::thread::panicking() {
+            // A failing test shows what the members logged.
+            for m in &self.members {
+                let log = std::fs::read_to_string(self.dir.path().join(format!("{}.log", m.name)))
+                    .unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                eprintln!("---- {} (last lines) ----", m.name);
+                for l in tail.iter().rev() {
+                    eprintln!("{l}");
+                }
+            }
+        }
     }
 }
 
