@@ -115,10 +115,24 @@ async fn init(a: InitArgs) -> anyhow::Result<()> {
 }
 
 async fn status(a: StatusArgs) -> anyhow::Result<()> {
-    let kv = RemoteKv::connect(&a.endpoints)
-        .await
-        .context("connecting to the store")?;
-    let members = kv.members().await.context("listing members")?;
+    // Ask the endpoints one at a time: a status report must work while some are down.
+    let mut found = None;
+    for ep in &a.endpoints {
+        let attempt = async {
+            let kv = RemoteKv::connect(std::slice::from_ref(ep)).await?;
+            let members = kv.members().await?;
+            Ok::<_, orbit_kv::KvError>((kv, members))
+        };
+        match tokio::time::timeout(std::time::Duration::from_secs(5), attempt).await {
+            Ok(Ok(x)) => {
+                found = Some(x);
+                break;
+            }
+            Ok(Err(e)) => eprintln!("{ep}: {e}"),
+            Err(_) => eprintln!("{ep}: no answer in 5 s"),
+        }
+    }
+    let (kv, members) = found.context("no endpoint answered; is the cluster running?")?;
     let mut client = kv.client();
     let mut leader = 0;
     let mut rows = Vec::new();

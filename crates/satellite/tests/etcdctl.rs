@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use orbit_kv::Kv;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -248,4 +249,20 @@ async fn etcdctl_member_add_promote_and_remove() {
         .unwrap();
     assert_eq!(list.lines().count(), 3, "{list}");
     c.wait_writable(Duration::from_secs(10)).await;
+
+    // The removed member comes back on its old data dir: the others refuse it, and the
+    // cluster keeps taking writes undisturbed.
+    c.spawn(3);
+    let kv = orbit_kv::RemoteKv::connect(&c.endpoints()[..3]).await.unwrap();
+    for i in 0..20 {
+        kv.put(orbit_kv::PutRequest::new(format!("after-removal/{i}"), "v"))
+            .await
+            .expect("writes keep working while a removed member runs");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let e = ep.clone();
+    let list = tokio::task::spawn_blocking(move || etcdctl(&e, &["member", "list"]))
+        .await
+        .unwrap();
+    assert_eq!(list.lines().count(), 3, "{list}");
 }

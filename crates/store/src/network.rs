@@ -264,6 +264,17 @@ impl PeerService {
             .upgrade()
             .ok_or_else(|| tonic::Status::unavailable("member is shutting down"))
     }
+
+    /// Refuses Raft messages from a removed member, so a removed member that comes back
+    /// (its data dir restarted) cannot disrupt the cluster with elections.
+    fn check_sender(node: &StoreNode, vote: &Vote) -> Result<(), tonic::Status> {
+        match vote.leader_id.voted_for() {
+            Some(id) if node.shared().read().removed.contains(&id) => Err(
+                tonic::Status::permission_denied(format!("member {id:x} was removed from the cluster")),
+            ),
+            _ => Ok(()),
+        }
+    }
 }
 
 #[tonic::async_trait]
@@ -274,6 +285,7 @@ impl Peer for PeerService {
     ) -> Result<tonic::Response<Blob>, tonic::Status> {
         let node = self.node()?;
         let req: AppendEntriesRequest<TypeConfig> = decode(request.get_ref())?;
+        Self::check_sender(&node, &req.vote)?;
         let res = node.raft().append_entries(req).await;
         Ok(tonic::Response::new(encode(&res)))
     }
@@ -284,6 +296,7 @@ impl Peer for PeerService {
     ) -> Result<tonic::Response<Blob>, tonic::Status> {
         let node = self.node()?;
         let req: VoteRequest<NodeId> = decode(request.get_ref())?;
+        Self::check_sender(&node, &req.vote)?;
         let res = node.raft().vote(req).await;
         Ok(tonic::Response::new(encode(&res)))
     }
@@ -294,6 +307,7 @@ impl Peer for PeerService {
     ) -> Result<tonic::Response<Blob>, tonic::Status> {
         let node = self.node()?;
         let req: InstallSnapshotRequest<TypeConfig> = decode(request.get_ref())?;
+        Self::check_sender(&node, &req.vote)?;
         let res = node.raft().install_snapshot(req).await;
         Ok(tonic::Response::new(encode(&res)))
     }
