@@ -89,6 +89,7 @@ async fn init(a: InitArgs) -> anyhow::Result<()> {
         election_ms: a.election_ms,
         quota_bytes: a.quota_bytes,
         snapshot_entries: a.snapshot_entries,
+        watch_progress_ms: orbit_store::config::DEFAULT_WATCH_PROGRESS_MS,
     };
     let data_dir = config.data_dir.clone();
     let node = StoreNode::start(config)

@@ -3,6 +3,9 @@
 use crate::StoreError;
 use std::path::PathBuf;
 
+/// etcd's progress notification interval: 10 minutes.
+pub const DEFAULT_WATCH_PROGRESS_MS: u64 = 600_000;
+
 /// Whether a member creates a new cluster or joins an existing one (etcd's
 /// `--initial-cluster-state`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -50,6 +53,9 @@ pub struct StoreConfig {
     pub quota_bytes: u64,
     /// Log entries between snapshots.
     pub snapshot_entries: u64,
+    /// How often an idle watch that asked for progress notifications gets one, ms
+    /// (etcd: 10 minutes).
+    pub watch_progress_ms: u64,
 }
 
 impl StoreConfig {
@@ -67,6 +73,7 @@ impl StoreConfig {
             election_ms: 1000,
             quota_bytes: 2 << 30,
             snapshot_entries: 10_000,
+            watch_progress_ms: DEFAULT_WATCH_PROGRESS_MS,
         }
     }
 

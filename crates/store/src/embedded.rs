@@ -45,7 +45,8 @@ impl EmbeddedKv {
             opts.start_revision = current + 1;
         }
         let (tx, rx) = tokio::sync::mpsc::channel(64);
-        tokio::spawn(watch::run(node.shared().clone(), key, opts, filters, tx));
+        let progress = std::time::Duration::from_millis(node.config().watch_progress_ms.max(1));
+        tokio::spawn(watch::run(node.shared().clone(), key, opts, filters, progress, tx));
         (rx, current)
     }
 }

@@ -11,6 +11,7 @@
 use crate::state_machine::Shared;
 use orbit_kv::*;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 
 /// Filters a watcher applies (etcd's NOPUT / NODELETE).
@@ -66,13 +67,14 @@ fn catch_up(
 }
 
 /// Runs one watcher, sending its batches into `out` until `out` closes or the watch is
-/// compacted away. `created` is called once the watcher is registered, with the
-/// revision it starts at.
+/// compacted away. With `opts.progress_notify`, an idle watcher sends an empty batch
+/// every `progress` telling the revision it has seen everything up to.
 pub async fn run(
     shared: Arc<Shared>,
     key: Vec<u8>,
     opts: WatchOptions,
     filters: Filters,
+    progress: Duration,
     out: mpsc::Sender<WatchResponse>,
 ) {
     let start = opts.start_revision;
@@ -106,10 +108,22 @@ pub async fn run(
             return;
         }
     }
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + progress, progress);
+    let mut idle = true;
     loop {
         let batch = tokio::select! {
             _ = out.closed() => return,
             b = rx.recv() => b,
+            _ = ticker.tick(), if opts.progress_notify => {
+                if idle {
+                    let note = WatchResponse { revision: last, events: Vec::new(), compact_revision: 0 };
+                    if out.send(note).await.is_err() {
+                        return;
+                    }
+                }
+                idle = true;
+                continue;
+            }
         };
         match batch {
             Ok(batch) => {
@@ -131,6 +145,7 @@ pub async fn run(
                     events: shape(events, opts.prev_kv),
                     compact_revision: 0,
                 };
+                idle = false;
                 if out.send(resp).await.is_err() {
                     return;
                 }

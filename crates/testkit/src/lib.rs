@@ -83,6 +83,7 @@ impl OrbitCluster {
                 election_ms: timings.election_ms,
                 quota_bytes: 2 << 30,
                 snapshot_entries: 10_000,
+                watch_progress_ms: orbit_store::config::DEFAULT_WATCH_PROGRESS_MS,
             })
             .map(|mut c| {
                 tune(&mut c);
