@@ -64,7 +64,9 @@ async fn one(kv: &dyn Kv, op: Op, client: usize, i: u64, value: &[u8]) -> KvResu
     match op {
         Op::Put => {
             let key = format!("bench/{client}/{}", i % 1000);
-            kv.put(PutRequest::new(key, value.to_vec())).await.map(|_| ())
+            kv.put(PutRequest::new(key, value.to_vec()))
+                .await
+                .map(|_| ())
         }
         Op::Cas => {
             let key = format!("cas/{client}");
@@ -72,7 +74,11 @@ async fn one(kv: &dyn Kv, op: Op, client: usize, i: u64, value: &[u8]) -> KvResu
             let rev = cur.kvs.first().map_or(0, |k| k.mod_revision);
             let t = kv
                 .txn(TxnRequest {
-                    compare: vec![Compare::new(key.clone(), CompareOp::Equal, CompareTarget::Mod(rev))],
+                    compare: vec![Compare::new(
+                        key.clone(),
+                        CompareOp::Equal,
+                        CompareTarget::Mod(rev),
+                    )],
                     success: vec![TxnOp::Put(PutRequest::new(key, value.to_vec()))],
                     failure: vec![],
                 })
@@ -80,7 +86,9 @@ async fn one(kv: &dyn Kv, op: Op, client: usize, i: u64, value: &[u8]) -> KvResu
             if t.succeeded {
                 Ok(())
             } else {
-                Err(KvError::Unavailable("CAS lost a race it should not have".into()))
+                Err(KvError::Unavailable(
+                    "CAS lost a race it should not have".into(),
+                ))
             }
         }
     }
@@ -103,7 +111,9 @@ async fn drive(pool: &[Arc<dyn Kv>], op: Op, clients: usize, seconds: f64) -> Re
                     if t0 >= end {
                         break;
                     }
-                    one(&*kv, op, c, i, &value).await.expect("benchmark request failed");
+                    one(&*kv, op, c, i, &value)
+                        .await
+                        .expect("benchmark request failed");
                     let t1 = Instant::now();
                     if t0 >= measure_from && t1 <= end {
                         lat.push((t1 - t0).as_micros() as u32);
@@ -136,7 +146,9 @@ async fn drive(pool: &[Arc<dyn Kv>], op: Op, clients: usize, seconds: f64) -> Re
 async fn pool_of(endpoints: &[String]) -> Vec<Arc<dyn Kv>> {
     let mut pool: Vec<Arc<dyn Kv>> = Vec::new();
     for _ in 0..CONNS {
-        pool.push(Arc::new(RemoteKv::connect(endpoints).await.expect("connecting")));
+        pool.push(Arc::new(
+            RemoteKv::connect(endpoints).await.expect("connecting"),
+        ));
     }
     pool
 }
@@ -146,7 +158,13 @@ async fn run_all(pool: &[Arc<dyn Kv>], args: &Args) -> Vec<(Op, usize, Result)> 
     for op in [Op::Put, Op::Cas] {
         for &c in &args.clients {
             let r = drive(pool, op, c, args.seconds).await;
-            eprintln!("  {} x{c}: {:.0}/s p50 {:.2} ms p99 {:.2} ms", op.name(), r.per_sec, r.p50_ms, r.p99_ms);
+            eprintln!(
+                "  {} x{c}: {:.0}/s p50 {:.2} ms p99 {:.2} ms",
+                op.name(),
+                r.per_sec,
+                r.p50_ms,
+                r.p99_ms
+            );
             out.push((op, c, r));
         }
     }

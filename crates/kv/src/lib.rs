@@ -48,6 +48,11 @@ pub trait Kv: Send + Sync {
 
     /// Reads one key; a convenience over [`Kv::range`].
     async fn get(&self, key: &[u8]) -> KvResult<Option<KeyValue>> {
-        Ok(self.range(RangeRequest::key(key)).await?.kvs.into_iter().next())
+        Ok(self
+            .range(RangeRequest::key(key))
+            .await?
+            .kvs
+            .into_iter()
+            .next())
     }
 }

@@ -439,9 +439,9 @@ pub fn error_from_status(status: &tonic::Status) -> KvError {
         return e;
     }
     match status.code() {
-        tonic::Code::InvalidArgument => KvError::InvalidArgument(
-            msg.strip_prefix("etcdserver: ").unwrap_or(msg).to_string(),
-        ),
+        tonic::Code::InvalidArgument => {
+            KvError::InvalidArgument(msg.strip_prefix("etcdserver: ").unwrap_or(msg).to_string())
+        }
         _ => KvError::Unavailable(format!("{}: {}", status.code(), msg)),
     }
 }

@@ -222,11 +222,7 @@ impl Kv for RemoteKv {
     }
 
     async fn lease_revoke(&self, id: i64) -> KvResult<()> {
-        self.client
-            .lease_client()
-            .revoke(id)
-            .await
-            .map_err(err)?;
+        self.client.lease_client().revoke(id).await.map_err(err)?;
         Ok(())
     }
 

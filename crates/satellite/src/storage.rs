@@ -26,10 +26,18 @@ pub struct InitArgs {
     #[arg(long, env = "ORBIT_STORE_TOKEN", default_value = "orbit")]
     token: String,
     /// URL to serve the etcd API on.
-    #[arg(long, env = "ORBIT_STORE_CLIENT_URL", default_value = "http://127.0.0.1:2379")]
+    #[arg(
+        long,
+        env = "ORBIT_STORE_CLIENT_URL",
+        default_value = "http://127.0.0.1:2379"
+    )]
     client_url: String,
     /// URL to serve Raft on.
-    #[arg(long, env = "ORBIT_STORE_PEER_URL", default_value = "http://127.0.0.1:2380")]
+    #[arg(
+        long,
+        env = "ORBIT_STORE_PEER_URL",
+        default_value = "http://127.0.0.1:2380"
+    )]
     peer_url: String,
     /// Initial members, name1=peerURL1,name2=peerURL2,… (default: this member alone).
     #[arg(long, env = "ORBIT_STORE_INITIAL_CLUSTER")]
@@ -58,7 +66,12 @@ pub struct InitArgs {
 #[derive(Args)]
 pub struct StatusArgs {
     /// Client URLs of members, comma separated.
-    #[arg(long, env = "ORBIT_STORE_ENDPOINTS", default_value = "http://127.0.0.1:2379", value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "ORBIT_STORE_ENDPOINTS",
+        default_value = "http://127.0.0.1:2379",
+        value_delimiter = ','
+    )]
     endpoints: Vec<String>,
 }
 

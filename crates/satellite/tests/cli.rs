@@ -9,7 +9,11 @@ fn status(endpoints: &[String]) -> String {
         .args(["storage", "status", "--endpoints", &endpoints.join(",")])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -17,7 +21,9 @@ fn status(endpoints: &[String]) -> String {
 async fn storage_status_shows_members_roles_leader_revision_and_health() {
     let mut c = common::start(3).await;
     let eps = c.endpoints();
-    let out = tokio::task::spawn_blocking(move || status(&eps)).await.unwrap();
+    let out = tokio::task::spawn_blocking(move || status(&eps))
+        .await
+        .unwrap();
     for name in ["m0", "m1", "m2"] {
         assert!(out.contains(&format!(" {name} ")), "{out}");
     }
@@ -31,7 +37,9 @@ async fn storage_status_shows_members_roles_leader_revision_and_health() {
     let victim = (c.leader().await.unwrap() + 1) % 3;
     c.kill(victim);
     let eps = c.endpoints();
-    let out = tokio::task::spawn_blocking(move || status(&eps)).await.unwrap();
+    let out = tokio::task::spawn_blocking(move || status(&eps))
+        .await
+        .unwrap();
     assert_eq!(out.matches("unhealthy").count(), 1, "{out}");
     assert!(out.contains(&format!(" m{victim} ")), "{out}");
     assert_eq!(out.matches(" leader ").count(), 1, "{out}");

@@ -77,9 +77,18 @@ async fn verify(c: &ProcCluster, acked: &[(String, Instant)]) {
         assert_eq!(kv.value, key.as_bytes());
     }
     for kv in stored.values() {
-        assert_eq!(kv.version, 1, "{:?} applied more than once", String::from_utf8_lossy(&kv.key));
+        assert_eq!(
+            kv.version,
+            1,
+            "{:?} applied more than once",
+            String::from_utf8_lossy(&kv.key)
+        );
     }
-    eprintln!("{} acknowledged writes, {} stored, all intact", acked.len(), stored.len());
+    eprintln!(
+        "{} acknowledged writes, {} stored, all intact",
+        acked.len(),
+        stored.len()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -111,7 +120,11 @@ async fn sigkill_all_members_during_writes() {
     }
     verify(&c, &acked).await;
     // And the cluster takes writes again.
-    c.client().await.put(PutRequest::new("after", "restart")).await.unwrap();
+    c.client()
+        .await
+        .put(PutRequest::new("after", "restart"))
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -137,10 +150,16 @@ async fn leader_failover_under_load() {
         if let Some(t) = after.first() {
             break *t;
         }
-        assert!(Instant::now() < deadline, "no write acknowledged within 10 s of killing the leader");
+        assert!(
+            Instant::now() < deadline,
+            "no write acknowledged within 10 s of killing the leader"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
-    eprintln!("writes resumed {:?} after the leader was killed", resumed - killed_at);
+    eprintln!(
+        "writes resumed {:?} after the leader was killed",
+        resumed - killed_at
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     c.spawn(leader);
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -158,9 +177,15 @@ async fn lagging_member_catches_up_from_a_snapshot() {
     // each write is its own entry (concurrent writes would share entries).
     let kv = c.client_of(0).await;
     for i in 0..2600 {
-        kv.put(PutRequest::new(format!("s/{i:05}"), "v")).await.unwrap();
+        kv.put(PutRequest::new(format!("s/{i:05}"), "v"))
+            .await
+            .unwrap();
     }
-    let rev = kv.range(RangeRequest::key("s/02599")).await.unwrap().revision;
+    let rev = kv
+        .range(RangeRequest::key("s/02599"))
+        .await
+        .unwrap()
+        .revision;
     c.spawn(2);
     let lagging = c.client_of(2).await;
     let deadline = Instant::now() + Duration::from_secs(30);

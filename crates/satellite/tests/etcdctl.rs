@@ -152,8 +152,7 @@ async fn etcdctl_kv_txn_lease_watch_and_cluster_commands() {
         .unwrap();
     let out = watcher.join().unwrap();
     assert_eq!(
-        out,
-        "PUT\nfruit/apple\nred\nPUT\nfruit/apple\ngreen\nPUT\nfruit/apple\ngone\n",
+        out, "PUT\nfruit/apple\nred\nPUT\nfruit/apple\ngreen\nPUT\nfruit/apple\ngone\n",
         "watch saw history then the live put"
     );
 }
@@ -189,10 +188,18 @@ async fn etcdctl_member_add_promote_and_remove() {
         args[i + 1] = v;
     };
     set(&mut args, "--name", "m3".into());
-    set(&mut args, "--client-url", format!("http://127.0.0.1:{client}"));
+    set(
+        &mut args,
+        "--client-url",
+        format!("http://127.0.0.1:{client}"),
+    );
     set(&mut args, "--peer-url", peer_url.clone());
     set(&mut args, "--initial-cluster", initial);
-    set(&mut args, "--data-dir", c.dir.path().join("m3").display().to_string());
+    set(
+        &mut args,
+        "--data-dir",
+        c.dir.path().join("m3").display().to_string(),
+    );
     args.push("--initial-cluster-state".into());
     args.push("existing".into());
     c.members.push(Member {
@@ -211,10 +218,17 @@ async fn etcdctl_member_add_promote_and_remove() {
         let out = tokio::task::spawn_blocking(move || etcdctl(&e, &["member", "list"]))
             .await
             .unwrap();
-        if out.lines().count() == 4 && out.contains(", started, m3,") && out.contains(", false\n") && !out.contains("true") {
+        if out.lines().count() == 4
+            && out.contains(", started, m3,")
+            && out.contains(", false\n")
+            && !out.contains("true")
+        {
             break;
         }
-        assert!(Instant::now() < deadline, "m3 never became a started voter: {out}");
+        assert!(
+            Instant::now() < deadline,
+            "m3 never became a started voter: {out}"
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     let new_ep = format!("127.0.0.1:{client}");
@@ -253,7 +267,9 @@ async fn etcdctl_member_add_promote_and_remove() {
     // The removed member comes back on its old data dir: the others refuse it, and the
     // cluster keeps taking writes undisturbed.
     c.spawn(3);
-    let kv = orbit_kv::RemoteKv::connect(&c.endpoints()[..3]).await.unwrap();
+    let kv = orbit_kv::RemoteKv::connect(&c.endpoints()[..3])
+        .await
+        .unwrap();
     for i in 0..20 {
         kv.put(orbit_kv::PutRequest::new(format!("after-removal/{i}"), "v"))
             .await

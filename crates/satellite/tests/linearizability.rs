@@ -4,7 +4,6 @@
 
 mod common;
 
-
 use orbit_kv::*;
 use rand::Rng;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -52,7 +51,11 @@ impl Recorder {
 }
 
 fn value_of(kv: Option<KeyValue>) -> Option<u32> {
-    kv.map(|k| String::from_utf8_lossy(&k.value).parse().expect("numeric values"))
+    kv.map(|k| {
+        String::from_utf8_lossy(&k.value)
+            .parse()
+            .expect("numeric values")
+    })
 }
 
 /// A request refused before it reached any member (its member is down) did nothing;
@@ -81,19 +84,27 @@ async fn client(
         let timeout = Duration::from_secs(2);
         let (call, outcome): (Op, Option<Op>) = match choice {
             0 => {
-                let r = tokio::time::timeout(timeout, kv.range(RangeRequest::key(key.clone()))).await;
+                let r =
+                    tokio::time::timeout(timeout, kv.range(RangeRequest::key(key.clone()))).await;
                 match r {
                     Ok(Ok(r)) => {
                         let v = value_of(r.kvs.into_iter().next());
                         last_seen = v;
-                        (Op::Read(EtcdStatus::Invoke, None), Some(Op::Read(EtcdStatus::Okay, v)))
+                        (
+                            Op::Read(EtcdStatus::Invoke, None),
+                            Some(Op::Read(EtcdStatus::Okay, v)),
+                        )
                     }
                     // A failed read changes nothing: leave it out of the history.
                     _ => continue,
                 }
             }
             1 => {
-                let r = tokio::time::timeout(timeout, kv.put(PutRequest::new(key.clone(), fresh.to_string()))).await;
+                let r = tokio::time::timeout(
+                    timeout,
+                    kv.put(PutRequest::new(key.clone(), fresh.to_string())),
+                )
+                .await;
                 let call = Op::Write(EtcdStatus::Invoke, fresh);
                 match r {
                     Ok(Ok(_)) => (call, Some(Op::Write(EtcdStatus::Okay, fresh))),
@@ -115,8 +126,14 @@ async fn client(
                 let r = tokio::time::timeout(timeout, kv.txn(txn)).await;
                 let call = Op::CompareAndSwap(EtcdStatus::Invoke, (expect, fresh));
                 match r {
-                    Ok(Ok(t)) if t.succeeded => (call, Some(Op::CompareAndSwap(EtcdStatus::Okay, (expect, fresh)))),
-                    Ok(Ok(_)) => (call, Some(Op::CompareAndSwap(EtcdStatus::Fail, (expect, fresh)))),
+                    Ok(Ok(t)) if t.succeeded => (
+                        call,
+                        Some(Op::CompareAndSwap(EtcdStatus::Okay, (expect, fresh))),
+                    ),
+                    Ok(Ok(_)) => (
+                        call,
+                        Some(Op::CompareAndSwap(EtcdStatus::Fail, (expect, fresh))),
+                    ),
                     Ok(Err(e)) if never_sent(&e) => continue,
                     _ => (call, None),
                 }
@@ -179,9 +196,24 @@ async fn get_put_cas_stay_linearizable_while_members_are_killed() {
     }
     for (k, rec) in recorders.iter().enumerate() {
         let n = rec.records.lock().unwrap().len();
-        let unknown = rec.records.lock().unwrap().iter().filter(|r| r.answered.is_none()).count();
-        let ok = rec.records.lock().unwrap().iter().filter(|r| r.answered.is_some() && !matches!(r.call, Op::Read(..))).count();
-        eprintln!("{}: {n} operations ({ok} completed writes/CAS, {unknown} in doubt)", keys[k]);
+        let unknown = rec
+            .records
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.answered.is_none())
+            .count();
+        let ok = rec
+            .records
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.answered.is_some() && !matches!(r.call, Op::Read(..)))
+            .count();
+        eprintln!(
+            "{}: {n} operations ({ok} completed writes/CAS, {unknown} in doubt)",
+            keys[k]
+        );
         assert!(ok > 10, "too few completed writes to say anything");
         // The search is exponential in the operations in doubt; bound it so a bad
         // run fails instead of hanging CI.
@@ -204,9 +236,25 @@ fn the_checker_rejects_a_stale_read() {
     let push = |p, call, response| {
         let called = rec.now();
         let answered = Some(rec.now());
-        rec.records.lock().unwrap().push(Record { process: p, called, answered, call, response });
+        rec.records.lock().unwrap().push(Record {
+            process: p,
+            called,
+            answered,
+            call,
+            response,
+        });
     };
-    push(0, Op::Write(EtcdStatus::Invoke, 1), Op::Write(EtcdStatus::Okay, 1));
-    push(1, Op::Read(EtcdStatus::Invoke, None), Op::Read(EtcdStatus::Okay, None));
-    assert!(!WGLChecker::<EtcdSpecification>::is_linearizable(rec.history()));
+    push(
+        0,
+        Op::Write(EtcdStatus::Invoke, 1),
+        Op::Write(EtcdStatus::Okay, 1),
+    );
+    push(
+        1,
+        Op::Read(EtcdStatus::Invoke, None),
+        Op::Read(EtcdStatus::Okay, None),
+    );
+    assert!(!WGLChecker::<EtcdSpecification>::is_linearizable(
+        rec.history()
+    ));
 }

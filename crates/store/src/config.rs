@@ -23,7 +23,9 @@ impl std::str::FromStr for ClusterState {
         match s {
             "new" => Ok(ClusterState::New),
             "existing" => Ok(ClusterState::Existing),
-            other => Err(format!("cluster state must be new or existing, not {other:?}")),
+            other => Err(format!(
+                "cluster state must be new or existing, not {other:?}"
+            )),
         }
     }
 }
@@ -60,7 +62,12 @@ pub struct StoreConfig {
 
 impl StoreConfig {
     /// A single-member cluster in `data_dir` with etcd's default timings.
-    pub fn single(name: &str, data_dir: impl Into<PathBuf>, client_url: &str, peer_url: &str) -> Self {
+    pub fn single(
+        name: &str,
+        data_dir: impl Into<PathBuf>,
+        client_url: &str,
+        peer_url: &str,
+    ) -> Self {
         Self {
             name: name.to_string(),
             data_dir: data_dir.into(),
@@ -120,7 +127,9 @@ pub fn parse_initial_cluster(s: &str) -> Result<Vec<(String, String)>, StoreErro
         .filter(|p| !p.trim().is_empty())
         .map(|part| {
             let (name, url) = part.split_once('=').ok_or_else(|| {
-                StoreError::Config(format!("initial cluster entry {part:?} is not name=peerURL"))
+                StoreError::Config(format!(
+                    "initial cluster entry {part:?} is not name=peerURL"
+                ))
             })?;
             url_addr(url.trim())?;
             Ok((name.trim().to_string(), url.trim().to_string()))

@@ -46,7 +46,14 @@ impl EmbeddedKv {
         }
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         let progress = std::time::Duration::from_millis(node.config().watch_progress_ms.max(1));
-        tokio::spawn(watch::run(node.shared().clone(), key, opts, filters, progress, tx));
+        tokio::spawn(watch::run(
+            node.shared().clone(),
+            key,
+            opts,
+            filters,
+            progress,
+            tx,
+        ));
         (rx, current)
     }
 }
@@ -141,7 +148,15 @@ impl Kv for EmbeddedKv {
 
     async fn leases(&self) -> KvResult<Vec<i64>> {
         self.node.read_barrier().await?;
-        Ok(self.node.shared().read().kv.leases().keys().copied().collect())
+        Ok(self
+            .node
+            .shared()
+            .read()
+            .kv
+            .leases()
+            .keys()
+            .copied()
+            .collect())
     }
 
     async fn watch(&self, key: Vec<u8>, opts: WatchOptions) -> KvResult<WatchStream> {

@@ -49,7 +49,11 @@ struct Inner {
     live_bytes: u64,
 }
 
-fn io_err(subject: ErrorSubject<NodeId>, verb: ErrorVerb, e: impl std::error::Error + 'static) -> StorageError {
+fn io_err(
+    subject: ErrorSubject<NodeId>,
+    verb: ErrorVerb,
+    e: impl std::error::Error + 'static,
+) -> StorageError {
     StorageError::from_io_error(subject, verb, std::io::Error::other(e.to_string()))
 }
 
@@ -271,7 +275,10 @@ impl RaftLogReader<TypeConfig> for LogStore {
         range: RB,
     ) -> Result<Vec<Entry>, StorageError> {
         let g = self.lock();
-        Ok(g.entries.range(range).map(|(_, (e, _))| e.clone()).collect())
+        Ok(g.entries
+            .range(range)
+            .map(|(_, (e, _))| e.clone())
+            .collect())
     }
 }
 
@@ -322,7 +329,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(self.lock().committed)
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
     where
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
@@ -414,13 +425,22 @@ mod tests {
         torn.truncate(torn.len() - 3);
         let path = dir.path().join("raft.log");
         let len = std::fs::metadata(&path).unwrap().len();
-        std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(&torn).unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(&torn)
+            .unwrap();
 
         let mut log = LogStore::open(dir.path()).unwrap();
         assert!(log.is_used());
         assert_eq!(log.read_vote().await.unwrap(), Some(Vote::new(3, 9)));
         assert_eq!(log.get_log_state().await.unwrap().last_log_id, None);
-        assert_eq!(std::fs::metadata(&path).unwrap().len(), len, "torn record cut off");
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            len,
+            "torn record cut off"
+        );
     }
 
     #[test]

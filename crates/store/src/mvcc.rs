@@ -197,7 +197,9 @@ impl Mvcc {
         use std::ops::Bound::*;
         match range {
             KeyRange::One(key) => Box::new(self.keys.get_key_value(*key).into_iter()),
-            KeyRange::From(key) => Box::new(self.keys.range::<[u8], _>((Included(*key), Unbounded))),
+            KeyRange::From(key) => {
+                Box::new(self.keys.range::<[u8], _>((Included(*key), Unbounded)))
+            }
             KeyRange::Between(key, end) => {
                 if key >= end {
                     Box::new(std::iter::empty())
@@ -508,7 +510,11 @@ impl Mvcc {
 
     fn do_txn(&mut self, ctx: &mut WriteCtx, req: &TxnRequest) -> TxnResponse {
         let succeeded = req.compare.iter().all(|c| self.compare_holds(c));
-        let branch = if succeeded { &req.success } else { &req.failure };
+        let branch = if succeeded {
+            &req.success
+        } else {
+            &req.failure
+        };
         let mut responses = Vec::with_capacity(branch.len());
         for op in branch {
             responses.push(match op {
@@ -540,7 +546,11 @@ impl Mvcc {
     pub fn read_txn(&self, req: &TxnRequest) -> KvResult<TxnResponse> {
         self.check_txn(req)?;
         let succeeded = req.compare.iter().all(|c| self.compare_holds(c));
-        let branch = if succeeded { &req.success } else { &req.failure };
+        let branch = if succeeded {
+            &req.success
+        } else {
+            &req.failure
+        };
         let mut responses = Vec::with_capacity(branch.len());
         for op in branch {
             match op {
@@ -776,14 +786,22 @@ mod tests {
     use super::*;
 
     fn put(m: &mut Mvcc, k: &str, v: &str) -> PutResponse {
-        match m.apply(&WriteCommand::Put(PutRequest::new(k, v)), 0).0.unwrap() {
+        match m
+            .apply(&WriteCommand::Put(PutRequest::new(k, v)), 0)
+            .0
+            .unwrap()
+        {
             WriteResult::Put(r) => r,
             other => panic!("{other:?}"),
         }
     }
 
     fn get(m: &Mvcc, k: &str) -> Option<KeyValue> {
-        m.range(&RangeRequest::key(k)).unwrap().kvs.into_iter().next()
+        m.range(&RangeRequest::key(k))
+            .unwrap()
+            .kvs
+            .into_iter()
+            .next()
     }
 
     #[test]
@@ -795,21 +813,53 @@ mod tests {
         let kv = get(&m, "a").unwrap();
         assert_eq!((kv.create_revision, kv.mod_revision, kv.version), (2, 3, 2));
         let (res, ev) = m.apply(&WriteCommand::Delete(DeleteRequest::key("a")), 0);
-        assert!(matches!(res, Ok(WriteResult::Delete(DeleteResponse { deleted: 1, revision: 4, .. }))));
+        assert!(matches!(
+            res,
+            Ok(WriteResult::Delete(DeleteResponse {
+                deleted: 1,
+                revision: 4,
+                ..
+            }))
+        ));
         assert_eq!(ev.len(), 1);
         assert!(get(&m, "a").is_none());
         // Deleting nothing does not make a revision.
         let (res, _) = m.apply(&WriteCommand::Delete(DeleteRequest::key("a")), 0);
-        assert!(matches!(res, Ok(WriteResult::Delete(DeleteResponse { deleted: 0, revision: 4, .. }))));
+        assert!(matches!(
+            res,
+            Ok(WriteResult::Delete(DeleteResponse {
+                deleted: 0,
+                revision: 4,
+                ..
+            }))
+        ));
         // Re-creation starts a new generation.
         put(&mut m, "a", "3");
         let kv = get(&m, "a").unwrap();
         assert_eq!((kv.create_revision, kv.version), (5, 1));
         // Past revisions stay readable.
-        let old = m.range(&RangeRequest { revision: 3, ..RangeRequest::key("a") }).unwrap();
+        let old = m
+            .range(&RangeRequest {
+                revision: 3,
+                ..RangeRequest::key("a")
+            })
+            .unwrap();
         assert_eq!(old.kvs[0].value, b"2");
-        assert!(m.range(&RangeRequest { revision: 4, ..RangeRequest::key("a") }).unwrap().kvs.is_empty());
-        assert_eq!(m.range(&RangeRequest { revision: 99, ..RangeRequest::key("a") }), Err(KvError::FutureRevision));
+        assert!(m
+            .range(&RangeRequest {
+                revision: 4,
+                ..RangeRequest::key("a")
+            })
+            .unwrap()
+            .kvs
+            .is_empty());
+        assert_eq!(
+            m.range(&RangeRequest {
+                revision: 99,
+                ..RangeRequest::key("a")
+            }),
+            Err(KvError::FutureRevision)
+        );
     }
 
     #[test]
@@ -818,7 +868,12 @@ mod tests {
         for (k, v) in [("p/a", "3"), ("p/b", "1"), ("p/c", "2"), ("q", "0")] {
             put(&mut m, k, v);
         }
-        let r = m.range(&RangeRequest { limit: 2, ..RangeRequest::prefix("p/") }).unwrap();
+        let r = m
+            .range(&RangeRequest {
+                limit: 2,
+                ..RangeRequest::prefix("p/")
+            })
+            .unwrap();
         assert_eq!(r.kvs.len(), 2);
         assert!(r.more);
         assert_eq!(r.count, 3);
@@ -831,12 +886,28 @@ mod tests {
             .unwrap();
         let vals: Vec<_> = r.kvs.iter().map(|k| k.value.clone()).collect();
         assert_eq!(vals, vec![b"3".to_vec(), b"2".to_vec(), b"1".to_vec()]);
-        let r = m.range(&RangeRequest { count_only: true, ..RangeRequest::prefix("p/") }).unwrap();
+        let r = m
+            .range(&RangeRequest {
+                count_only: true,
+                ..RangeRequest::prefix("p/")
+            })
+            .unwrap();
         assert!(r.kvs.is_empty() && r.count == 3);
-        let r = m.range(&RangeRequest { keys_only: true, ..RangeRequest::key("q") }).unwrap();
+        let r = m
+            .range(&RangeRequest {
+                keys_only: true,
+                ..RangeRequest::key("q")
+            })
+            .unwrap();
         assert!(r.kvs[0].value.is_empty());
         // [0] as range end: every key from `key` on.
-        let r = m.range(&RangeRequest { key: b"p/b".to_vec(), range_end: vec![0], ..Default::default() }).unwrap();
+        let r = m
+            .range(&RangeRequest {
+                key: b"p/b".to_vec(),
+                range_end: vec![0],
+                ..Default::default()
+            })
+            .unwrap();
         assert_eq!(r.count, 3);
     }
 
@@ -846,8 +917,15 @@ mod tests {
         let rev = put(&mut m, "k", "v1").revision;
         let cas = |m: &mut Mvcc, expect: i64, new: &str| {
             let t = TxnRequest {
-                compare: vec![Compare::new("k", CompareOp::Equal, CompareTarget::Mod(expect))],
-                success: vec![TxnOp::Put(PutRequest::new("k", new)), TxnOp::Range(RangeRequest::key("k"))],
+                compare: vec![Compare::new(
+                    "k",
+                    CompareOp::Equal,
+                    CompareTarget::Mod(expect),
+                )],
+                success: vec![
+                    TxnOp::Put(PutRequest::new("k", new)),
+                    TxnOp::Range(RangeRequest::key("k")),
+                ],
                 failure: vec![TxnOp::Range(RangeRequest::key("k"))],
             };
             match m.apply(&WriteCommand::Txn(t), 0).0.unwrap() {
@@ -869,37 +947,73 @@ mod tests {
         assert_eq!(get(&m, "k").unwrap().value, b"v2");
         // Missing key: version 0 compares equal; value compare fails.
         let t = TxnRequest {
-            compare: vec![Compare::new("nope", CompareOp::Equal, CompareTarget::Version(0))],
+            compare: vec![Compare::new(
+                "nope",
+                CompareOp::Equal,
+                CompareTarget::Version(0),
+            )],
             success: vec![TxnOp::Put(PutRequest::new("nope", "x"))],
             failure: vec![],
         };
         let r = m.apply(&WriteCommand::Txn(t), 0).0.unwrap();
-        assert!(matches!(r, WriteResult::Txn(TxnResponse { succeeded: true, .. })));
+        assert!(matches!(
+            r,
+            WriteResult::Txn(TxnResponse {
+                succeeded: true,
+                ..
+            })
+        ));
     }
 
     #[test]
     fn txn_limits_and_duplicates_change_nothing() {
         let mut m = Mvcc::default();
         let many = TxnRequest {
-            success: (0..=MAX_TXN_OPS).map(|i| TxnOp::Put(PutRequest::new(format!("k{i}"), "v"))).collect(),
+            success: (0..=MAX_TXN_OPS)
+                .map(|i| TxnOp::Put(PutRequest::new(format!("k{i}"), "v")))
+                .collect(),
             ..Default::default()
         };
-        assert_eq!(m.apply(&WriteCommand::Txn(many), 0).0, Err(KvError::TooManyOps));
+        assert_eq!(
+            m.apply(&WriteCommand::Txn(many), 0).0,
+            Err(KvError::TooManyOps)
+        );
         let dup = TxnRequest {
-            success: vec![TxnOp::Put(PutRequest::new("a", "1")), TxnOp::Put(PutRequest::new("a", "2"))],
+            success: vec![
+                TxnOp::Put(PutRequest::new("a", "1")),
+                TxnOp::Put(PutRequest::new("a", "2")),
+            ],
             ..Default::default()
         };
-        assert_eq!(m.apply(&WriteCommand::Txn(dup), 0).0, Err(KvError::DuplicateKey));
+        assert_eq!(
+            m.apply(&WriteCommand::Txn(dup), 0).0,
+            Err(KvError::DuplicateKey)
+        );
         let del_overlap = TxnRequest {
-            success: vec![TxnOp::Delete(DeleteRequest::prefix("a")), TxnOp::Put(PutRequest::new("ab", "2"))],
+            success: vec![
+                TxnOp::Delete(DeleteRequest::prefix("a")),
+                TxnOp::Put(PutRequest::new("ab", "2")),
+            ],
             ..Default::default()
         };
-        assert_eq!(m.apply(&WriteCommand::Txn(del_overlap), 0).0, Err(KvError::DuplicateKey));
+        assert_eq!(
+            m.apply(&WriteCommand::Txn(del_overlap), 0).0,
+            Err(KvError::DuplicateKey)
+        );
         let bad_lease = TxnRequest {
-            success: vec![TxnOp::Put(PutRequest::new("b", "1")), TxnOp::Put(PutRequest { lease: 42, ..PutRequest::new("c", "1") })],
+            success: vec![
+                TxnOp::Put(PutRequest::new("b", "1")),
+                TxnOp::Put(PutRequest {
+                    lease: 42,
+                    ..PutRequest::new("c", "1")
+                }),
+            ],
             ..Default::default()
         };
-        assert_eq!(m.apply(&WriteCommand::Txn(bad_lease), 0).0, Err(KvError::LeaseNotFound));
+        assert_eq!(
+            m.apply(&WriteCommand::Txn(bad_lease), 0).0,
+            Err(KvError::LeaseNotFound)
+        );
         assert_eq!(m.revision(), 1);
         assert!(get(&m, "b").is_none());
     }
@@ -907,35 +1021,76 @@ mod tests {
     #[test]
     fn bad_puts_are_refused() {
         let mut m = Mvcc::default();
-        assert_eq!(m.apply(&WriteCommand::Put(PutRequest::new("", "v")), 0).0, Err(KvError::KeyNotProvided));
-        let ign = PutRequest { ignore_value: true, ..PutRequest::new("x", "") };
-        assert_eq!(m.apply(&WriteCommand::Put(ign.clone()), 0).0, Err(KvError::KeyNotFound));
+        assert_eq!(
+            m.apply(&WriteCommand::Put(PutRequest::new("", "v")), 0).0,
+            Err(KvError::KeyNotProvided)
+        );
+        let ign = PutRequest {
+            ignore_value: true,
+            ..PutRequest::new("x", "")
+        };
+        assert_eq!(
+            m.apply(&WriteCommand::Put(ign.clone()), 0).0,
+            Err(KvError::KeyNotFound)
+        );
         put(&mut m, "x", "keep");
         assert!(m.apply(&WriteCommand::Put(ign), 0).0.is_ok());
         assert_eq!(get(&m, "x").unwrap().value, b"keep");
         // Quota: a put that would pass it is refused; deletes still work.
         let big = PutRequest::new("big", vec![0u8; 1000]);
-        assert_eq!(m.apply(&WriteCommand::Put(big), 500).0, Err(KvError::NoSpace));
-        assert!(m.apply(&WriteCommand::Delete(DeleteRequest::key("x")), 500).0.is_ok());
+        assert_eq!(
+            m.apply(&WriteCommand::Put(big), 500).0,
+            Err(KvError::NoSpace)
+        );
+        assert!(m
+            .apply(&WriteCommand::Delete(DeleteRequest::key("x")), 500)
+            .0
+            .is_ok());
     }
 
     #[test]
     fn leases_attach_and_revoke_in_one_revision() {
         let mut m = Mvcc::default();
-        let grant = m.apply(&WriteCommand::LeaseGrant { id: 7, ttl: 1 }, 0).0.unwrap();
-        assert!(matches!(grant, WriteResult::LeaseGrant(LeaseGrantResponse { id: 7, ttl: MIN_LEASE_TTL, .. })));
-        assert_eq!(m.apply(&WriteCommand::LeaseGrant { id: 7, ttl: 5 }, 0).0, Err(KvError::LeaseExists));
+        let grant = m
+            .apply(&WriteCommand::LeaseGrant { id: 7, ttl: 1 }, 0)
+            .0
+            .unwrap();
+        assert!(matches!(
+            grant,
+            WriteResult::LeaseGrant(LeaseGrantResponse {
+                id: 7,
+                ttl: MIN_LEASE_TTL,
+                ..
+            })
+        ));
+        assert_eq!(
+            m.apply(&WriteCommand::LeaseGrant { id: 7, ttl: 5 }, 0).0,
+            Err(KvError::LeaseExists)
+        );
         for k in ["l/a", "l/b"] {
-            m.apply(&WriteCommand::Put(PutRequest { lease: 7, ..PutRequest::new(k, "v") }), 0).0.unwrap();
+            m.apply(
+                &WriteCommand::Put(PutRequest {
+                    lease: 7,
+                    ..PutRequest::new(k, "v")
+                }),
+                0,
+            )
+            .0
+            .unwrap();
         }
         put(&mut m, "other", "v");
         let before = m.revision();
         let (res, events) = m.apply(&WriteCommand::LeaseRevoke { id: 7 }, 0);
         assert_eq!(res, Ok(WriteResult::LeaseRevoke(before + 1)));
         assert_eq!(events.len(), 2);
-        assert!(events.iter().all(|e| e.kind == EventKind::Delete && e.kv.mod_revision == before + 1));
+        assert!(events
+            .iter()
+            .all(|e| e.kind == EventKind::Delete && e.kv.mod_revision == before + 1));
         assert!(get(&m, "l/a").is_none() && get(&m, "other").is_some());
-        assert_eq!(m.apply(&WriteCommand::LeaseRevoke { id: 7 }, 0).0, Err(KvError::LeaseNotFound));
+        assert_eq!(
+            m.apply(&WriteCommand::LeaseRevoke { id: 7 }, 0).0,
+            Err(KvError::LeaseNotFound)
+        );
     }
 
     #[test]
@@ -944,19 +1099,42 @@ mod tests {
         put(&mut m, "a", "1"); // 2
         put(&mut m, "a", "2"); // 3
         put(&mut m, "b", "1"); // 4
-        m.apply(&WriteCommand::Delete(DeleteRequest::key("b")), 0).0.unwrap(); // 5
+        m.apply(&WriteCommand::Delete(DeleteRequest::key("b")), 0)
+            .0
+            .unwrap(); // 5
         put(&mut m, "a", "3"); // 6
         m.apply(&WriteCommand::Compact(5), 0).0.unwrap();
         assert_eq!(
-            m.range(&RangeRequest { revision: 4, ..RangeRequest::key("a") }),
-            Err(KvError::Compacted { compact_revision: 5 })
+            m.range(&RangeRequest {
+                revision: 4,
+                ..RangeRequest::key("a")
+            }),
+            Err(KvError::Compacted {
+                compact_revision: 5
+            })
         );
-        let at5 = m.range(&RangeRequest { revision: 5, ..RangeRequest::prefix("") }).unwrap();
+        let at5 = m
+            .range(&RangeRequest {
+                revision: 5,
+                ..RangeRequest::prefix("")
+            })
+            .unwrap();
         assert_eq!(at5.kvs.len(), 1);
         assert_eq!(at5.kvs[0].value, b"2");
-        assert_eq!(m.apply(&WriteCommand::Compact(5), 0).0, Err(KvError::Compacted { compact_revision: 5 }));
-        assert_eq!(m.apply(&WriteCommand::Compact(60), 0).0, Err(KvError::FutureRevision));
-        assert!(matches!(m.history(b"a", b"", 5), Err(KvError::Compacted { .. })));
+        assert_eq!(
+            m.apply(&WriteCommand::Compact(5), 0).0,
+            Err(KvError::Compacted {
+                compact_revision: 5
+            })
+        );
+        assert_eq!(
+            m.apply(&WriteCommand::Compact(60), 0).0,
+            Err(KvError::FutureRevision)
+        );
+        assert!(matches!(
+            m.history(b"a", b"", 5),
+            Err(KvError::Compacted { .. })
+        ));
         let h = m.history(b"a", b"", 6).unwrap();
         assert_eq!(h.len(), 1);
         assert_eq!(h[0].prev_kv.as_ref().unwrap().value, b"2");
@@ -968,7 +1146,9 @@ mod tests {
         put(&mut m, "w/a", "1");
         put(&mut m, "w/b", "1");
         put(&mut m, "w/a", "2");
-        m.apply(&WriteCommand::Delete(DeleteRequest::prefix("w/")), 0).0.unwrap();
+        m.apply(&WriteCommand::Delete(DeleteRequest::prefix("w/")), 0)
+            .0
+            .unwrap();
         let h = m.history(b"w/", &prefix_end(b"w/"), 2).unwrap();
         let seen: Vec<(EventKind, i64)> = h.iter().map(|e| (e.kind, e.kv.mod_revision)).collect();
         assert_eq!(

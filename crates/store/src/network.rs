@@ -133,12 +133,15 @@ impl Peers {
                 ForwardError::NotLeader(None)
             } else {
                 // Sent, outcome unknown: the caller must not retry blindly.
-                KvError::Unavailable(format!("forwarding to the leader at {url}: {}", s.message()))
-                    .into()
+                KvError::Unavailable(format!(
+                    "forwarding to the leader at {url}: {}",
+                    s.message()
+                ))
+                .into()
             }
         })?;
-        let res: Result<ForwardResponse, ForwardError> = decode(resp.get_ref())
-            .map_err(|s| KvError::Unavailable(s.message().to_string()))?;
+        let res: Result<ForwardResponse, ForwardError> =
+            decode(resp.get_ref()).map_err(|s| KvError::Unavailable(s.message().to_string()))?;
         res
     }
 }
@@ -161,6 +164,13 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     }
 }
 
+/// One of the peer service's methods, called on a client.
+type PeerCall =
+    fn(
+        PeerClient<Channel>,
+        tonic::Request<Blob>,
+    ) -> futures::future::BoxFuture<'static, Result<tonic::Response<Blob>, tonic::Status>>;
+
 /// The Raft client of one other member.
 pub struct PeerNetwork {
     target: NodeId,
@@ -171,10 +181,7 @@ pub struct PeerNetwork {
 impl PeerNetwork {
     async fn call<Req, Resp, E>(
         &self,
-        which: fn(
-            PeerClient<Channel>,
-            tonic::Request<Blob>,
-        ) -> futures::future::BoxFuture<'static, Result<tonic::Response<Blob>, tonic::Status>>,
+        which: PeerCall,
         req: &Req,
         option: &RPCOption,
     ) -> Result<Resp, RPCError<NodeId, PeerNode, RaftError<NodeId, E>>>
@@ -269,9 +276,11 @@ impl PeerService {
     /// (its data dir restarted) cannot disrupt the cluster with elections.
     fn check_sender(node: &StoreNode, vote: &Vote) -> Result<(), tonic::Status> {
         match vote.leader_id.voted_for() {
-            Some(id) if node.shared().read().removed.contains(&id) => Err(
-                tonic::Status::permission_denied(format!("member {id:x} was removed from the cluster")),
-            ),
+            Some(id) if node.shared().read().removed.contains(&id) => {
+                Err(tonic::Status::permission_denied(format!(
+                    "member {id:x} was removed from the cluster"
+                )))
+            }
             _ => Ok(()),
         }
     }

@@ -8,10 +8,10 @@ use crate::config::{ClusterState, StoreConfig};
 use crate::lease::LeaseClock;
 use crate::log_store::LogStore;
 use crate::mvcc::{WriteCommand, WriteResult};
-use crate::proposer::Proposer;
-use crate::read_index::ReadIndexer;
 use crate::network::{ForwardError, ForwardRequest, ForwardResponse, NetworkFactory, Peers};
+use crate::proposer::Proposer;
 use crate::raft_types::*;
+use crate::read_index::ReadIndexer;
 use crate::state_machine::{Shared, StateMachine};
 use crate::StoreError;
 use openraft::error::{ClientWriteError, RaftError};
@@ -290,7 +290,10 @@ impl StoreNode {
     }
 
     /// Serves a request forwarded by another member, if this member leads.
-    pub async fn serve_as_leader(&self, req: ForwardRequest) -> Result<ForwardResponse, ForwardError> {
+    pub async fn serve_as_leader(
+        &self,
+        req: ForwardRequest,
+    ) -> Result<ForwardResponse, ForwardError> {
         self.serve_as_leader_inner(&req).await
     }
 
@@ -315,7 +318,11 @@ impl StoreNode {
                     .await
                     .map(ForwardResponse::Write)
             }
-            ForwardRequest::ReadIndex => self.reads.read_index().await.map(ForwardResponse::ReadIndex),
+            ForwardRequest::ReadIndex => self
+                .reads
+                .read_index()
+                .await
+                .map(ForwardResponse::ReadIndex),
             ForwardRequest::LeaseKeepAlive(id) => {
                 let ttl = self.shared.read().kv.leases().get(id).map(|l| l.ttl);
                 let ttl = ttl.ok_or(KvError::LeaseNotFound)?;
@@ -358,9 +365,11 @@ impl StoreNode {
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                 Err(ForwardError::NotLeader(f.leader_id))
             }
-            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => Err(
-                ForwardError::Kv(KvError::InvalidArgument(format!("membership change refused: {e}"))),
-            ),
+            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
+                Err(ForwardError::Kv(KvError::InvalidArgument(format!(
+                    "membership change refused: {e}"
+                ))))
+            }
             Err(e) => Err(ForwardError::Kv(KvError::Unavailable(e.to_string()))),
         }
     }
@@ -375,7 +384,10 @@ impl StoreNode {
             .cloned()
             .ok_or_else(|| KvError::InvalidArgument("member peer urls not provided".into()))?;
         let existing = self.members();
-        if existing.iter().any(|m| m.peer_urls.iter().any(|u| peer_urls.contains(u))) {
+        if existing
+            .iter()
+            .any(|m| m.peer_urls.iter().any(|u| peer_urls.contains(u)))
+        {
             return Err(KvError::PeerUrlExists.into());
         }
         let id = {
@@ -389,15 +401,22 @@ impl StoreNode {
         };
         // Joining as a learner first keeps quorum intact until the new member has caught
         // up; the promoter chore makes it a voter then, as MemberAdd asked.
-        match self.raft.add_learner(id, PeerNode { peer_url: url }, false).await {
+        match self
+            .raft
+            .add_learner(id, PeerNode { peer_url: url }, false)
+            .await
+        {
             Ok(_) => {}
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                 return Err(ForwardError::NotLeader(f.leader_id))
             }
             Err(e) => return Err(KvError::Unavailable(e.to_string()).into()),
         }
-        self.propose(Request::Member(MemberCommand::Added { id, voter: !learner }))
-            .await?;
+        self.propose(Request::Member(MemberCommand::Added {
+            id,
+            voter: !learner,
+        }))
+        .await?;
         Ok(ForwardResponse::Member(Member {
             id,
             name: String::new(),
@@ -492,7 +511,14 @@ impl StoreNode {
         else {
             return Err(KvError::Unavailable("unexpected read index answer".into()));
         };
-        if self.shared.read().last_applied.map(|l| l.index).unwrap_or(0) >= index {
+        if self
+            .shared
+            .read()
+            .last_applied
+            .map(|l| l.index)
+            .unwrap_or(0)
+            >= index
+        {
             return Ok(());
         }
         self.raft
@@ -591,7 +617,10 @@ impl StoreNode {
 
     /// Remaining and granted TTL of a lease.
     pub async fn lease_time_to_live(&self, id: i64) -> KvResult<(i64, i64)> {
-        match self.leader_call(ForwardRequest::LeaseTimeToLive(id)).await? {
+        match self
+            .leader_call(ForwardRequest::LeaseTimeToLive(id))
+            .await?
+        {
             ForwardResponse::LeaseTimeToLive(left, granted) => Ok((left, granted)),
             other => Err(KvError::Unavailable(format!("unexpected answer {other:?}"))),
         }
@@ -685,7 +714,9 @@ impl StoreNode {
             if self.caught_up(id) {
                 match self.promote_member(id).await {
                     Ok(_) => tracing::info!(member = format_args!("{id:x}"), "promoted to voter"),
-                    Err(e) => tracing::warn!(member = format_args!("{id:x}"), error = %e, "promotion failed"),
+                    Err(e) => {
+                        tracing::warn!(member = format_args!("{id:x}"), error = %e, "promotion failed")
+                    }
                 }
             }
         }
@@ -703,7 +734,11 @@ impl StoreNode {
             applied_index: state.last_applied.map(|l| l.index).unwrap_or(0),
             revision: state.kv.revision(),
             db_size: state.kv.size() as i64,
-            is_learner: !state.membership.membership().voter_ids().any(|v| v == self.id),
+            is_learner: !state
+                .membership
+                .membership()
+                .voter_ids()
+                .any(|v| v == self.id),
         }
     }
 }

@@ -31,11 +31,7 @@ fn st(e: KvError) -> Status {
 }
 
 /// Starts the client (etcd API) and peer servers of `node` on the given listeners.
-pub fn serve(
-    node: Arc<StoreNode>,
-    client: tokio::net::TcpListener,
-    peer: tokio::net::TcpListener,
-) {
+pub fn serve(node: Arc<StoreNode>, client: tokio::net::TcpListener, peer: tokio::net::TcpListener) {
     let api = Api {
         kv: EmbeddedKv::new(node.clone()),
         node: node.clone(),
@@ -59,8 +55,8 @@ pub fn serve(
         }
     });
     let mut stop = node.shutdown_signal();
-    let peer_router = tonic::transport::Server::builder()
-        .add_service(PeerService::server(Arc::downgrade(&node)));
+    let peer_router =
+        tonic::transport::Server::builder().add_service(PeerService::server(Arc::downgrade(&node)));
     tokio::spawn(async move {
         let res = peer_router
             .serve_with_incoming_shutdown(no_delay(peer), async move {
@@ -582,7 +578,9 @@ impl PbMaintenanceService for Api {
         &self,
         _request: Request<PbMoveLeaderRequest>,
     ) -> GrpcResult<PbMoveLeaderResponse> {
-        Err(Status::unimplemented("leadership transfer is not supported yet"))
+        Err(Status::unimplemented(
+            "leadership transfer is not supported yet",
+        ))
     }
 
     async fn downgrade(
@@ -609,6 +607,9 @@ impl Api {
             h.update(&kv.value);
             h.update(&kv.mod_revision.to_le_bytes());
         }
-        Ok((h.finalize(), if rev > 0 { rev } else { state.kv.revision() }))
+        Ok((
+            h.finalize(),
+            if rev > 0 { rev } else { state.kv.revision() },
+        ))
     }
 }

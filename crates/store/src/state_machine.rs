@@ -123,10 +123,7 @@ impl StateMachine {
     }
 
     fn write_lock(&self) -> std::sync::RwLockWriteGuard<'_, State> {
-        self.shared
-            .state
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
+        self.shared.state.write().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -138,7 +135,10 @@ fn read_snapshot_file(path: &Path) -> std::io::Result<Option<SnapshotFile>> {
         Err(e) => return Err(e),
     };
     if buf.len() < 4 {
-        return Err(std::io::Error::other(format!("{}: truncated snapshot", path.display())));
+        return Err(std::io::Error::other(format!(
+            "{}: truncated snapshot",
+            path.display()
+        )));
     }
     let (body, crc) = buf.split_at(buf.len() - 4);
     if crc32fast::hash(body).to_le_bytes() != crc {
@@ -274,8 +274,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
         let data = snapshot.into_inner();
-        let state: State =
-            bincode::deserialize(&data).map_err(|e| sm_err(ErrorVerb::Read, e))?;
+        let state: State = bincode::deserialize(&data).map_err(|e| sm_err(ErrorVerb::Read, e))?;
         write_snapshot_file(&self.dir, meta, &data).map_err(|e| sm_err(ErrorVerb::Write, e))?;
         let mut s = self.write_lock();
         *s = state;

@@ -54,7 +54,11 @@ fn catch_up(
     key: &[u8],
     opts: &WatchOptions,
     from: i64,
-) -> KvResult<(broadcast::Receiver<Arc<crate::state_machine::ChangeBatch>>, Vec<Event>, i64)> {
+) -> KvResult<(
+    broadcast::Receiver<Arc<crate::state_machine::ChangeBatch>>,
+    Vec<Event>,
+    i64,
+)> {
     let state = shared.read();
     let rx = shared.subscribe();
     let current = state.kv.revision();

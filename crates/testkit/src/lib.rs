@@ -119,7 +119,10 @@ impl OrbitCluster {
                     }
                 }
             }
-            assert!(Instant::now() < deadline, "no agreed leader within {timeout:?}: {leaders:?}");
+            assert!(
+                Instant::now() < deadline,
+                "no agreed leader within {timeout:?}: {leaders:?}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -261,7 +264,10 @@ impl EtcdCluster {
                     return;
                 }
             }
-            assert!(Instant::now() < deadline, "etcd did not become ready in {timeout:?}");
+            assert!(
+                Instant::now() < deadline,
+                "etcd did not become ready in {timeout:?}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }

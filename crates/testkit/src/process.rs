@@ -161,10 +161,14 @@ impl ProcCluster {
             if self.procs[i].is_none() {
                 continue;
             }
-            let Ok(kv) = RemoteKv::connect(&[format!("http://127.0.0.1:{}", self.members[i].client)]).await else {
+            let Ok(kv) =
+                RemoteKv::connect(&[format!("http://127.0.0.1:{}", self.members[i].client)]).await
+            else {
                 continue;
             };
-            let Ok(s) = kv.client().status().await else { continue };
+            let Ok(s) = kv.client().status().await else {
+                continue;
+            };
             let leader = s.leader();
             let members = kv.members().await.ok()?;
             let name = members.iter().find(|m| m.id == leader)?.name.clone();
@@ -193,4 +197,3 @@ impl Drop for ProcCluster {
         }
     }
 }
-

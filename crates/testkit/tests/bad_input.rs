@@ -5,19 +5,26 @@ use orbit_testkit::{OrbitCluster, Timings};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn oversized_messages_and_full_quota_are_refused_cleanly() {
-    let c = OrbitCluster::start_configured(3, Timings::FAST, |cfg| cfg.quota_bytes = 64 * 1024).await;
+    let c =
+        OrbitCluster::start_configured(3, Timings::FAST, |cfg| cfg.quota_bytes = 64 * 1024).await;
     let kv = c.remote().await;
     kv.put(PutRequest::new("small", "v")).await.unwrap();
 
     // Beyond the gRPC message limit (request limit + framing slack): refused by the
     // transport, as etcd's gRPC server does.
-    let e = kv.put(PutRequest::new("huge", vec![1u8; 3 << 20])).await.unwrap_err();
+    let e = kv
+        .put(PutRequest::new("huge", vec![1u8; 3 << 20]))
+        .await
+        .unwrap_err();
     assert!(!matches!(e, KvError::NoSpace), "{e}");
 
     // Quota: writes that would pass it get "database space exceeded"…
     let mut refused = None;
     for i in 0..100 {
-        match kv.put(PutRequest::new(format!("fill/{i}"), vec![0u8; 4096])).await {
+        match kv
+            .put(PutRequest::new(format!("fill/{i}"), vec![0u8; 4096]))
+            .await
+        {
             Ok(_) => {}
             Err(e) => {
                 refused = Some(e);
@@ -31,19 +38,32 @@ async fn oversized_messages_and_full_quota_are_refused_cleanly() {
     let d = kv.delete(DeleteRequest::prefix("fill/")).await.unwrap();
     assert!(d.deleted > 0);
     kv.compact(d.revision).await.unwrap();
-    kv.put(PutRequest::new("after", vec![0u8; 4096])).await.unwrap();
+    kv.put(PutRequest::new("after", vec![0u8; 4096]))
+        .await
+        .unwrap();
 
     // Compacted and future revisions, unknown leases.
     assert!(matches!(
-        kv.range(RangeRequest { revision: 2, ..RangeRequest::key("small") }).await,
+        kv.range(RangeRequest {
+            revision: 2,
+            ..RangeRequest::key("small")
+        })
+        .await,
         Err(KvError::Compacted { .. })
     ));
     assert_eq!(
-        kv.range(RangeRequest { revision: 1 << 40, ..RangeRequest::key("small") }).await,
+        kv.range(RangeRequest {
+            revision: 1 << 40,
+            ..RangeRequest::key("small")
+        })
+        .await,
         Err(KvError::FutureRevision)
     );
     assert_eq!(kv.lease_revoke(12345).await, Err(KvError::LeaseNotFound));
-    assert_eq!(kv.lease_grant(9_000_000_001, 0).await.unwrap_err(), KvError::LeaseTtlTooLarge);
+    assert_eq!(
+        kv.lease_grant(9_000_000_001, 0).await.unwrap_err(),
+        KvError::LeaseTtlTooLarge
+    );
     // The store is still fine.
     let p = kv.put(PutRequest::new("still", "working")).await.unwrap();
     assert!(p.revision > 0);

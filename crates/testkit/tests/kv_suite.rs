@@ -41,7 +41,11 @@ impl Transcript {
                 self.rel(r.revision),
                 r.count,
                 r.more,
-                r.kvs.iter().map(|k| self.kv(k)).collect::<Vec<_>>().join(", ")
+                r.kvs
+                    .iter()
+                    .map(|k| self.kv(k))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
             Err(e) => format!("{what}: error {e}"),
         };
@@ -155,27 +159,74 @@ async fn suite(kv: &dyn Kv) -> Vec<String> {
     ));
     let d = kv.delete(DeleteRequest::prefix("p/")).await.unwrap();
     assert_eq!(d.deleted, 4);
-    t.line(format!("del p/: rev {} deleted {}", t.rel(d.revision), d.deleted));
+    t.line(format!(
+        "del p/: rev {} deleted {}",
+        t.rel(d.revision),
+        d.deleted
+    ));
     let d = kv.delete(DeleteRequest::key("nothing")).await.unwrap();
-    t.line(format!("del nothing: rev {} deleted {}", t.rel(d.revision), d.deleted));
+    t.line(format!(
+        "del nothing: rev {} deleted {}",
+        t.rel(d.revision),
+        d.deleted
+    ));
 
     // Transactions: compare-and-swap on mod_revision, value, version, create, lease.
     let cur = kv.get(b"a").await.unwrap().unwrap();
     for (name, cmp, expect) in [
-        ("mod eq", Compare::new("a", CompareOp::Equal, CompareTarget::Mod(cur.mod_revision)), true),
-        ("mod stale", Compare::new("a", CompareOp::Equal, CompareTarget::Mod(cur.mod_revision - 1)), false),
-        ("value gt", Compare::new("a", CompareOp::Greater, CompareTarget::Value(b"1".to_vec())), true),
-        ("version lt", Compare::new("a", CompareOp::Less, CompareTarget::Version(2)), false),
-        ("create ne", Compare::new("a", CompareOp::NotEqual, CompareTarget::Create(0)), true),
-        ("lease eq", Compare::new("a", CompareOp::Equal, CompareTarget::Lease(0)), true),
-        ("missing version", Compare::new("missing", CompareOp::Equal, CompareTarget::Version(0)), true),
-        ("missing value", Compare::new("missing", CompareOp::Equal, CompareTarget::Value(vec![])), false),
+        (
+            "mod eq",
+            Compare::new("a", CompareOp::Equal, CompareTarget::Mod(cur.mod_revision)),
+            true,
+        ),
+        (
+            "mod stale",
+            Compare::new(
+                "a",
+                CompareOp::Equal,
+                CompareTarget::Mod(cur.mod_revision - 1),
+            ),
+            false,
+        ),
+        (
+            "value gt",
+            Compare::new("a", CompareOp::Greater, CompareTarget::Value(b"1".to_vec())),
+            true,
+        ),
+        (
+            "version lt",
+            Compare::new("a", CompareOp::Less, CompareTarget::Version(2)),
+            false,
+        ),
+        (
+            "create ne",
+            Compare::new("a", CompareOp::NotEqual, CompareTarget::Create(0)),
+            true,
+        ),
+        (
+            "lease eq",
+            Compare::new("a", CompareOp::Equal, CompareTarget::Lease(0)),
+            true,
+        ),
+        (
+            "missing version",
+            Compare::new("missing", CompareOp::Equal, CompareTarget::Version(0)),
+            true,
+        ),
+        (
+            "missing value",
+            Compare::new("missing", CompareOp::Equal, CompareTarget::Value(vec![])),
+            false,
+        ),
     ] {
         let key = format!("txn/{}", name.replace(' ', "_"));
         let r = kv
             .txn(TxnRequest {
                 compare: vec![cmp],
-                success: vec![TxnOp::Put(PutRequest::new(key.clone(), "yes")), TxnOp::Range(RangeRequest::key(key.clone()))],
+                success: vec![
+                    TxnOp::Put(PutRequest::new(key.clone(), "yes")),
+                    TxnOp::Range(RangeRequest::key(key.clone())),
+                ],
                 failure: vec![TxnOp::Range(RangeRequest::key("a"))],
             })
             .await
@@ -185,7 +236,11 @@ async fn suite(kv: &dyn Kv) -> Vec<String> {
             TxnOpResponse::Range(g) => g.kvs.iter().map(|k| t.kv(k)).collect::<Vec<_>>().join(","),
             other => format!("{other:?}"),
         };
-        t.line(format!("txn {name}: {} rev {} read [{inner}]", r.succeeded, t.rel(r.revision)));
+        t.line(format!(
+            "txn {name}: {} rev {} read [{inner}]",
+            r.succeeded,
+            t.rel(r.revision)
+        ));
     }
 
     // Bad input gets etcd's errors and changes nothing.
@@ -199,7 +254,9 @@ async fn suite(kv: &dyn Kv) -> Vec<String> {
     t.line(format!("put unknown lease: {}", err_name(&e)));
     assert_eq!(e.unwrap_err(), KvError::LeaseNotFound);
     let many = TxnRequest {
-        success: (0..129).map(|i| TxnOp::Put(PutRequest::new(format!("m/{i}"), "v"))).collect(),
+        success: (0..129)
+            .map(|i| TxnOp::Put(PutRequest::new(format!("m/{i}"), "v")))
+            .collect(),
         ..Default::default()
     };
     let e = kv.txn(many).await;
@@ -212,7 +269,10 @@ async fn suite(kv: &dyn Kv) -> Vec<String> {
     t.line(format!("put empty key: {}", err_name(&e)));
     assert_eq!(e.unwrap_err(), KvError::KeyNotProvided);
     let dup = TxnRequest {
-        success: vec![TxnOp::Put(PutRequest::new("d", "1")), TxnOp::Put(PutRequest::new("d", "2"))],
+        success: vec![
+            TxnOp::Put(PutRequest::new("d", "1")),
+            TxnOp::Put(PutRequest::new("d", "2")),
+        ],
         ..Default::default()
     };
     let e = kv.txn(dup).await;
@@ -275,8 +335,12 @@ async fn suite(kv: &dyn Kv) -> Vec<String> {
     let hist = collect_events(&mut h, 5, &t).await;
     t.line(format!("watch history: {hist:?}"));
     assert_eq!(
-        live.iter().map(|(k, key, rev, _)| (k.clone(), key.clone(), *rev)).collect::<Vec<_>>(),
-        hist.iter().map(|(k, key, rev, _)| (k.clone(), key.clone(), *rev)).collect::<Vec<_>>()
+        live.iter()
+            .map(|(k, key, rev, _)| (k.clone(), key.clone(), *rev))
+            .collect::<Vec<_>>(),
+        hist.iter()
+            .map(|(k, key, rev, _)| (k.clone(), key.clone(), *rev))
+            .collect::<Vec<_>>()
     );
     let mut c = kv
         .watch(
@@ -308,7 +372,10 @@ async fn suite(kv: &dyn Kv) -> Vec<String> {
     t.line(format!("keep alive: ttl {ttl}"));
     let tl = kv.lease_time_to_live(g.id, true).await.unwrap();
     assert!(tl.ttl > 25 && tl.ttl <= 30, "{tl:?}");
-    t.line(format!("time to live: granted {} keys {:?}", tl.granted_ttl, tl.keys));
+    t.line(format!(
+        "time to live: granted {} keys {:?}",
+        tl.granted_ttl, tl.keys
+    ));
     assert!(kv.leases().await.unwrap().contains(&g.id));
     kv.lease_revoke(g.id).await.unwrap();
     let r = kv.range(RangeRequest::key("l/1")).await;
@@ -332,7 +399,10 @@ async fn suite(kv: &dyn Kv) -> Vec<String> {
         if kv.get(b"l/short").await.unwrap().is_none() {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "a 2 s lease never expired");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a 2 s lease never expired"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     t.line("short lease expired and took its key".into());
@@ -356,7 +426,8 @@ async fn collect_events(
                 format!("{:?}", e.kind),
                 String::from_utf8_lossy(&e.kv.key).to_string(),
                 t.rel(e.kv.mod_revision),
-                e.prev_kv.map(|p| String::from_utf8_lossy(&p.value).to_string()),
+                e.prev_kv
+                    .map(|p| String::from_utf8_lossy(&p.value).to_string()),
             ));
         }
     }
@@ -391,7 +462,11 @@ async fn any_member_serves_any_request() {
         let p = kv.put(PutRequest::new(format!("k{i}"), "v")).await.unwrap();
         for j in 0..3 {
             // Linearizable reads on any member see every acknowledged write.
-            let r = cluster.embedded(j).range(RangeRequest::key(format!("k{i}"))).await.unwrap();
+            let r = cluster
+                .embedded(j)
+                .range(RangeRequest::key(format!("k{i}")))
+                .await
+                .unwrap();
             assert_eq!(r.kvs.len(), 1, "member {j} misses k{i}");
             assert!(r.revision >= p.revision);
         }

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn idle_watch_gets_progress_notifications() {
-    let c = OrbitCluster::start_configured(1, Timings::FAST, |cfg| cfg.watch_progress_ms = 200).await;
+    let c =
+        OrbitCluster::start_configured(1, Timings::FAST, |cfg| cfg.watch_progress_ms = 200).await;
     let kv = c.remote().await;
     let mut w = kv
         .watch(
@@ -22,14 +23,29 @@ async fn idle_watch_gets_progress_notifications() {
         .unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     let put = kv.put(PutRequest::new("p", "1")).await.unwrap();
-    let first = tokio::time::timeout(Duration::from_secs(5), w.next()).await.unwrap().unwrap().unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(5), w.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(first.events.len(), 1);
-    let note = tokio::time::timeout(Duration::from_secs(5), w.next()).await.unwrap().unwrap().unwrap();
+    let note = tokio::time::timeout(Duration::from_secs(5), w.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert!(note.events.is_empty(), "{note:?}");
     assert_eq!(note.revision, put.revision);
     // Without asking, no notifications.
-    let mut quiet = kv.watch(b"q".to_vec(), WatchOptions::default()).await.unwrap();
-    assert!(tokio::time::timeout(Duration::from_millis(700), quiet.next()).await.is_err());
+    let mut quiet = kv
+        .watch(b"q".to_vec(), WatchOptions::default())
+        .await
+        .unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(700), quiet.next())
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -37,7 +53,13 @@ async fn watch_resumes_across_a_leader_change_without_gaps_or_repeats() {
     let mut c = OrbitCluster::start(3, Timings::FAST).await;
     let leader = c.wait_for_leader(Duration::from_secs(10)).await;
     let other = (leader + 1) % 3;
-    let start = c.embedded(other).range(RangeRequest::key("x")).await.unwrap().revision + 1;
+    let start = c
+        .embedded(other)
+        .range(RangeRequest::key("x"))
+        .await
+        .unwrap()
+        .revision
+        + 1;
 
     // Writes go through a member that survives; they retry across the election.
     let writer_kv = c.embedded(other);
@@ -46,7 +68,10 @@ async fn watch_resumes_across_a_leader_change_without_gaps_or_repeats() {
         let mut i = 0;
         while done < 300 {
             i += 1;
-            match writer_kv.put(PutRequest::new(format!("x/{i:04}"), "v")).await {
+            match writer_kv
+                .put(PutRequest::new(format!("x/{i:04}"), "v"))
+                .await
+            {
                 Ok(_) => done += 1,
                 Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
             }
@@ -111,7 +136,11 @@ async fn watch_resumes_across_a_leader_change_without_gaps_or_repeats() {
         "events repeated or out of order"
     );
     // Every applied write was seen exactly once.
-    let all = c.embedded(other).range(RangeRequest::prefix("x/")).await.unwrap();
+    let all = c
+        .embedded(other)
+        .range(RangeRequest::prefix("x/"))
+        .await
+        .unwrap();
     let applied: i64 = all.kvs.iter().map(|k| k.version).sum();
     let mut stored: Vec<i64> = all.kvs.iter().map(|k| k.mod_revision).collect();
     stored.sort();
