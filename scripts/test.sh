@@ -4,5 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-cargo build -q -p satellite
 cargo test --workspace --all-targets -- --test-threads=2

@@ -51,6 +51,7 @@ impl Op {
 /// Throughput and latency of one cell.
 #[derive(Clone, Copy, Default)]
 struct Result {
+    errors: usize,
     per_sec: f64,
     p50_ms: f64,
     p99_ms: f64,
@@ -105,28 +106,37 @@ async fn drive(pool: &[Arc<dyn Kv>], op: Op, clients: usize, seconds: f64) -> Re
             tokio::spawn(async move {
                 let value = vec![b'x'; VALUE_BYTES];
                 let mut lat = Vec::new();
+                let mut errors = 0usize;
                 let mut i = 0u64;
                 loop {
                     let t0 = Instant::now();
                     if t0 >= end {
                         break;
                     }
-                    one(&*kv, op, c, i, &value)
-                        .await
-                        .expect("benchmark request failed");
+                    i += 1;
+                    if let Err(e) = one(&*kv, op, c, i, &value).await {
+                        // Counted and shown in the table, never hidden.
+                        if errors == 0 {
+                            eprintln!("  client {c}: {e}");
+                        }
+                        errors += 1;
+                        continue;
+                    }
                     let t1 = Instant::now();
                     if t0 >= measure_from && t1 <= end {
                         lat.push((t1 - t0).as_micros() as u32);
                     }
-                    i += 1;
                 }
-                lat
+                (lat, errors)
             })
         })
         .collect();
     let mut all = Vec::new();
+    let mut errors = 0;
     for t in tasks {
-        all.extend(t.await.expect("client task"));
+        let (lat, e) = t.await.expect("client task");
+        all.extend(lat);
+        errors += e;
     }
     all.sort_unstable();
     let pct = |p: f64| {
@@ -137,6 +147,7 @@ async fn drive(pool: &[Arc<dyn Kv>], op: Op, clients: usize, seconds: f64) -> Re
         }
     };
     Result {
+        errors,
         per_sec: all.len() as f64 / seconds,
         p50_ms: pct(0.50),
         p99_ms: pct(0.99),
@@ -210,11 +221,11 @@ async fn main() -> anyhow::Result<()> {
         embedded_rows.push((op, r));
     }
 
-    println!("| members | op | clients | orbit ops/s | etcd ops/s | orbit/etcd | orbit p50 / p99 ms | etcd p50 / p99 ms |");
-    println!("|---:|---|---:|---:|---:|---:|---:|---:|");
+    println!("| members | op | clients | orbit ops/s | etcd ops/s | orbit/etcd | orbit p50 / p99 ms | etcd p50 / p99 ms | errors orbit / etcd |");
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|");
     for (n, op, c, o, e) in &rows {
         println!(
-            "| {n} | {} | {c} | {:.0} | {:.0} | {:.2}x | {:.2} / {:.2} | {:.2} / {:.2} |",
+            "| {n} | {} | {c} | {:.0} | {:.0} | {:.2}x | {:.2} / {:.2} | {:.2} / {:.2} | {} / {} |",
             op.name(),
             o.per_sec,
             e.per_sec,
@@ -222,7 +233,9 @@ async fn main() -> anyhow::Result<()> {
             o.p50_ms,
             o.p99_ms,
             e.p50_ms,
-            e.p99_ms
+            e.p99_ms,
+            o.errors,
+            e.errors
         );
     }
     for (op, r) in &embedded_rows {
@@ -231,13 +244,14 @@ async fn main() -> anyhow::Result<()> {
             .find(|(n, o, c, _, _)| *n == 1 && o == op && *c == 64)
             .map(|x| x.4.per_sec);
         println!(
-            "| 1 (embedded) | {} | 64 | {:.0} | {} | {} | {:.2} / {:.2} | |",
+            "| 1 (embedded) | {} | 64 | {:.0} | {} | {} | {:.2} / {:.2} | | {} / - |",
             op.name(),
             r.per_sec,
             etcd.map_or("-".into(), |e| format!("{e:.0}")),
             etcd.map_or("-".into(), |e| format!("{:.2}x", r.per_sec / e.max(1.0))),
             r.p50_ms,
-            r.p99_ms
+            r.p99_ms,
+            r.errors
         );
     }
     println!();

@@ -11,6 +11,7 @@ use crate::raft_types::*;
 use openraft::error::{CheckIsLeaderError, RaftError};
 use orbit_kv::KvError;
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Duration, Instant};
 
 type Reply = oneshot::Sender<Result<u64, ForwardError>>;
 
@@ -39,6 +40,31 @@ impl ReadIndexer {
     }
 }
 
+/// How long a round may keep retrying when a quorum does not answer in time.
+const RETRY_FOR: Duration = Duration::from_secs(5);
+
+/// One leadership confirmation. A round that misses a quorum (followers slow under
+/// load, or one briefly away) is retried: a read may wait, but it must not fail
+/// while the leader still leads.
+async fn confirm(raft: &Raft) -> Result<u64, ForwardError> {
+    let deadline = Instant::now() + RETRY_FOR;
+    loop {
+        match raft.get_read_log_id().await {
+            Ok((read_id, _)) => return Ok(read_id.map(|l| l.index).unwrap_or(0)),
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+                return Err(ForwardError::NotLeader(f.leader_id))
+            }
+            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e)))
+                if Instant::now() < deadline =>
+            {
+                tracing::debug!(error = %e, "read index round missed a quorum; retrying");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Err(e) => return Err(ForwardError::Kv(KvError::Unavailable(e.to_string()))),
+        }
+    }
+}
+
 async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<Reply>) {
     while let Some(first) = rx.recv().await {
         // Only reads that arrived before this round starts join it.
@@ -46,13 +72,7 @@ async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<Reply>) {
         while let Ok(next) = rx.try_recv() {
             waiting.push(next);
         }
-        let res = match raft.get_read_log_id().await {
-            Ok((read_id, _)) => Ok(read_id.map(|l| l.index).unwrap_or(0)),
-            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
-                Err(ForwardError::NotLeader(f.leader_id))
-            }
-            Err(e) => Err(ForwardError::Kv(KvError::Unavailable(e.to_string()))),
-        };
+        let res = confirm(&raft).await;
         for reply in waiting {
             let _ = reply.send(res.clone());
         }

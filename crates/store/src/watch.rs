@@ -70,6 +70,31 @@ fn catch_up(
     Ok((rx, history, current))
 }
 
+/// Filters `events` for one watcher and sends what is left as one batch at
+/// `revision`. Returns whether anything was sent, or `Err` once the receiver is gone.
+async fn deliver(
+    out: &mpsc::Sender<WatchResponse>,
+    events: impl IntoIterator<Item = Event>,
+    revision: i64,
+    key: &[u8],
+    opts: &WatchOptions,
+    filters: Filters,
+) -> Result<bool, ()> {
+    let events: Vec<Event> = events
+        .into_iter()
+        .filter(|e| keep(e, key, &opts.range_end, filters))
+        .collect();
+    if events.is_empty() {
+        return Ok(false);
+    }
+    let batch = WatchResponse {
+        revision,
+        events: shape(events, opts.prev_kv),
+        compact_revision: 0,
+    };
+    out.send(batch).await.map(|_| true).map_err(|_| ())
+}
+
 /// Runs one watcher, sending its batches into `out` until `out` closes or the watch is
 /// compacted away. With `opts.progress_notify`, an idle watcher sends an empty batch
 /// every `progress` telling the revision it has seen everything up to.
@@ -82,42 +107,47 @@ pub async fn run(
     out: mpsc::Sender<WatchResponse>,
 ) {
     let start = opts.start_revision;
-    let compacted = |rev: i64, current: i64| WatchResponse {
-        revision: current,
-        events: Vec::new(),
-        compact_revision: rev,
-    };
     // `last`: the revision the watcher has reported everything up to.
-    let first = if start > 0 { start } else { i64::MAX };
-    let (mut rx, history, mut last) = match catch_up(&shared, &key, &opts, first) {
-        Ok(x) => x,
-        Err(KvError::Compacted { compact_revision }) => {
-            let current = shared.read().kv.revision();
-            let _ = out.send(compacted(compact_revision, current)).await;
-            return;
-        }
-        Err(_) => return,
-    };
-    let history: Vec<Event> = history
-        .into_iter()
-        .filter(|e| keep(e, &key, &opts.range_end, filters))
-        .collect();
-    if !history.is_empty() {
-        let batch = WatchResponse {
-            revision: last,
-            events: shape(history, opts.prev_kv),
-            compact_revision: 0,
-        };
-        if out.send(batch).await.is_err() {
-            return;
-        }
-    }
+    let mut last = 0;
+    let mut rx = None;
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + progress, progress);
     let mut idle = true;
     loop {
+        let Some(feed) = rx.as_mut() else {
+            // (Re)subscribe and read the history up to the subscription point: at the
+            // start, and after falling behind the live feed.
+            let from = if start > 0 {
+                (last + 1).max(start)
+            } else {
+                i64::MAX
+            };
+            match catch_up(&shared, &key, &opts, from) {
+                Ok((new_rx, history, current)) => {
+                    rx = Some(new_rx);
+                    last = current;
+                    match deliver(&out, history, current, &key, &opts, filters).await {
+                        Ok(sent) => idle &= !sent,
+                        Err(()) => return,
+                    }
+                }
+                Err(KvError::Compacted { compact_revision }) => {
+                    let revision = shared.read().kv.revision();
+                    let _ = out
+                        .send(WatchResponse {
+                            revision,
+                            events: Vec::new(),
+                            compact_revision,
+                        })
+                        .await;
+                    return;
+                }
+                Err(_) => return,
+            }
+            continue;
+        };
         let batch = tokio::select! {
             _ = out.closed() => return,
-            b = rx.recv() => b,
+            b = feed.recv() => b,
             _ = ticker.tick(), if opts.progress_notify => {
                 if idle {
                     let note = WatchResponse { revision: last, events: Vec::new(), compact_revision: 0 };
@@ -135,54 +165,19 @@ pub async fn run(
                     continue;
                 }
                 last = batch.revision;
-                let events: Vec<Event> = batch
+                // Filter before cloning: most batches concern other watchers' keys.
+                let events = batch
                     .events
                     .iter()
                     .filter(|e| keep(e, &key, &opts.range_end, filters))
-                    .cloned()
-                    .collect();
-                if events.is_empty() {
-                    continue;
-                }
-                let resp = WatchResponse {
-                    revision: batch.revision,
-                    events: shape(events, opts.prev_kv),
-                    compact_revision: 0,
-                };
-                idle = false;
-                if out.send(resp).await.is_err() {
-                    return;
+                    .cloned();
+                match deliver(&out, events, batch.revision, &key, &opts, filters).await {
+                    Ok(sent) => idle &= !sent,
+                    Err(()) => return,
                 }
             }
-            Err(broadcast::error::RecvError::Lagged(_)) => {
-                // Fell behind the live feed: read what was missed from history.
-                match catch_up(&shared, &key, &opts, (last + 1).max(start)) {
-                    Ok((new_rx, history, current)) => {
-                        rx = new_rx;
-                        last = current;
-                        let events: Vec<Event> = history
-                            .into_iter()
-                            .filter(|e| keep(e, &key, &opts.range_end, filters))
-                            .collect();
-                        if !events.is_empty() {
-                            let resp = WatchResponse {
-                                revision: current,
-                                events: shape(events, opts.prev_kv),
-                                compact_revision: 0,
-                            };
-                            if out.send(resp).await.is_err() {
-                                return;
-                            }
-                        }
-                    }
-                    Err(KvError::Compacted { compact_revision }) => {
-                        let current = shared.read().kv.revision();
-                        let _ = out.send(compacted(compact_revision, current)).await;
-                        return;
-                    }
-                    Err(_) => return,
-                }
-            }
+            // Fell behind the live feed: read what was missed from history.
+            Err(broadcast::error::RecvError::Lagged(_)) => rx = None,
             Err(broadcast::error::RecvError::Closed) => return,
         }
     }
