@@ -1,5 +1,6 @@
 //! `satellite`: the orbit satellite's command line. Thin: parsing and composition.
 
+mod run;
 mod storage;
 
 use clap::{Parser, Subcommand};
@@ -19,6 +20,11 @@ enum Command {
         #[command(subcommand)]
         command: storage::StorageCommand,
     },
+    /// Run one of the satellite's processes.
+    Run {
+        #[command(subcommand)]
+        process: run::Process,
+    },
 }
 
 #[tokio::main]
@@ -33,5 +39,6 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Storage { command } => storage::run(command).await,
+        Command::Run { process } => run::run(process).await,
     }
 }

@@ -1,0 +1,233 @@
+//! A replica's configuration: one TOML file, checked at start with messages that say
+//! what to fix.
+
+use orbit_store::config::url_addr;
+use serde::Deserialize;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+/// How the replica gets its store cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Use the given client URLs: orbit members started by hand, or a real etcd.
+    External,
+    /// The replica table says which replicas run a store member; those form one cluster.
+    Fixed,
+    /// Replicas grow and shrink the cluster themselves (seed 000's incremental mode).
+    Incremental,
+}
+
+impl std::str::FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "external" => Ok(Mode::External),
+            "fixed" => Ok(Mode::Fixed),
+            "incremental" => Ok(Mode::Incremental),
+            other => Err(format!(
+                "mode must be external, fixed or incremental, not {other:?}"
+            )),
+        }
+    }
+}
+
+/// One row of the replica table.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicaRow {
+    /// Replica id, unique.
+    pub id: u64,
+    /// Name of the store member this replica runs (or would run).
+    pub store_name: String,
+    /// Client URL of that member (for `external`: a member or etcd endpoint).
+    pub client_url: String,
+    /// Peer URL of that member (unused in `external` mode).
+    #[serde(default)]
+    pub peer_url: String,
+    /// In `fixed` mode: whether this replica runs a store member.
+    #[serde(default)]
+    pub store_node: bool,
+}
+
+/// A replica's configuration file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicaConfig {
+    /// This replica's id; must be in the table.
+    pub replica_id: u64,
+    /// How the store cluster is formed.
+    pub mode: Mode,
+    /// Cluster token: replicas of one service share it.
+    #[serde(default = "default_token")]
+    pub token: String,
+    /// Where this replica keeps its store member's data.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Address of the status and health endpoint.
+    #[serde(default = "default_status_addr")]
+    pub status_addr: String,
+    /// Raft heartbeat interval, ms.
+    #[serde(default = "default_heartbeat_ms")]
+    pub heartbeat_ms: u64,
+    /// Raft election timeout, ms.
+    #[serde(default = "default_election_ms")]
+    pub election_ms: u64,
+    /// The replica table.
+    #[serde(default, rename = "replica")]
+    pub replicas: Vec<ReplicaRow>,
+}
+
+fn default_token() -> String {
+    "orbit".into()
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("replica.orbit")
+}
+fn default_status_addr() -> String {
+    "127.0.0.1:7777".into()
+}
+fn default_heartbeat_ms() -> u64 {
+    100
+}
+fn default_election_ms() -> u64 {
+    1000
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+impl ReplicaConfig {
+    /// Reads and checks a configuration file.
+    pub fn load(path: &Path) -> Result<ReplicaConfig, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("reading {}: {e}", path.display())))?;
+        Self::parse(&text).map_err(|e| ConfigError(format!("{}: {}", path.display(), e.0)))
+    }
+
+    /// Parses and checks a configuration.
+    pub fn parse(text: &str) -> Result<ReplicaConfig, ConfigError> {
+        let config = Self::parse_unchecked(text)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses a configuration without checking it (for overrides applied before
+    /// [`ReplicaConfig::validate`]).
+    pub fn parse_unchecked(text: &str) -> Result<ReplicaConfig, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError(e.to_string()))
+    }
+
+    /// This replica's row.
+    pub fn me(&self) -> &ReplicaRow {
+        self.replicas
+            .iter()
+            .find(|r| r.id == self.replica_id)
+            .expect("validated: the replica is in its table")
+    }
+
+    /// The rows of the replicas that run a store member (fixed mode).
+    pub fn store_rows(&self) -> impl Iterator<Item = &ReplicaRow> {
+        self.replicas.iter().filter(|r| r.store_node)
+    }
+
+    /// Checks the table, saying what to fix.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let err = |m: String| Err(ConfigError(m));
+        if self.replicas.is_empty() {
+            return err("the replica table is empty: add a [[replica]] row per replica".into());
+        }
+        let mut ids = BTreeSet::new();
+        let mut names = BTreeSet::new();
+        for r in &self.replicas {
+            if !ids.insert(r.id) {
+                return err(format!(
+                    "replica id {} appears twice in the table; ids must be unique",
+                    r.id
+                ));
+            }
+            if !names.insert(&r.store_name) {
+                return err(format!(
+                    "store_name {:?} appears twice in the table; names must be unique",
+                    r.store_name
+                ));
+            }
+            url_addr(&r.client_url)
+                .map_err(|e| ConfigError(format!("replica {}: client_url: {e}", r.id)))?;
+            if self.mode != Mode::External {
+                url_addr(&r.peer_url)
+                    .map_err(|e| ConfigError(format!("replica {}: peer_url: {e}", r.id)))?;
+            }
+        }
+        if !ids.contains(&self.replica_id) {
+            return err(format!(
+                "replica_id {} is not in the replica table; add its row or fix the id",
+                self.replica_id
+            ));
+        }
+        if self.mode == Mode::Fixed && self.store_rows().next().is_none() {
+            return err("mode fixed needs at least one row with store_node = true".into());
+        }
+        if self.heartbeat_ms == 0 || self.election_ms <= 2 * self.heartbeat_ms {
+            return err("election_ms must be more than twice heartbeat_ms".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+replica_id = 2
+mode = "fixed"
+[[replica]]
+id = 1
+store_name = "n1"
+client_url = "http://127.0.0.1:2379"
+peer_url = "http://127.0.0.1:2380"
+store_node = true
+[[replica]]
+id = 2
+store_name = "n2"
+client_url = "http://127.0.0.1:2381"
+peer_url = "http://127.0.0.1:2382"
+"#;
+
+    #[test]
+    fn a_good_table_parses_with_defaults() {
+        let c = ReplicaConfig::parse(GOOD).unwrap();
+        assert_eq!(c.mode, Mode::Fixed);
+        assert_eq!(c.me().store_name, "n2");
+        assert_eq!(c.store_rows().count(), 1);
+        assert_eq!(c.token, "orbit");
+        assert_eq!(c.election_ms, 1000);
+    }
+
+    #[test]
+    fn wrong_tables_are_refused_with_what_to_fix() {
+        let dup = GOOD.replace("id = 2\nstore_name", "id = 1\nstore_name");
+        let e = ReplicaConfig::parse(&dup).unwrap_err().0;
+        assert!(e.contains("appears twice"), "{e}");
+        let bad_url = GOOD.replace("http://127.0.0.1:2381", "127.0.0.1:2381");
+        let e = ReplicaConfig::parse(&bad_url).unwrap_err().0;
+        assert!(
+            e.contains("replica 2: client_url") && e.contains("http://"),
+            "{e}"
+        );
+        let missing = GOOD.replace("replica_id = 2", "replica_id = 9");
+        let e = ReplicaConfig::parse(&missing).unwrap_err().0;
+        assert!(
+            e.contains("replica_id 9 is not in the replica table"),
+            "{e}"
+        );
+        let no_nodes = GOOD.replace("store_node = true", "store_node = false");
+        let e = ReplicaConfig::parse(&no_nodes).unwrap_err().0;
+        assert!(e.contains("store_node = true"), "{e}");
+        let unknown = format!("{GOOD}\n[[replica]]\nid = 3\nstore_name = \"n3\"\nclient_url = \"http://h:1\"\npeer_url = \"http://h:2\"\ncolour = 1\n");
+        assert!(ReplicaConfig::parse(&unknown).is_err());
+    }
+}
