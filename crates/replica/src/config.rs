@@ -73,6 +73,12 @@ pub struct ReplicaConfig {
     /// Raft election timeout, ms.
     #[serde(default = "default_election_ms")]
     pub election_ms: u64,
+    /// How often the replica heartbeats its row in the store, ms.
+    #[serde(default = "default_replica_heartbeat_ms")]
+    pub replica_heartbeat_ms: u64,
+    /// Seconds without a heartbeat after which a replica is dead (its lease's TTL).
+    #[serde(default = "default_replica_ttl_s")]
+    pub replica_ttl_s: i64,
     /// The replica table.
     #[serde(default, rename = "replica")]
     pub replicas: Vec<ReplicaRow>,
@@ -92,6 +98,12 @@ fn default_heartbeat_ms() -> u64 {
 }
 fn default_election_ms() -> u64 {
     1000
+}
+fn default_replica_heartbeat_ms() -> u64 {
+    1000
+}
+fn default_replica_ttl_s() -> i64 {
+    5
 }
 
 /// Why a configuration was refused.
@@ -169,6 +181,13 @@ impl ReplicaConfig {
         }
         if self.mode == Mode::Fixed && self.store_rows().next().is_none() {
             return err("mode fixed needs at least one row with store_node = true".into());
+        }
+        if self.replica_ttl_s < 2
+            || (self.replica_ttl_s as u64) * 1000 <= 2 * self.replica_heartbeat_ms
+        {
+            return err(
+                "replica_ttl_s must be at least 2 and more than two replica heartbeats".into(),
+            );
         }
         if self.heartbeat_ms == 0 || self.election_ms <= 2 * self.heartbeat_ms {
             return err("election_ms must be more than twice heartbeat_ms".into());

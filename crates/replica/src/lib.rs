@@ -8,6 +8,7 @@
 
 pub mod config;
 mod status;
+pub mod table;
 
 pub use config::{ConfigError, Mode, ReplicaConfig};
 
@@ -44,6 +45,7 @@ pub struct Replica {
     kv: Arc<dyn Kv>,
     node: Option<Arc<StoreNode>>,
     status_addr: SocketAddr,
+    heartbeat: tokio::task::JoinHandle<()>,
 }
 
 impl Replica {
@@ -102,11 +104,20 @@ impl Replica {
             addr: config.status_addr.clone(),
             err,
         })?;
+        let heartbeat = table::spawn_heartbeat(
+            kv.clone(),
+            config.token.clone(),
+            config.replica_id,
+            node.is_some(),
+            std::time::Duration::from_millis(config.replica_heartbeat_ms),
+            config.replica_ttl_s,
+        );
         let replica = Arc::new(Replica {
             config,
             kv,
             node,
             status_addr,
+            heartbeat,
         });
         status::serve(replica.clone(), listener);
         tracing::info!(
@@ -139,8 +150,9 @@ impl Replica {
         self.status_addr
     }
 
-    /// Stops the embedded store member, if any.
+    /// Stops heartbeating and the embedded store member, if any.
     pub async fn shutdown(&self) {
+        self.heartbeat.abort();
         if let Some(n) = &self.node {
             n.shutdown().await;
         }

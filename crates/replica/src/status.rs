@@ -52,8 +52,21 @@ async fn status(State(r): State<Arc<Replica>>) -> Json<serde_json::Value> {
         Ok(Err(e)) => serde_json::json!({ "error": e.to_string() }),
         Err(_) => serde_json::json!({ "error": "no answer within 2 s" }),
     };
+    let table = match crate::table::read_table(&*r.kv, &r.config.token).await {
+        Ok(rows) => serde_json::json!(rows
+            .iter()
+            .map(|t| serde_json::json!({
+                "id": t.last.id,
+                "live": t.live,
+                "store_node": t.last.store_node,
+                "last_heartbeat_ms": t.last.at_ms,
+            }))
+            .collect::<Vec<_>>()),
+        Err(e) => serde_json::json!({ "error": e.to_string() }),
+    };
     Json(serde_json::json!({
         "replica_id": r.config.replica_id,
+        "replicas": table,
         "mode": format!("{:?}", r.config.mode).to_lowercase(),
         "runs_store_member": r.node.is_some(),
         "members": members,

@@ -73,6 +73,9 @@ pub struct StatusArgs {
         value_delimiter = ','
     )]
     endpoints: Vec<String>,
+    /// Cluster token whose replica table to show.
+    #[arg(long, env = "ORBIT_STORE_TOKEN", default_value = "orbit")]
+    token: String,
 }
 
 /// Runs a store subcommand.
@@ -201,7 +204,38 @@ async fn status(a: StatusArgs) -> anyhow::Result<()> {
         rev.map(|r| r.to_string())
             .unwrap_or_else(|| "unavailable".into())
     );
+    print_replica_table(&kv, &a.token).await;
     Ok(())
+}
+
+/// The replicas' heartbeat table, if replicas of this token use the cluster.
+async fn print_replica_table(kv: &RemoteKv, token: &str) {
+    let rows = match orbit_replica::table::read_table(kv, token).await {
+        Ok(rows) if !rows.is_empty() => rows,
+        Ok(_) => return,
+        Err(e) => {
+            println!("replica table: unavailable ({e})");
+            return;
+        }
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    println!();
+    println!(
+        "{:<8} {:<6} {:<11} LAST HEARTBEAT",
+        "REPLICA", "STATE", "STORE NODE"
+    );
+    for r in rows {
+        println!(
+            "{:<8} {:<6} {:<11} {:.1} s ago",
+            r.last.id,
+            if r.live { "live" } else { "dead" },
+            if r.last.store_node { "yes" } else { "no" },
+            now.saturating_sub(r.last.at_ms) as f64 / 1000.0
+        );
+    }
 }
 
 async fn status_of(url: &str) -> anyhow::Result<(etcd_client::StatusResponse, i64)> {

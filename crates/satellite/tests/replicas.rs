@@ -44,7 +44,36 @@ async fn wait_health(port: u16, want: u16, timeout: Duration) {
     }
 }
 
+/// Runs `satellite storage status` until its replica table satisfies `ok`.
+async fn wait_table(endpoints: &[String], ok: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = Command::new(env!("CARGO_BIN_EXE_satellite"))
+            .args([
+                "storage",
+                "status",
+                "--token",
+                "replica-test",
+                "--endpoints",
+                &endpoints.join(","),
+            ])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let table = text.split("REPLICA").nth(1).unwrap_or("").to_string();
+        if ok(&table) {
+            return table;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replica table never got there: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
 struct Replicas {
+    clients: Vec<u16>,
     dir: tempfile::TempDir,
     config: std::path::PathBuf,
     status: Vec<u16>,
@@ -57,10 +86,15 @@ impl Replicas {
         let config = dir.path().join("replicas.toml");
         std::fs::write(
             &config,
-            format!("replica_id = 1\nmode = \"{mode}\"\ntoken = \"replica-test\"\nheartbeat_ms = 50\nelection_ms = 500\n{table}"),
+            format!("replica_id = 1\nmode = \"{mode}\"\ntoken = \"replica-test\"\nheartbeat_ms = 50\nelection_ms = 500\nreplica_heartbeat_ms = 300\nreplica_ttl_s = 2\n{table}"),
         )
         .unwrap();
         Replicas {
+            clients: table
+                .lines()
+                .filter_map(|l| l.strip_prefix("client_url = \"http://127.0.0.1:"))
+                .filter_map(|p| p.trim_end_matches('"').parse().ok())
+                .collect(),
             dir,
             config,
             status: (0..n).map(|_| free_port()).collect(),
@@ -83,6 +117,10 @@ impl Replicas {
             .spawn()
             .unwrap();
         self.procs[i] = Some(child);
+    }
+
+    fn client_url(&self, i: usize) -> String {
+        format!("http://127.0.0.1:{}", self.clients[i])
     }
 
     fn kill(&mut self, i: usize) {
@@ -125,12 +163,24 @@ async fn fixed_mode_works_while_a_quorum_of_store_replicas_is_up() {
     assert_eq!(status.matches("\"name\":\"n").count(), 3, "{status}");
     let (_, status) = get(r.status[0], "/status").await;
     assert!(status.contains("\"runs_store_member\":true"), "{status}");
+    // Every replica heartbeats its row; `storage status` shows the table.
+    let clients: Vec<String> = (0..3).map(|i| r.client_url(i)).collect();
+    let table = wait_table(&clients, |t| t.matches(" live ").count() == 4).await;
+    assert_eq!(table.matches(" yes ").count(), 3, "{table}");
 
-    // One store replica down: everyone still works.
+    // One store replica down: everyone still works, and its row goes dead once its
+    // lease expires.
     r.kill(0);
     for i in 1..4 {
         wait_health(r.status[i], 200, Duration::from_secs(15)).await;
     }
+    let table = wait_table(&clients[1..], |t| t.matches(" dead ").count() == 1).await;
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("1 ") && l.contains(" dead ")),
+        "{table}"
+    );
     // Two of three down: no quorum, the store-less replica reports it.
     r.kill(1);
     wait_health(r.status[3], 503, Duration::from_secs(15)).await;
