@@ -14,6 +14,18 @@ pub enum StorageCommand {
     Init(InitArgs),
     /// Print members, roles, leader, revision and health of a cluster.
     Status(StatusArgs),
+    /// Recovery after quorum is lost for good: make a STOPPED member the only member
+    /// of its cluster (as etcd's --force-new-cluster). Run it on the member with the
+    /// most advanced log, start that member again, then add new members to it.
+    ForceNewCluster(ForceArgs),
+}
+
+/// Flags of `storage force-new-cluster`.
+#[derive(Args)]
+pub struct ForceArgs {
+    /// The stopped member's data directory.
+    #[arg(long)]
+    data_dir: PathBuf,
 }
 
 /// Flags of `storage init`, named as etcd's.
@@ -83,6 +95,17 @@ pub async fn run(cmd: StorageCommand) -> anyhow::Result<()> {
     match cmd {
         StorageCommand::Init(a) => init(a).await,
         StorageCommand::Status(a) => status(a).await,
+        StorageCommand::ForceNewCluster(a) => {
+            let r = orbit_store::recovery::force_new_cluster(&a.data_dir)
+                .await
+                .context("forcing a new cluster")?;
+            println!(
+                "member {:x} is now the only member of its cluster (was one of {} voters); start it again with its usual command",
+                r.id,
+                r.old_voters.len()
+            );
+            Ok(())
+        }
     }
 }
 

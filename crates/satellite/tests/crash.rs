@@ -210,3 +210,64 @@ async fn lagging_member_catches_up_from_a_snapshot() {
         "member 2 caught up through a snapshot"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn quorum_lost_for_good_recovers_with_force_new_cluster() {
+    let mut c = common::start(3).await;
+    let kv = c.client().await;
+    for i in 0..100 {
+        kv.put(PutRequest::new(format!("keep/{i:03}"), "v"))
+            .await
+            .unwrap();
+    }
+    // The member's data dir is locked while it runs: recovery refuses.
+    let data_dir = c.dir.path().join("m0");
+    let run = |dir: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_satellite"))
+            .args(["storage", "force-new-cluster", "--data-dir"])
+            .arg(dir)
+            .output()
+            .unwrap()
+    };
+    let out = run(&data_dir);
+    assert!(
+        !out.status.success(),
+        "recovery must refuse a running member"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("in use"));
+
+    // Quorum lost for good: every member is gone; only m0's data dir is left.
+    for i in 0..3 {
+        c.kill(i);
+    }
+    let out = run(&data_dir);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    c.spawn(0);
+    let alone = c.client_of(0).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if alone
+            .put(PutRequest::new("after", "recovery"))
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "recovered member never took writes"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let r = alone.range(RangeRequest::prefix("keep/")).await.unwrap();
+    assert_eq!(
+        r.count, 100,
+        "every acknowledged write survived the recovery"
+    );
+    let members = alone.members().await.unwrap();
+    assert_eq!(members.len(), 1, "{members:?}");
+}

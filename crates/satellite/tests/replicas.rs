@@ -44,6 +44,19 @@ async fn wait_health(port: u16, want: u16, timeout: Duration) {
     }
 }
 
+/// Waits until `GET /status` satisfies `ok`; returns it.
+async fn wait_status(port: u16, ok: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, body) = get(port, "/status").await;
+        if ok(&body) {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "status never got there: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Runs `satellite storage status` until its replica table satisfies `ok`.
 async fn wait_table(endpoints: &[String], ok: impl Fn(&str) -> bool) -> String {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -158,9 +171,9 @@ async fn fixed_mode_works_while_a_quorum_of_store_replicas_is_up() {
     for i in 0..4 {
         wait_health(r.status[i], 200, Duration::from_secs(30)).await;
     }
-    let (_, status) = get(r.status[3], "/status").await;
+    // Members publish their names shortly after the cluster forms.
+    let status = wait_status(r.status[3], |s| s.matches("\"name\":\"n").count() == 3).await;
     assert!(status.contains("\"runs_store_member\":false"), "{status}");
-    assert_eq!(status.matches("\"name\":\"n").count(), 3, "{status}");
     let (_, status) = get(r.status[0], "/status").await;
     assert!(status.contains("\"runs_store_member\":true"), "{status}");
     // Every replica heartbeats its row; `storage status` shows the table.
@@ -209,9 +222,8 @@ async fn external_mode_uses_a_real_etcd() {
     r.spawn(1);
     for i in 0..2 {
         wait_health(r.status[i], 200, Duration::from_secs(30)).await;
-        let (_, status) = get(r.status[i], "/status").await;
+        let status = wait_status(r.status[i], |s| s.matches("\"name\":\"e").count() == 3).await;
         assert!(status.contains("\"mode\":\"external\""), "{status}");
-        assert_eq!(status.matches("\"name\":\"e").count(), 3, "{status}");
     }
 }
 

@@ -17,6 +17,7 @@ pub mod node;
 pub mod proposer;
 pub mod raft_types;
 pub mod read_index;
+pub mod recovery;
 pub mod server;
 pub mod state_machine;
 pub mod watch;

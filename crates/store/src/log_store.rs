@@ -237,6 +237,18 @@ impl LogStore {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Appends one entry and fsyncs it, outside of Raft (offline recovery only).
+    pub fn append_synced(&mut self, entry: Entry) -> std::io::Result<()> {
+        let mut g = self.lock();
+        let mut buf = Vec::new();
+        let size = frame_entry(&entry, &mut buf);
+        g.write(&buf)?;
+        g.file.sync_data()?;
+        g.live_bytes += size;
+        g.entries.insert(entry.log_id.index, (entry, size));
+        Ok(())
+    }
+
     /// Whether this log has ever held Raft state (a vote or an entry).
     pub fn is_used(&self) -> bool {
         let g = self.lock();

@@ -69,6 +69,24 @@ pub struct StoreNode {
     client_addr: SocketAddr,
     peer_addr: SocketAddr,
     shutdown: watch::Sender<bool>,
+    /// Held while the member runs: one process per data dir.
+    _lock: std::fs::File,
+}
+
+/// Takes the data dir's lock, refusing if another process holds it.
+pub fn lock_data_dir(dir: &Path) -> Result<std::fs::File, StoreError> {
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("LOCK"))?;
+    f.try_lock().map_err(|_| {
+        StoreError::Config(format!(
+            "{} is in use by another process (a running member?)",
+            dir.display()
+        ))
+    })?;
+    Ok(f)
 }
 
 impl StoreNode {
@@ -77,6 +95,7 @@ impl StoreNode {
     pub async fn start(config: StoreConfig) -> Result<Arc<StoreNode>, StoreError> {
         config.validate()?;
         create_private_dir(&config.data_dir)?;
+        let lock = lock_data_dir(&config.data_dir)?;
         let raft_dir = config.data_dir.join("raft");
         let log = LogStore::open(&raft_dir)?;
         let sm = StateMachine::open(&raft_dir, config.quota_bytes)?;
@@ -174,6 +193,7 @@ impl StoreNode {
             proposer: Proposer::start(raft.clone()),
             reads: ReadIndexer::start(raft.clone()),
             shutdown,
+            _lock: lock,
         });
         crate::server::serve(node.clone(), client_listener, peer_listener);
 
@@ -547,11 +567,13 @@ impl StoreNode {
             .map(|_| ())
     }
 
-    /// The members, as etcd's MemberList shows them.
+    /// The members, as etcd's MemberList shows them: the membership Raft is using
+    /// (the latest in the log), with the attributes members published.
     pub fn members(&self) -> Vec<Member> {
-        let state = self.shared.read();
-        let membership = state.membership.membership();
+        let effective = self.raft.metrics().borrow().membership_config.clone();
+        let membership = effective.membership();
         let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let state = self.shared.read();
         membership
             .nodes()
             .map(|(id, node)| {
@@ -775,6 +797,18 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(dir)?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+/// The id of the member whose data dir this is.
+pub fn member_id_of(data_dir: &Path) -> Result<NodeId, StoreError> {
+    read_member_file(&data_dir.join("member.json"))?
+        .map(|m| m.id)
+        .ok_or_else(|| {
+            StoreError::Config(format!(
+                "{} is not a store member's data dir (no member.json)",
+                data_dir.display()
+            ))
+        })
 }
 
 fn read_member_file(path: &Path) -> Result<Option<MemberFile>, StoreError> {

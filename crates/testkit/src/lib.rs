@@ -65,6 +65,22 @@ impl OrbitCluster {
         timings: Timings,
         tune: impl Fn(&mut StoreConfig),
     ) -> OrbitCluster {
+        // A port picked free can be taken by another test before the member binds it:
+        // start again on fresh ports then.
+        for _ in 0..5 {
+            if let Some(c) = Self::try_start(n, timings, &tune).await {
+                c.wait_for_leader(Duration::from_secs(20)).await;
+                return c;
+            }
+        }
+        panic!("could not find free ports for a {n}-member cluster");
+    }
+
+    async fn try_start(
+        n: usize,
+        timings: Timings,
+        tune: &impl Fn(&mut StoreConfig),
+    ) -> Option<OrbitCluster> {
         let dir = tempfile::tempdir().expect("temp dir");
         let peers: Vec<(String, String)> = (0..n)
             .map(|i| (format!("m{i}"), format!("http://127.0.0.1:{}", free_port())))
@@ -74,7 +90,8 @@ impl OrbitCluster {
             .map(|i| StoreConfig {
                 name: peers[i].0.clone(),
                 data_dir: dir.path().join(&peers[i].0),
-                client_url: format!("http://127.0.0.1:{}", free_port()),
+                // Port 0: the member binds any free port and advertises it.
+                client_url: "http://127.0.0.1:0".into(),
                 peer_url: peers[i].1.clone(),
                 initial_cluster: peers.clone(),
                 initial_cluster_state: ClusterState::New,
@@ -92,19 +109,22 @@ impl OrbitCluster {
             .collect();
         let mut nodes = Vec::new();
         for c in &configs {
-            nodes.push(Some(
-                StoreNode::start(c.clone())
-                    .await
-                    .expect("starting a store member"),
-            ));
+            match StoreNode::start(c.clone()).await {
+                Ok(node) => nodes.push(Some(node)),
+                Err(e) if e.to_string().contains("in use") => {
+                    for n in nodes.into_iter().flatten() {
+                        n.shutdown().await;
+                    }
+                    return None;
+                }
+                Err(e) => panic!("starting a store member: {e}"),
+            }
         }
-        let cluster = OrbitCluster {
+        Some(OrbitCluster {
             nodes,
             configs,
             _dir: dir,
-        };
-        cluster.wait_for_leader(Duration::from_secs(20)).await;
-        cluster
+        })
     }
 
     /// Waits until every running member knows the same leader; returns its index.
@@ -161,7 +181,7 @@ impl OrbitCluster {
         }
     }
 
-    /// Restarts member `i` on its data dir.
+    /// Restarts member `i` on its data dir (on a new client port).
     pub async fn restart(&mut self, i: usize) {
         self.nodes[i] = Some(
             StoreNode::start(self.configs[i].clone())

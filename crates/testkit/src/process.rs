@@ -83,7 +83,30 @@ impl ProcCluster {
             c.spawn(i);
         }
         c.wait_writable(Duration::from_secs(30)).await;
+        c.wait_published(Duration::from_secs(30)).await;
         c
+    }
+
+    /// Waits until every member has published its name and client URL (until then
+    /// the member list shows it unstarted, as etcd does).
+    pub async fn wait_published(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(kv) = RemoteKv::connect(&self.endpoints()).await {
+                if let Ok(members) = kv.members().await {
+                    if members.len() == self.members.len()
+                        && members.iter().all(|m| !m.name.is_empty())
+                    {
+                        return;
+                    }
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "members did not all publish within {timeout:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Starts member `i`'s process (again) on its data dir.
