@@ -27,6 +27,15 @@ enum Command {
     },
 }
 
+/// Waits for Ctrl-C or SIGTERM: how a foreground process is asked to stop.
+pub(crate) async fn until_stopped() -> std::io::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r,
+        _ = term.recv() => Ok(()),
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()

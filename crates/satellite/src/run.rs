@@ -71,11 +71,7 @@ async fn api(a: ApiArgs) -> anyhow::Result<()> {
         },
         replica.status_addr()
     );
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
+    crate::until_stopped().await?;
     replica.shutdown().await;
     Ok(())
 }

@@ -142,14 +142,10 @@ async fn init(a: InitArgs) -> anyhow::Result<()> {
         data_dir.display()
     );
     println!(
-        "try: etcdctl --endpoints=http://{} put hello world",
+        "try: ETCDCTL_API=3 etcdctl --endpoints={} put hello world",
         node.client_addr()
     );
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
+    crate::until_stopped().await?;
     node.shutdown().await;
     Ok(())
 }
