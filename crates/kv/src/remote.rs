@@ -10,6 +10,8 @@ use futures::StreamExt;
 #[derive(Clone)]
 pub struct RemoteKv {
     client: ec::Client,
+    /// The endpoints the client balances over, as they were added.
+    endpoints: std::sync::Arc<tokio::sync::Mutex<std::collections::BTreeSet<String>>>,
 }
 
 impl std::fmt::Debug for RemoteKv {
@@ -132,7 +134,32 @@ fn txn_to_client(t: TxnRequest) -> ec::Txn {
         .or_else(t.failure.into_iter().map(op).collect::<Vec<_>>())
 }
 
+/// Whether a request failed before reaching any server (its endpoint refused the
+/// connection): safe to send again, and the balancer may pick a live endpoint.
+fn never_sent(e: &KvError) -> bool {
+    matches!(e, KvError::Unavailable(m) if m.contains("tcp connect error") || m.contains("Connection refused"))
+}
+
+/// Attempts for a request that keeps meeting dead endpoints.
+const CONNECT_ATTEMPTS: usize = 8;
+
 impl RemoteKv {
+    /// Runs `call`, again while it fails before reaching a server.
+    async fn retrying<T, F, Fut>(&self, call: F) -> KvResult<T>
+    where
+        F: Fn(ec::Client) -> Fut,
+        Fut: std::future::Future<Output = Result<T, ec::Error>>,
+    {
+        let mut last = None;
+        for _ in 0..CONNECT_ATTEMPTS {
+            match call(self.client.clone()).await.map_err(err) {
+                Err(e) if never_sent(&e) => last = Some(e),
+                other => return other,
+            }
+        }
+        Err(last.expect("at least one attempt"))
+    }
+
     /// Connects to a cluster through any of `endpoints` (`host:port` or `http://host:port`).
     pub async fn connect(endpoints: &[String]) -> KvResult<Self> {
         let options = ec::ConnectOptions::new()
@@ -144,7 +171,56 @@ impl RemoteKv {
         let client = ec::Client::connect(endpoints, Some(options))
             .await
             .map_err(err)?;
-        Ok(Self { client })
+        Ok(Self {
+            client,
+            endpoints: std::sync::Arc::new(tokio::sync::Mutex::new(
+                endpoints.iter().cloned().collect(),
+            )),
+        })
+    }
+
+    /// Makes the client follow the cluster's membership: every `interval` it reads the
+    /// member list and balances over the members' client URLs, so members added later
+    /// are used and removed ones dropped. Stops when every clone of the client is gone.
+    pub fn follow_members(&self, interval: std::time::Duration) {
+        let weak = std::sync::Arc::downgrade(&self.endpoints);
+        let client = self.client.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(interval).await;
+                let Some(endpoints) = weak.upgrade() else {
+                    return;
+                };
+                let Ok(list) = client.clone().member_list().await else {
+                    continue;
+                };
+                let wanted: std::collections::BTreeSet<String> = list
+                    .0
+                    .members
+                    .iter()
+                    .flat_map(|m| m.client_ur_ls.iter().cloned())
+                    .collect();
+                if wanted.is_empty() {
+                    continue;
+                }
+                let mut have = endpoints.lock().await;
+                for url in wanted.difference(&have.clone()) {
+                    if client.add_endpoint(url).await.is_ok() {
+                        have.insert(url.clone());
+                    }
+                }
+                for url in have.clone().difference(&wanted) {
+                    if client.remove_endpoint(url).await.is_ok() {
+                        have.remove(url);
+                    }
+                }
+            }
+        });
+    }
+
+    /// The endpoints the client currently balances over.
+    pub async fn endpoints(&self) -> Vec<String> {
+        self.endpoints.lock().await.iter().cloned().collect()
     }
 
     /// The underlying etcd client, for what the [`Kv`] trait does not cover.
@@ -156,64 +232,61 @@ impl RemoteKv {
 #[async_trait::async_trait]
 impl Kv for RemoteKv {
     async fn range(&self, req: RangeRequest) -> KvResult<RangeResponse> {
+        let opts = get_options(&req);
         let resp = self
-            .client
-            .kv_client()
-            .get(req.key.clone(), Some(get_options(&req)))
-            .await
-            .map_err(err)?;
+            .retrying(|c| {
+                let (key, opts) = (req.key.clone(), opts.clone());
+                async move { c.kv_client().get(key, Some(opts)).await }
+            })
+            .await?;
         Ok(pb::range_resp_from_pb(resp.0))
     }
 
     async fn put(&self, req: PutRequest) -> KvResult<PutResponse> {
         let opts = put_options(&req);
         let resp = self
-            .client
-            .kv_client()
-            .put(req.key, req.value, Some(opts))
-            .await
-            .map_err(err)?;
+            .retrying(|c| {
+                let (key, value, opts) = (req.key.clone(), req.value.clone(), opts.clone());
+                async move { c.kv_client().put(key, value, Some(opts)).await }
+            })
+            .await?;
         Ok(pb::put_resp_from_pb(resp.0))
     }
 
     async fn delete(&self, req: DeleteRequest) -> KvResult<DeleteResponse> {
         let opts = delete_options(&req);
         let resp = self
-            .client
-            .kv_client()
-            .delete(req.key, Some(opts))
-            .await
-            .map_err(err)?;
+            .retrying(|c| {
+                let (key, opts) = (req.key.clone(), opts.clone());
+                async move { c.kv_client().delete(key, Some(opts)).await }
+            })
+            .await?;
         Ok(pb::delete_resp_from_pb(resp.0))
     }
 
     async fn txn(&self, req: TxnRequest) -> KvResult<TxnResponse> {
         let resp = self
-            .client
-            .kv_client()
-            .txn(txn_to_client(req))
-            .await
-            .map_err(err)?;
+            .retrying(|c| {
+                let txn = txn_to_client(req.clone());
+                async move { c.kv_client().txn(txn).await }
+            })
+            .await?;
         Ok(pb::txn_resp_from_pb(resp.0))
     }
 
     async fn compact(&self, revision: i64) -> KvResult<()> {
-        self.client
-            .kv_client()
-            .compact(revision, None)
-            .await
-            .map_err(err)?;
+        self.retrying(|c| async move { c.kv_client().compact(revision, None).await })
+            .await?;
         Ok(())
     }
 
     async fn lease_grant(&self, ttl: i64, id: i64) -> KvResult<LeaseGrantResponse> {
-        let opts = (id != 0).then(|| ec::LeaseGrantOptions::new().with_id(id));
         let resp = self
-            .client
-            .lease_client()
-            .grant(ttl, opts)
-            .await
-            .map_err(err)?;
+            .retrying(|c| async move {
+                let opts = (id != 0).then(|| ec::LeaseGrantOptions::new().with_id(id));
+                c.lease_client().grant(ttl, opts).await
+            })
+            .await?;
         Ok(LeaseGrantResponse {
             revision: resp.header().map(|h| h.revision()).unwrap_or_default(),
             id: resp.id(),
@@ -222,7 +295,8 @@ impl Kv for RemoteKv {
     }
 
     async fn lease_revoke(&self, id: i64) -> KvResult<()> {
-        self.client.lease_client().revoke(id).await.map_err(err)?;
+        self.retrying(|c| async move { c.lease_client().revoke(id).await })
+            .await?;
         Ok(())
     }
 
@@ -241,13 +315,12 @@ impl Kv for RemoteKv {
     }
 
     async fn lease_time_to_live(&self, id: i64, keys: bool) -> KvResult<LeaseTimeToLiveResponse> {
-        let opts = keys.then(|| ec::LeaseTimeToLiveOptions::new().with_keys());
         let resp = self
-            .client
-            .lease_client()
-            .time_to_live(id, opts)
-            .await
-            .map_err(err)?;
+            .retrying(|c| async move {
+                let opts = keys.then(|| ec::LeaseTimeToLiveOptions::new().with_keys());
+                c.lease_client().time_to_live(id, opts).await
+            })
+            .await?;
         Ok(LeaseTimeToLiveResponse {
             revision: resp.header().map(|h| h.revision()).unwrap_or_default(),
             id: resp.id(),
@@ -258,7 +331,9 @@ impl Kv for RemoteKv {
     }
 
     async fn leases(&self) -> KvResult<Vec<i64>> {
-        let resp = self.client.lease_client().leases().await.map_err(err)?;
+        let resp = self
+            .retrying(|c| async move { c.lease_client().leases().await })
+            .await?;
         Ok(resp.leases().iter().map(|l| l.id()).collect())
     }
 
@@ -327,11 +402,8 @@ impl Kv for RemoteKv {
 
     async fn members(&self) -> KvResult<Vec<Member>> {
         let resp = self
-            .client
-            .cluster_client()
-            .member_list()
-            .await
-            .map_err(err)?;
+            .retrying(|c| async move { c.cluster_client().member_list().await })
+            .await?;
         Ok(resp.0.members.into_iter().map(pb::member_from_pb).collect())
     }
 }

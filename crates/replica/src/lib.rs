@@ -39,6 +39,16 @@ pub enum ReplicaError {
     },
 }
 
+/// How often a replica's store client re-reads the member list.
+const FOLLOW_MEMBERS: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A client of the store cluster that keeps its endpoints in step with the members.
+async fn following(urls: &[String]) -> Result<RemoteKv, ReplicaError> {
+    let kv = RemoteKv::connect(urls).await?;
+    kv.follow_members(FOLLOW_MEMBERS);
+    Ok(kv)
+}
+
 /// A running replica: its store access and, if it runs one, its store member.
 pub struct Replica {
     config: ReplicaConfig,
@@ -59,7 +69,7 @@ impl Replica {
                     .iter()
                     .map(|r| r.client_url.clone())
                     .collect();
-                (Arc::new(RemoteKv::connect(&urls).await?), None)
+                (Arc::new(following(&urls).await?), None)
             }
             Mode::Fixed if config.me().store_node => {
                 let me = config.me();
@@ -85,7 +95,7 @@ impl Replica {
             }
             Mode::Fixed => {
                 let urls: Vec<String> = config.store_rows().map(|r| r.client_url.clone()).collect();
-                (Arc::new(RemoteKv::connect(&urls).await?), None)
+                (Arc::new(following(&urls).await?), None)
             }
             Mode::Incremental => {
                 return Err(ConfigError(
