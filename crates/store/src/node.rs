@@ -756,8 +756,8 @@ impl StoreNode {
             applied_index: state.last_applied.map(|l| l.index).unwrap_or(0),
             revision: state.kv.revision(),
             db_size: state.kv.size() as i64,
-            is_learner: !state
-                .membership
+            is_learner: !metrics
+                .membership_config
                 .membership()
                 .voter_ids()
                 .any(|v| v == self.id),
