@@ -270,4 +270,22 @@ async fn quorum_lost_for_good_recovers_with_force_new_cluster() {
     );
     let members = alone.members().await.unwrap();
     assert_eq!(members.len(), 1, "{members:?}");
+
+    // The recovery holds across further restarts: the forced membership is in the log.
+    c.kill(0);
+    c.spawn(0);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if alone.put(PutRequest::new("after", "restart")).await.is_ok() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "recovered member lost its cluster on restart"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let r = alone.range(RangeRequest::prefix("keep/")).await.unwrap();
+    assert_eq!(r.count, 100);
+    assert_eq!(alone.members().await.unwrap().len(), 1);
 }

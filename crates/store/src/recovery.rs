@@ -69,10 +69,17 @@ pub async fn force_new_cluster(data_dir: &Path) -> Result<Recovered, StoreError>
         .read_vote()
         .await
         .map_err(|e| StoreError::Raft(e.to_string()))?;
+    // The entry is written as by this member leading a term above every term seen, and
+    // the vote records that leadership: an entry of an older term from a leader the
+    // vote does not name would be taken for an uncommitted stray and overwritten.
     let term = vote
         .map(|v| v.leader_id.term)
         .unwrap_or(0)
-        .max(last.leader_id.term);
+        .max(last.leader_id.term)
+        + 1;
+    log.save_vote(&Vote::new_committed(term, id))
+        .await
+        .map_err(|e| StoreError::Raft(e.to_string()))?;
     let entry = Entry {
         log_id: LogId::new(CommittedLeaderId::new(term, id), last.index + 1),
         payload: EntryPayload::Membership(Membership::new(
