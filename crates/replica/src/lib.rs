@@ -13,7 +13,7 @@ pub mod table;
 pub use config::{ConfigError, Mode, ReplicaConfig};
 
 use orbit_kv::{Kv, RemoteKv};
-use orbit_store::{ClusterState, EmbeddedKv, StoreConfig, StoreNode};
+use orbit_store::{EmbeddedKv, StoreConfig, StoreNode};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -74,21 +74,19 @@ impl Replica {
             Mode::Fixed if config.me().store_node => {
                 let me = config.me();
                 let node = StoreNode::start(StoreConfig {
-                    name: me.store_name.clone(),
-                    data_dir: config.data_dir.join("store"),
-                    client_url: me.client_url.clone(),
-                    peer_url: me.peer_url.clone(),
                     initial_cluster: config
                         .store_rows()
                         .map(|r| (r.store_name.clone(), r.peer_url.clone()))
                         .collect(),
-                    initial_cluster_state: ClusterState::New,
                     token: config.token.clone(),
                     heartbeat_ms: config.heartbeat_ms,
                     election_ms: config.election_ms,
-                    quota_bytes: 2 << 30,
-                    snapshot_entries: 10_000,
-                    watch_progress_ms: orbit_store::config::DEFAULT_WATCH_PROGRESS_MS,
+                    ..StoreConfig::single(
+                        &me.store_name,
+                        config.data_dir.join("store"),
+                        &me.client_url,
+                        &me.peer_url,
+                    )
                 })
                 .await?;
                 (Arc::new(EmbeddedKv::new(node.clone())), Some(node))

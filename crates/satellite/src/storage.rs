@@ -67,10 +67,10 @@ pub struct InitArgs {
     #[arg(long, default_value_t = 1000)]
     election_ms: u64,
     /// Backend quota in bytes (0: none).
-    #[arg(long, default_value_t = 2 << 30)]
+    #[arg(long, default_value_t = orbit_store::config::DEFAULT_QUOTA_BYTES)]
     quota_bytes: u64,
     /// Log entries between snapshots.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = orbit_store::config::DEFAULT_SNAPSHOT_ENTRIES)]
     snapshot_entries: u64,
 }
 

@@ -5,6 +5,10 @@ use std::path::PathBuf;
 
 /// etcd's progress notification interval: 10 minutes.
 pub const DEFAULT_WATCH_PROGRESS_MS: u64 = 600_000;
+/// etcd's default backend quota: 2 GiB.
+pub const DEFAULT_QUOTA_BYTES: u64 = 2 << 30;
+/// Log entries between snapshots by default.
+pub const DEFAULT_SNAPSHOT_ENTRIES: u64 = 10_000;
 
 /// Whether a member creates a new cluster or joins an existing one (etcd's
 /// `--initial-cluster-state`).
@@ -61,7 +65,8 @@ pub struct StoreConfig {
 }
 
 impl StoreConfig {
-    /// A single-member cluster in `data_dir` with etcd's default timings.
+    /// A single-member cluster in `data_dir` with etcd's default timings and limits;
+    /// other configurations start from it and set what differs.
     pub fn single(
         name: &str,
         data_dir: impl Into<PathBuf>,
@@ -78,8 +83,8 @@ impl StoreConfig {
             token: "orbit".to_string(),
             heartbeat_ms: 100,
             election_ms: 1000,
-            quota_bytes: 2 << 30,
-            snapshot_entries: 10_000,
+            quota_bytes: DEFAULT_QUOTA_BYTES,
+            snapshot_entries: DEFAULT_SNAPSHOT_ENTRIES,
             watch_progress_ms: DEFAULT_WATCH_PROGRESS_MS,
         }
     }

@@ -5,7 +5,7 @@
 pub mod process;
 
 use orbit_kv::{Kv, RemoteKv};
-use orbit_store::{ClusterState, EmbeddedKv, StoreConfig, StoreNode};
+use orbit_store::{EmbeddedKv, StoreConfig, StoreNode};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -88,19 +88,17 @@ impl OrbitCluster {
         let token = format!("test-{}", free_port());
         let configs: Vec<StoreConfig> = (0..n)
             .map(|i| StoreConfig {
-                name: peers[i].0.clone(),
-                data_dir: dir.path().join(&peers[i].0),
-                // Port 0: the member binds any free port and advertises it.
-                client_url: "http://127.0.0.1:0".into(),
-                peer_url: peers[i].1.clone(),
                 initial_cluster: peers.clone(),
-                initial_cluster_state: ClusterState::New,
                 token: token.clone(),
                 heartbeat_ms: timings.heartbeat_ms,
                 election_ms: timings.election_ms,
-                quota_bytes: 2 << 30,
-                snapshot_entries: 10_000,
-                watch_progress_ms: orbit_store::config::DEFAULT_WATCH_PROGRESS_MS,
+                // Client port 0: the member binds any free port and advertises it.
+                ..StoreConfig::single(
+                    &peers[i].0,
+                    dir.path().join(&peers[i].0),
+                    "http://127.0.0.1:0",
+                    &peers[i].1,
+                )
             })
             .map(|mut c| {
                 tune(&mut c);
