@@ -79,6 +79,25 @@ pub struct ReplicaConfig {
     /// Seconds without a heartbeat after which a replica is dead (its lease's TTL).
     #[serde(default = "default_replica_ttl_s")]
     pub replica_ttl_s: i64,
+    /// Mode incremental: the replica that may create the cluster (default: the lowest
+    /// id). Every other replica only ever joins.
+    #[serde(default)]
+    pub bootstrap_replica: Option<u64>,
+    /// Mode incremental: let this replica create the cluster although it is not the
+    /// designated one — for when that one is gone for good. Never on two replicas.
+    #[serde(default)]
+    pub bootstrap: bool,
+    /// Mode incremental: most store members to run (rounded down to odd).
+    #[serde(default = "default_max_store_nodes")]
+    pub max_store_nodes: usize,
+    /// Mode incremental: how long a new member may stay a learner before it is removed
+    /// and the next replica tried, ms.
+    #[serde(default = "default_learner_timeout_ms")]
+    pub learner_timeout_ms: u64,
+    /// Mode incremental: how long a member whose replica is dead must also fail its
+    /// health check before it is removed from the cluster, ms.
+    #[serde(default = "default_member_dead_ms")]
+    pub member_dead_ms: u64,
     /// The replica table.
     #[serde(default, rename = "replica")]
     pub replicas: Vec<ReplicaRow>,
@@ -104,6 +123,15 @@ fn default_replica_heartbeat_ms() -> u64 {
 }
 fn default_replica_ttl_s() -> i64 {
     5
+}
+fn default_max_store_nodes() -> usize {
+    5
+}
+fn default_learner_timeout_ms() -> u64 {
+    30_000
+}
+fn default_member_dead_ms() -> u64 {
+    10_000
 }
 
 /// Why a configuration was refused.
@@ -138,6 +166,12 @@ impl ReplicaConfig {
             .iter()
             .find(|r| r.id == self.replica_id)
             .expect("validated: the replica is in its table")
+    }
+
+    /// The replica that may create the cluster in mode incremental.
+    pub fn bootstrapper(&self) -> u64 {
+        self.bootstrap_replica
+            .unwrap_or_else(|| self.replicas.iter().map(|r| r.id).min().unwrap_or(0))
     }
 
     /// The rows of the replicas that run a store member (fixed mode).
@@ -178,6 +212,13 @@ impl ReplicaConfig {
                 "replica_id {} is not in the replica table; add its row or fix the id",
                 self.replica_id
             ));
+        }
+        if let Some(b) = self.bootstrap_replica {
+            if !ids.contains(&b) {
+                return err(format!(
+                    "bootstrap_replica {b} is not in the replica table; name one of its ids"
+                ));
+            }
         }
         if self.mode == Mode::Fixed && self.store_rows().next().is_none() {
             return err("mode fixed needs at least one row with store_node = true".into());

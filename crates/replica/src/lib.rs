@@ -3,10 +3,11 @@
 //! A replica gets its [`Kv`] one of three ways ([`config::Mode`]): `external` uses
 //! given client URLs (orbit members started by hand, or a real etcd); `fixed` runs an
 //! embedded store member on the replicas the table marks and uses the cluster from the
-//! others; `incremental` (the seed's growing cluster) is not available yet and is
-//! refused at start with a message saying so.
+//! others; `incremental` grows and shrinks the cluster with the live replicas
+//! ([`incremental`]).
 
 pub mod config;
+mod incremental;
 mod status;
 pub mod table;
 
@@ -15,6 +16,7 @@ pub use config::{ConfigError, Mode, ReplicaConfig};
 use orbit_kv::{Kv, RemoteKv};
 use orbit_store::{EmbeddedKv, StoreConfig, StoreNode};
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 /// Why a replica could not start.
@@ -49,57 +51,82 @@ async fn following(urls: &[String]) -> Result<RemoteKv, ReplicaError> {
     Ok(kv)
 }
 
+/// The replica's store member, if it runs one now (mode incremental starts and stops
+/// it while the replica runs).
+#[derive(Clone, Default)]
+pub(crate) struct NodeSlot(Arc<std::sync::Mutex<Option<Arc<StoreNode>>>>);
+
+impl NodeSlot {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Arc<StoreNode>>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The member, if running.
+    pub(crate) fn get(&self) -> Option<Arc<StoreNode>> {
+        self.lock().clone()
+    }
+
+    /// Replaces the member, returning the previous one.
+    pub(crate) fn set(&self, node: Option<Arc<StoreNode>>) -> Option<Arc<StoreNode>> {
+        std::mem::replace(&mut *self.lock(), node)
+    }
+}
+
+/// The store member configuration of a replica: its row's name and URLs, the cluster's
+/// token and timings, data in `DATA_DIR/store`.
+pub(crate) fn store_config(config: &ReplicaConfig) -> StoreConfig {
+    let me = config.me();
+    StoreConfig {
+        token: config.token.clone(),
+        heartbeat_ms: config.heartbeat_ms,
+        election_ms: config.election_ms,
+        ..StoreConfig::single(
+            &me.store_name,
+            config.data_dir.join("store"),
+            &me.client_url,
+            &me.peer_url,
+        )
+    }
+}
+
 /// A running replica: its store access and, if it runs one, its store member.
 pub struct Replica {
     config: ReplicaConfig,
     kv: Arc<dyn Kv>,
-    node: Option<Arc<StoreNode>>,
+    node: NodeSlot,
     status_addr: SocketAddr,
-    heartbeat: tokio::task::JoinHandle<()>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Replica {
     /// Starts the replica as configured, with its status endpoint.
     pub async fn start(config: ReplicaConfig) -> Result<Arc<Replica>, ReplicaError> {
         config.validate()?;
-        let (kv, node): (Arc<dyn Kv>, Option<Arc<StoreNode>>) = match config.mode {
-            Mode::External => {
-                let urls: Vec<String> = config
-                    .replicas
-                    .iter()
-                    .map(|r| r.client_url.clone())
-                    .collect();
-                (Arc::new(following(&urls).await?), None)
-            }
+        let all_client_urls: Vec<String> =
+            config.replicas.iter().map(|r| r.client_url.clone()).collect();
+        let node = NodeSlot::default();
+        let kv: Arc<dyn Kv> = match config.mode {
+            Mode::External => Arc::new(following(&all_client_urls).await?),
             Mode::Fixed if config.me().store_node => {
-                let me = config.me();
-                let node = StoreNode::start(StoreConfig {
+                let started = StoreNode::start(StoreConfig {
                     initial_cluster: config
                         .store_rows()
                         .map(|r| (r.store_name.clone(), r.peer_url.clone()))
                         .collect(),
-                    token: config.token.clone(),
-                    heartbeat_ms: config.heartbeat_ms,
-                    election_ms: config.election_ms,
-                    ..StoreConfig::single(
-                        &me.store_name,
-                        config.data_dir.join("store"),
-                        &me.client_url,
-                        &me.peer_url,
-                    )
+                    ..store_config(&config)
                 })
                 .await?;
-                (Arc::new(EmbeddedKv::new(node.clone())), Some(node))
+                node.set(Some(started.clone()));
+                Arc::new(EmbeddedKv::new(started))
             }
             Mode::Fixed => {
                 let urls: Vec<String> = config.store_rows().map(|r| r.client_url.clone()).collect();
-                (Arc::new(following(&urls).await?), None)
+                Arc::new(following(&urls).await?)
             }
             Mode::Incremental => {
-                return Err(ConfigError(
-                    "mode incremental is not available yet; use fixed or external".into(),
-                )
-                .into())
+                // The member comes and goes; the client follows the member list.
+                node.set(incremental::start(&config).await?);
+                Arc::new(following(&all_client_urls).await?)
             }
         };
         let listener = tokio::net::TcpListener::bind(&config.status_addr)
@@ -112,26 +139,36 @@ impl Replica {
             addr: config.status_addr.clone(),
             err,
         })?;
-        let heartbeat = table::spawn_heartbeat(
+        // Mode incremental reports a member only once it votes.
+        let runs_node = Arc::new(AtomicBool::new(
+            config.mode == Mode::Fixed && node.get().is_some(),
+        ));
+        let mut tasks = vec![table::spawn_heartbeat(
             kv.clone(),
             config.token.clone(),
             config.replica_id,
-            node.is_some(),
+            runs_node.clone(),
             std::time::Duration::from_millis(config.replica_heartbeat_ms),
             config.replica_ttl_s,
-        );
+        )];
+        if config.mode == Mode::Incremental {
+            tasks.push(
+                incremental::Manager::new(config.clone(), kv.clone(), node.clone(), runs_node)
+                    .spawn(),
+            );
+        }
         let replica = Arc::new(Replica {
             config,
             kv,
             node,
             status_addr,
-            heartbeat,
+            tasks,
         });
         status::serve(replica.clone(), listener);
         tracing::info!(
             replica = replica.config.replica_id,
             mode = ?replica.config.mode,
-            store_member = replica.node.is_some(),
+            store_member = replica.node.get().is_some(),
             status = %status_addr,
             "replica started"
         );
@@ -143,9 +180,9 @@ impl Replica {
         self.kv.clone()
     }
 
-    /// The embedded store member, if this replica runs one.
-    pub fn store_node(&self) -> Option<&Arc<StoreNode>> {
-        self.node.as_ref()
+    /// The embedded store member, if this replica runs one now.
+    pub fn store_node(&self) -> Option<Arc<StoreNode>> {
+        self.node.get()
     }
 
     /// The configuration.
@@ -158,10 +195,12 @@ impl Replica {
         self.status_addr
     }
 
-    /// Stops heartbeating and the embedded store member, if any.
+    /// Stops heartbeating, managing the cluster, and the embedded store member, if any.
     pub async fn shutdown(&self) {
-        self.heartbeat.abort();
-        if let Some(n) = &self.node {
+        for t in &self.tasks {
+            t.abort();
+        }
+        if let Some(n) = self.node.set(None) {
             n.shutdown().await;
         }
     }

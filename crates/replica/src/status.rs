@@ -68,7 +68,16 @@ async fn status(State(r): State<Arc<Replica>>) -> Json<serde_json::Value> {
         "replica_id": r.config.replica_id,
         "replicas": table,
         "mode": format!("{:?}", r.config.mode).to_lowercase(),
-        "runs_store_member": r.node.is_some(),
+        "runs_store_member": r.node.get().is_some(),
+        "store_member": r.node.get().map(|n| {
+            let s = n.status();
+            serde_json::json!({
+                "id": format!("{:x}", s.id),
+                "leader": format!("{:x}", s.leader),
+                "term": s.term,
+                "learner": s.is_learner,
+            })
+        }),
         "members": members,
     }))
 }

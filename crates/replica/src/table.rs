@@ -10,6 +10,7 @@
 
 use orbit_kv::{Kv, KvError, KvResult, PutRequest, RangeRequest};
 use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -77,13 +78,14 @@ async fn beat(kv: &dyn Kv, token: &str, hb: &Heartbeat, lease: i64) -> KvResult<
     Ok(())
 }
 
-/// Heartbeats this replica's row every `interval` under a lease of `ttl` seconds,
+/// Heartbeats this replica's row every `interval` under a lease of `ttl` seconds
+/// (with `store_node` as it is at each beat),
 /// re-granting the lease if it was lost (the replica was away longer than the TTL).
 pub fn spawn_heartbeat(
     kv: Arc<dyn Kv>,
     token: String,
     id: u64,
-    store_node: bool,
+    store_node: Arc<AtomicBool>,
     interval: Duration,
     ttl: i64,
 ) -> tokio::task::JoinHandle<()> {
@@ -94,7 +96,7 @@ pub fn spawn_heartbeat(
                 v: 1,
                 id,
                 at_ms: now_ms(),
-                store_node,
+                store_node: store_node.load(Ordering::Relaxed),
             };
             let res: KvResult<()> = async {
                 if lease == 0 {

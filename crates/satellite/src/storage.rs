@@ -114,13 +114,10 @@ async fn init(a: InitArgs) -> anyhow::Result<()> {
         Some(s) => parse_initial_cluster(s)?,
         None => vec![(a.name.clone(), a.peer_url.clone())],
     };
+    let data_dir = a
+        .data_dir
+        .unwrap_or_else(|| PathBuf::from(format!("{}.orbit", a.name)));
     let config = StoreConfig {
-        data_dir: a
-            .data_dir
-            .unwrap_or_else(|| PathBuf::from(format!("{}.orbit", a.name))),
-        name: a.name,
-        client_url: a.client_url,
-        peer_url: a.peer_url,
         initial_cluster,
         initial_cluster_state: a.initial_cluster_state,
         token: a.token,
@@ -128,7 +125,7 @@ async fn init(a: InitArgs) -> anyhow::Result<()> {
         election_ms: a.election_ms,
         quota_bytes: a.quota_bytes,
         snapshot_entries: a.snapshot_entries,
-        watch_progress_ms: orbit_store::config::DEFAULT_WATCH_PROGRESS_MS,
+        ..StoreConfig::single(&a.name, data_dir, &a.client_url, &a.peer_url)
     };
     let data_dir = config.data_dir.clone();
     let node = StoreNode::start(config)

@@ -62,6 +62,10 @@ pub struct StoreConfig {
     /// How often an idle watch that asked for progress notifications gets one, ms
     /// (etcd: 10 minutes).
     pub watch_progress_ms: u64,
+    /// The id this member takes when its data dir is fresh; `None` derives it from the
+    /// token, name and peer URL (new cluster) or asks the cluster (existing). Set when a
+    /// cluster may be created more than once under one name, so ids are never reused.
+    pub member_id: Option<u64>,
 }
 
 impl StoreConfig {
@@ -86,6 +90,7 @@ impl StoreConfig {
             quota_bytes: DEFAULT_QUOTA_BYTES,
             snapshot_entries: DEFAULT_SNAPSHOT_ENTRIES,
             watch_progress_ms: DEFAULT_WATCH_PROGRESS_MS,
+            member_id: None,
         }
     }
 
@@ -115,6 +120,17 @@ impl StoreConfig {
                 self.name, self.peer_url
             ))),
             Some(_) => {
+                if self.member_id == Some(0) {
+                    return Err(StoreError::Config("member id 0 is reserved".into()));
+                }
+                if self.member_id.is_some()
+                    && self.initial_cluster_state == ClusterState::New
+                    && self.initial_cluster.len() > 1
+                {
+                    return Err(StoreError::Config(
+                        "a given member id can only create a one-member cluster".into(),
+                    ));
+                }
                 if self.heartbeat_ms == 0 || self.election_ms <= self.heartbeat_ms * 2 {
                     return Err(StoreError::Config(
                         "the election timeout must be more than twice the heartbeat interval".into(),

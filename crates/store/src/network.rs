@@ -98,9 +98,19 @@ fn decode<T: DeserializeOwned>(b: &Blob) -> Result<T, tonic::Status> {
 #[derive(Clone, Default)]
 pub struct Peers {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
+    /// Set when a peer refused our Raft message because we were removed.
+    removed: Arc<std::sync::atomic::AtomicBool>,
 }
 
+/// What a member answers to Raft messages from a removed member.
+const REMOVED: &str = "was removed from the cluster";
+
 impl Peers {
+    /// Whether a peer has told this member it was removed from the cluster.
+    pub fn told_removed(&self) -> bool {
+        self.removed.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// A client of the member at `url` (connected lazily, shared).
     pub fn client(&self, url: &str) -> Result<PeerClient<Channel>, KvError> {
         let mut map = self.channels.lock().unwrap_or_else(|p| p.into_inner());
@@ -194,9 +204,16 @@ impl PeerNetwork {
             .peers
             .client(&self.url)
             .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
-        let mut request = tonic::Request::new(encode(req));
+        // Addressed to the member id, so a process on that URL that is some other member
+        // (a removed one not yet stopped, say) refuses it instead of acting on it.
+        let mut request = tonic::Request::new(encode(&(self.target, req)));
         request.set_timeout(option.hard_ttl());
         let resp = which(client, request).await.map_err(|s| {
+            if s.code() == tonic::Code::PermissionDenied && s.message().contains(REMOVED) {
+                self.peers
+                    .removed
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+            }
             if s.code() == tonic::Code::Unavailable || s.code() == tonic::Code::Unknown {
                 RPCError::Unreachable(Unreachable::new(&s))
             } else {
@@ -272,13 +289,28 @@ impl PeerService {
             .ok_or_else(|| tonic::Status::unavailable("member is shutting down"))
     }
 
+    /// Decodes a Raft message, refusing it unless it is addressed to this member.
+    fn addressed<T: DeserializeOwned>(
+        node: &StoreNode,
+        request: &tonic::Request<Blob>,
+    ) -> Result<T, tonic::Status> {
+        let (to, msg): (NodeId, T) = decode(request.get_ref())?;
+        if to != node.id() {
+            return Err(tonic::Status::failed_precondition(format!(
+                "this is member {:x}, not {to:x}",
+                node.id()
+            )));
+        }
+        Ok(msg)
+    }
+
     /// Refuses Raft messages from a removed member, so a removed member that comes back
     /// (its data dir restarted) cannot disrupt the cluster with elections.
     fn check_sender(node: &StoreNode, vote: &Vote) -> Result<(), tonic::Status> {
         match vote.leader_id.voted_for() {
             Some(id) if node.shared().read().removed.contains(&id) => {
                 Err(tonic::Status::permission_denied(format!(
-                    "member {id:x} was removed from the cluster"
+                    "member {id:x} {REMOVED}"
                 )))
             }
             _ => Ok(()),
@@ -293,7 +325,7 @@ impl Peer for PeerService {
         request: tonic::Request<Blob>,
     ) -> Result<tonic::Response<Blob>, tonic::Status> {
         let node = self.node()?;
-        let req: AppendEntriesRequest<TypeConfig> = decode(request.get_ref())?;
+        let req: AppendEntriesRequest<TypeConfig> = Self::addressed(&node, &request)?;
         Self::check_sender(&node, &req.vote)?;
         let res = node.raft().append_entries(req).await;
         Ok(tonic::Response::new(encode(&res)))
@@ -304,7 +336,7 @@ impl Peer for PeerService {
         request: tonic::Request<Blob>,
     ) -> Result<tonic::Response<Blob>, tonic::Status> {
         let node = self.node()?;
-        let req: VoteRequest<NodeId> = decode(request.get_ref())?;
+        let req: VoteRequest<NodeId> = Self::addressed(&node, &request)?;
         Self::check_sender(&node, &req.vote)?;
         let res = node.raft().vote(req).await;
         Ok(tonic::Response::new(encode(&res)))
@@ -315,7 +347,7 @@ impl Peer for PeerService {
         request: tonic::Request<Blob>,
     ) -> Result<tonic::Response<Blob>, tonic::Status> {
         let node = self.node()?;
-        let req: InstallSnapshotRequest<TypeConfig> = decode(request.get_ref())?;
+        let req: InstallSnapshotRequest<TypeConfig> = Self::addressed(&node, &request)?;
         Self::check_sender(&node, &req.vote)?;
         let res = node.raft().install_snapshot(req).await;
         Ok(tonic::Response::new(encode(&res)))

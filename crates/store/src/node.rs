@@ -136,10 +136,27 @@ impl StoreNode {
                             )
                         })
                         .collect();
-                    let id = initial_member_id(&config.token, &config.name, &config.peer_url);
-                    (id, Some(members))
+                    match config.member_id {
+                        Some(id) => (
+                            id,
+                            Some(BTreeMap::from([(
+                                id,
+                                PeerNode {
+                                    peer_url: config.peer_url.clone(),
+                                },
+                            )])),
+                        ),
+                        None => {
+                            let id =
+                                initial_member_id(&config.token, &config.name, &config.peer_url);
+                            (id, Some(members))
+                        }
+                    }
                 }
-                ClusterState::Existing => (find_my_id(&config, &peers).await?, None),
+                ClusterState::Existing => match config.member_id {
+                    Some(id) => (id, None),
+                    None => (find_my_id(&config, &peers).await?, None),
+                },
             },
         };
         write_member_file(
@@ -744,6 +761,46 @@ impl StoreNode {
         }
     }
 
+    /// Whether this member knows it was removed from its cluster: it applied its own
+    /// removal, or a peer refused its messages for that reason. A removed member can
+    /// never rejoin; its data dir is of no further use (etcd exits in this case).
+    pub fn is_removed(&self) -> bool {
+        self.peers.told_removed() || self.shared.read().removed.contains(&self.id)
+    }
+
+    /// Whether this member currently leads its cluster.
+    pub fn is_leader(&self) -> bool {
+        let m = self.raft.metrics().borrow().clone();
+        m.state == ServerState::Leader && m.current_leader == Some(self.id)
+    }
+
+    /// The voting members of the membership Raft is using.
+    pub fn voters(&self) -> BTreeSet<NodeId> {
+        let m = self.raft.metrics().borrow().membership_config.clone();
+        m.membership().voter_ids().collect()
+    }
+
+    /// Whether a membership change is under way (a joint configuration, or the latest
+    /// configuration not yet committed): the next change must wait for it.
+    pub fn membership_changing(&self) -> bool {
+        let metrics = self.raft.metrics().borrow().clone();
+        let m = &metrics.membership_config;
+        let joint = m.membership().get_joint_config().len() > 1;
+        let uncommitted = m.log_id().map(|l| l.index) > metrics.last_applied.map(|l| l.index);
+        joint || uncommitted
+    }
+
+    /// Whether the member `id` answers on its peer URL within `timeout`.
+    pub async fn probe(&self, id: NodeId, timeout: Duration) -> bool {
+        let Some(url) = self.peer_url_of(id) else {
+            return false;
+        };
+        matches!(
+            self.peers.forward(&url, &ForwardRequest::Members, timeout).await,
+            Ok(ForwardResponse::Members(_))
+        )
+    }
+
     /// Status as etcd's Maintenance.Status reports it.
     pub fn status(&self) -> NodeStatus {
         let metrics = self.raft.metrics().borrow().clone();
@@ -832,6 +889,20 @@ fn write_member_file(path: &Path, m: &MemberFile) -> Result<(), StoreError> {
         std::fs::File::open(dir)?.sync_all()?;
     }
     Ok(())
+}
+
+/// The members of a running cluster, asked of whichever of `peer_urls` answers first
+/// within `timeout` each; `None` when none answers.
+pub async fn find_cluster(peer_urls: &[String], timeout: Duration) -> Option<Vec<Member>> {
+    let peers = Peers::default();
+    for url in peer_urls {
+        if let Ok(ForwardResponse::Members(m)) =
+            peers.forward(url, &ForwardRequest::Members, timeout).await
+        {
+            return Some(m);
+        }
+    }
+    None
 }
 
 /// Finds the id the cluster gave this member when it was added (etcd's
