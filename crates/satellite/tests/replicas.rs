@@ -1,162 +1,11 @@
 //! `satellite run api` replicas in `fixed` and `external` mode, as separate processes.
 
+mod common;
+
+use common::replicas::{get, row, wait_health, wait_status, wait_table, Replicas};
 use orbit_testkit::{free_port, EtcdCluster};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// `GET path` on a status endpoint: the status code and body (0 when unreachable).
-async fn get(port: u16, path: &str) -> (u16, String) {
-    let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
-        return (0, String::new());
-    };
-    let req = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
-    if s.write_all(req.as_bytes()).await.is_err() {
-        return (0, String::new());
-    }
-    let mut buf = String::new();
-    let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut buf)).await;
-    if !matches!(read, Ok(Ok(_))) {
-        return (0, String::new());
-    }
-    let code = buf
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = buf.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
-    (code, body)
-}
-
-/// Waits until `GET /health` answers `want`.
-async fn wait_health(port: u16, want: u16, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let (code, body) = get(port, "/health").await;
-        if code == want {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "health on :{port} is {code} ({body}), wanted {want}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Waits until `GET /status` satisfies `ok`; returns it.
-async fn wait_status(port: u16, ok: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (_, body) = get(port, "/status").await;
-        if ok(&body) {
-            return body;
-        }
-        assert!(Instant::now() < deadline, "status never got there: {body}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Runs `satellite storage status` until its replica table satisfies `ok`.
-async fn wait_table(endpoints: &[String], ok: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let out = Command::new(env!("CARGO_BIN_EXE_satellite"))
-            .args([
-                "storage",
-                "status",
-                "--token",
-                "replica-test",
-                "--endpoints",
-                &endpoints.join(","),
-            ])
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        let table = text.split("REPLICA").nth(1).unwrap_or("").to_string();
-        if ok(&table) {
-            return table;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "replica table never got there: {text}"
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-}
-
-struct Replicas {
-    clients: Vec<u16>,
-    dir: tempfile::TempDir,
-    config: std::path::PathBuf,
-    status: Vec<u16>,
-    procs: Vec<Option<Child>>,
-}
-
-impl Replicas {
-    fn new(table: &str, mode: &str, n: usize) -> Replicas {
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("replicas.toml");
-        std::fs::write(
-            &config,
-            format!("replica_id = 1\nmode = \"{mode}\"\ntoken = \"replica-test\"\nheartbeat_ms = 50\nelection_ms = 500\nreplica_heartbeat_ms = 300\nreplica_ttl_s = 2\n{table}"),
-        )
-        .unwrap();
-        Replicas {
-            clients: table
-                .lines()
-                .filter_map(|l| l.strip_prefix("client_url = \"http://127.0.0.1:"))
-                .filter_map(|p| p.trim_end_matches('"').parse().ok())
-                .collect(),
-            dir,
-            config,
-            status: (0..n).map(|_| free_port()).collect(),
-            procs: (0..n).map(|_| None).collect(),
-        }
-    }
-
-    /// Starts replica `i` (id `i + 1`).
-    fn spawn(&mut self, i: usize) {
-        let log = std::fs::File::create(self.dir.path().join(format!("r{i}.log"))).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_satellite"))
-            .args(["run", "api", "--config"])
-            .arg(&self.config)
-            .args(["--replica-id", &(i + 1).to_string()])
-            .arg("--data-dir")
-            .arg(self.dir.path().join(format!("r{i}")))
-            .args(["--status-addr", &format!("127.0.0.1:{}", self.status[i])])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.procs[i] = Some(child);
-    }
-
-    fn client_url(&self, i: usize) -> String {
-        format!("http://127.0.0.1:{}", self.clients[i])
-    }
-
-    fn kill(&mut self, i: usize) {
-        if let Some(mut c) = self.procs[i].take() {
-            c.kill().unwrap();
-            c.wait().unwrap();
-        }
-    }
-}
-
-impl Drop for Replicas {
-    fn drop(&mut self) {
-        for i in 0..self.procs.len() {
-            self.kill(i);
-        }
-    }
-}
-
-fn row(id: usize, client: u16, peer: u16, store_node: bool) -> String {
-    format!(
-        "[[replica]]\nid = {id}\nstore_name = \"n{id}\"\nclient_url = \"http://127.0.0.1:{client}\"\npeer_url = \"http://127.0.0.1:{peer}\"\nstore_node = {store_node}\n"
-    )
-}
+use std::process::Command;
+use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fixed_mode_works_while_a_quorum_of_store_replicas_is_up() {
@@ -233,7 +82,7 @@ fn a_wrong_table_is_refused_at_start() {
     let r = Replicas::new(&table, "fixed", 1);
     let out = Command::new(env!("CARGO_BIN_EXE_satellite"))
         .args(["run", "api", "--config"])
-        .arg(&r.config)
+        .arg(r.config())
         .output()
         .unwrap();
     assert!(!out.status.success());

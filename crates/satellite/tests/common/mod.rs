@@ -11,3 +11,5 @@ use std::path::Path;
 pub async fn start(n: usize) -> ProcCluster {
     ProcCluster::start(Path::new(env!("CARGO_BIN_EXE_satellite")), n, Timings::FAST).await
 }
+
+pub mod replicas;
