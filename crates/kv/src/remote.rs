@@ -140,8 +140,26 @@ fn never_sent(e: &KvError) -> bool {
     matches!(e, KvError::Unavailable(m) if m.contains("tcp connect error") || m.contains("Connection refused"))
 }
 
-/// Attempts for a request that keeps meeting dead endpoints.
-const CONNECT_ATTEMPTS: usize = 8;
+/// Attempts for a request that keeps meeting dead endpoints. A refused connection
+/// fails at once, and the balancer picks endpoints at random, so with most endpoints
+/// dead (a replica table names every replica, few run members) it takes many.
+const CONNECT_ATTEMPTS: usize = 64;
+
+/// Runs `call` on `client`, again while it fails before reaching a server.
+async fn retrying<T, F, Fut>(client: &ec::Client, call: F) -> KvResult<T>
+where
+    F: Fn(ec::Client) -> Fut,
+    Fut: std::future::Future<Output = Result<T, ec::Error>>,
+{
+    let mut last = None;
+    for _ in 0..CONNECT_ATTEMPTS {
+        match call(client.clone()).await.map_err(err) {
+            Err(e) if never_sent(&e) => last = Some(e),
+            other => return other,
+        }
+    }
+    Err(last.expect("at least one attempt"))
+}
 
 impl RemoteKv {
     /// Runs `call`, again while it fails before reaching a server.
@@ -150,14 +168,7 @@ impl RemoteKv {
         F: Fn(ec::Client) -> Fut,
         Fut: std::future::Future<Output = Result<T, ec::Error>>,
     {
-        let mut last = None;
-        for _ in 0..CONNECT_ATTEMPTS {
-            match call(self.client.clone()).await.map_err(err) {
-                Err(e) if never_sent(&e) => last = Some(e),
-                other => return other,
-            }
-        }
-        Err(last.expect("at least one attempt"))
+        retrying(&self.client, call).await
     }
 
     /// Connects to a cluster through any of `endpoints` (`host:port` or `http://host:port`).
@@ -191,7 +202,9 @@ impl RemoteKv {
                 let Some(endpoints) = weak.upgrade() else {
                     return;
                 };
-                let Ok(list) = client.clone().member_list().await else {
+                let Ok(list) =
+                    retrying(&client, |mut c| async move { c.member_list().await }).await
+                else {
                     continue;
                 };
                 let wanted: std::collections::BTreeSet<String> = list
@@ -301,14 +314,14 @@ impl Kv for RemoteKv {
     }
 
     async fn lease_keep_alive(&self, id: i64) -> KvResult<i64> {
-        let (mut keeper, mut stream) = self
-            .client
-            .lease_client()
-            .keep_alive(id)
-            .await
-            .map_err(err)?;
-        keeper.keep_alive().await.map_err(err)?;
-        match stream.message().await.map_err(err)? {
+        let answer = self
+            .retrying(|c| async move {
+                let (mut keeper, mut stream) = c.lease_client().keep_alive(id).await?;
+                keeper.keep_alive().await?;
+                stream.message().await
+            })
+            .await?;
+        match answer {
             Some(resp) if resp.ttl() > 0 => Ok(resp.ttl()),
             _ => Err(KvError::LeaseNotFound),
         }

@@ -101,6 +101,7 @@ pub fn spawn_heartbeat(
             let res: KvResult<()> = async {
                 if lease == 0 {
                     lease = kv.lease_grant(ttl, 0).await?.id;
+                    tracing::info!(lease, "heartbeating this replica's row under a new lease");
                 } else {
                     kv.lease_keep_alive(lease).await?;
                 }

@@ -157,7 +157,11 @@ async fn replicas_started_one_at_a_time_grow_the_cluster_1_1_3_3_5() {
             tokio::time::sleep(Duration::from_secs(2)).await;
             wait_settled(&r, Duration::from_millis(1)).await;
         }
-        let v = view(&status(r.status[0]).await.unwrap()).unwrap();
+        let v = loop {
+            if let Some(v) = status(r.status[0]).await.as_ref().and_then(view) {
+                break v;
+            }
+        };
         assert_eq!(v.members.len(), expected[i], "{v:?}");
         eprintln!("{} replicas: {} store nodes after {took:?}", i + 1, expected[i]);
         let kv = match &kv {
@@ -253,6 +257,18 @@ fn watch_leaders(ports: Vec<u16>, stop: Arc<AtomicBool>) -> tokio::task::JoinHan
     })
 }
 
+/// The running replica whose store member leads.
+async fn leader_replica(r: &Replicas) -> Option<usize> {
+    for i in (0..r.status.len()).filter(|i| r.running(*i)) {
+        let s = status(r.status[i]).await?;
+        let m = &s["store_member"];
+        if m["id"].is_string() && m["id"] == m["leader"] {
+            return Some(i);
+        }
+    }
+    None
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn random_kills_and_restarts_keep_the_cluster_sized_and_every_write() {
     let seed: u64 = std::env::var("ORBIT_TEST_SEED")
@@ -291,14 +307,25 @@ async fn random_kills_and_restarts_keep_the_cluster_sized_and_every_write() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(8);
+    let mut killed_leader = false;
     for step in 0..steps {
         let live: Vec<usize> = (0..5).filter(|i| r.running(*i)).collect();
         let dead: Vec<usize> = (0..5).filter(|i| !r.running(*i)).collect();
         let kill = live.len() == 5 || (live.len() > 2 && rng.gen_bool(0.5));
         if kill {
-            let i = live[rng.gen_range(0..live.len())];
+            // The first kill takes the leader's replica, so coordination moves too.
+            let leader = match killed_leader {
+                false => leader_replica(&r).await,
+                true => None,
+            };
+            let i = leader.unwrap_or_else(|| live[rng.gen_range(0..live.len())]);
+            killed_leader |= leader.is_some();
             r.kill(i);
-            eprintln!("step {step}: killed replica {}", i + 1);
+            eprintln!(
+                "step {step}: killed replica {}{}",
+                i + 1,
+                if leader.is_some() { " (the leader's)" } else { "" }
+            );
         } else {
             let i = dead[rng.gen_range(0..dead.len())];
             r.spawn(i);
@@ -311,6 +338,7 @@ async fn random_kills_and_restarts_keep_the_cluster_sized_and_every_write() {
             (0..5).filter(|i| r.running(*i)).count()
         );
     }
+    assert!(killed_leader, "the schedule never killed the leader's replica");
     stop.store(true, Ordering::Relaxed);
     writer.await.unwrap();
     let terms = leaders.await.unwrap();

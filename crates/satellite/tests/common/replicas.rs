@@ -198,6 +198,10 @@ impl Drop for Replicas {
         for i in 0..self.procs.len() {
             self.kill(i);
         }
+        if std::env::var_os("ORBIT_TEST_KEEP").is_some() {
+            let kept = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap()).keep();
+            eprintln!("replica dirs and logs kept in {}", kept.display());
+        }
         if std::thread::panicking() {
             for i in 0..self.procs.len() {
                 let log = self.log(i);
