@@ -12,12 +12,13 @@
 //! - **Growing.** While voters < `number_of_nodes(live replicas)` and no learner is
 //!   pending, the coordinator adds the lowest-id live replica without a member as a learner and
 //!   writes it an assignment (`assign/<replica id>`: member id). That replica starts its
-//!   member with that id, catches up, and the coordinator promotes it; its heartbeat
-//!   then says it runs a store node. A learner not promoted within `learner_timeout_ms`
+//!   member with that id, catches up, and the coordinator promotes it and deletes the
+//!   assignment (a voter's id is never started again from an empty dir); the replica's
+//!   heartbeat then says it runs a store node. A learner not promoted within `learner_timeout_ms`
 //!   is removed (and gives up by itself), and the next replica is tried.
 //! - **Shrinking and healing.** A member is dead when its replica's lease has expired
-//!   and it has failed its health check (its peer URL does not answer) for
-//!   `member_dead_ms`; dead members are removed first, then, while voters > required,
+//!   (or its replica, alive, says it runs no member: it lost its data dir) and it has
+//!   failed its health check (its peer URL does not answer) for `member_dead_ms`; dead members are removed first, then, while voters > required,
 //!   the member of the highest replica id other than the coordinator's own. The store
 //!   refuses a removal that would leave the remaining voters without a live quorum.
 //! - **Leaving.** A replica whose member was removed (it applied its own removal, or a
@@ -66,10 +67,17 @@ pub(crate) async fn start(config: &ReplicaConfig) -> Result<Option<Arc<StoreNode
     let store = store_config(config);
     if store.data_dir.join("member.json").exists() {
         // It has belonged to a cluster: restart that member, never bootstrap.
+        mark_belonged(&config.data_dir)?;
         return Ok(Some(StoreNode::start(store).await?));
     }
     let designated = config.bootstrap || config.bootstrapper() == config.replica_id;
     if !designated {
+        return Ok(None);
+    }
+    if has_belonged(&config.data_dir) {
+        tracing::info!(
+            "this data dir has belonged to a cluster; it never creates one, only joins"
+        );
         return Ok(None);
     }
     let others: Vec<String> = config
@@ -86,6 +94,7 @@ pub(crate) async fn start(config: &ReplicaConfig) -> Result<Option<Arc<StoreNode
         return Ok(None);
     }
     tracing::info!("no cluster answers; creating a one-member cluster");
+    mark_belonged(&config.data_dir)?;
     let node = StoreNode::start(orbit_store::StoreConfig {
         initial_cluster_state: ClusterState::New,
         member_id: Some(fresh_member_id()),
@@ -204,6 +213,10 @@ impl Manager {
             member = format_args!("{:x}", a.member_id),
             "joining the store cluster as a learner"
         );
+        if let Err(e) = mark_belonged(&self.config.data_dir) {
+            tracing::warn!(error = %e, "could not record that this data dir joins a cluster");
+            return Ok(());
+        }
         let started = StoreNode::start(orbit_store::StoreConfig {
             initial_cluster_state: ClusterState::Existing,
             member_id: Some(a.member_id),
@@ -282,9 +295,14 @@ impl Manager {
         c.unhealthy_since.retain(|id, _| present.contains(id));
         c.learner_since.retain(|id, _| present.contains(id));
         let dead_after = Duration::from_millis(self.config.member_dead_ms);
+        // A replica that is live but says it runs no member has lost it (its data dir
+        // was replaced, say): that member is as dead as one whose replica is gone.
+        let runs_member = |r: u64| {
+            live.contains(&r) && rows.iter().any(|t| t.last.id == r && t.last.store_node)
+        };
         let is_dead = |m: &orbit_kv::Member, c: &Coordinator| {
             m.id != node.id()
-                && replica_of(m).is_none_or(|r| !live.contains(&r))
+                && replica_of(m).is_none_or(|r| !runs_member(r))
                 && c.unhealthy_since
                     .get(&m.id)
                     .is_some_and(|t| t.elapsed() >= dead_after)
@@ -298,6 +316,11 @@ impl Manager {
             match node.member_promote(m.id).await {
                 Ok(()) => {
                     tracing::info!(member = format_args!("{:x}", m.id), "promoted to voter");
+                    // A voter's id must never be started again from an empty data dir
+                    // (it could vote without the log it promised to keep).
+                    if let Some(r) = replica_of(m) {
+                        self.kv.delete(DeleteRequest::key(assign_key(token, r))).await?;
+                    }
                     return Ok(());
                 }
                 Err(orbit_kv::KvError::LearnerNotReady) => {}
@@ -369,17 +392,40 @@ impl Manager {
             }
         }
 
-        // Assignments whose member is gone (a coordinator died between the two steps).
+        // Assignments left by a coordinator that died between two steps: for members
+        // gone, or already voting.
         let assigned = self.kv.range(RangeRequest::prefix(assign_prefix(token))).await?;
         for kv in &assigned.kvs {
             if let Ok(a) = serde_json::from_slice::<Assignment>(&kv.value) {
-                if !present.contains(&a.member_id) {
+                if !present.contains(&a.member_id) || voters.contains(&a.member_id) {
                     self.kv.delete(DeleteRequest::key(kv.key.clone())).await?;
                 }
             }
         }
         Ok(())
     }
+}
+
+/// The file that records that a replica's data dir has belonged to a cluster.
+fn belonged_marker(data_dir: &std::path::Path) -> PathBuf {
+    data_dir.join("has-belonged-to-a-cluster")
+}
+
+/// Whether the data dir has ever run a member (of any cluster): then it never
+/// creates a cluster, even after its member was retired.
+fn has_belonged(data_dir: &std::path::Path) -> bool {
+    belonged_marker(data_dir).exists()
+}
+
+/// Records, durably, that the data dir runs a member from now on.
+fn mark_belonged(data_dir: &std::path::Path) -> std::io::Result<()> {
+    if has_belonged(data_dir) {
+        return Ok(());
+    }
+    std::fs::create_dir_all(data_dir)?;
+    let f = std::fs::File::create(belonged_marker(data_dir))?;
+    f.sync_all()?;
+    std::fs::File::open(data_dir)?.sync_all()
 }
 
 /// Where a retired member's data dir is moved.

@@ -31,6 +31,9 @@ pub enum ReplicaError {
     /// The store cluster could not be reached.
     #[error("store cluster: {0}")]
     Kv(#[from] orbit_kv::KvError),
+    /// The data dir could not be written.
+    #[error("data dir: {0}")]
+    DataDir(#[from] std::io::Error),
     /// The status endpoint could not listen.
     #[error("status endpoint on {addr}: {err}")]
     Status {

@@ -90,8 +90,16 @@ async fn wait_settled(r: &Replicas, limit: Duration) -> Duration {
         let mut all = true;
         let mut last = None;
         for &i in &live {
-            let v = status(r.status[i]).await.as_ref().and_then(view);
-            let ok = v.as_ref().is_some_and(|v| settled(v, &live));
+            let s = status(r.status[i]).await;
+            let v = s.as_ref().and_then(view);
+            // The replica's own word on its member agrees with the table (a replica
+            // just restarted may still have its previous life's row).
+            let votes = s
+                .as_ref()
+                .is_some_and(|s| s["store_member"]["learner"].as_bool() == Some(false));
+            let ok = v
+                .as_ref()
+                .is_some_and(|v| settled(v, &live) && v.flagged.contains(&(i as u64 + 1)) == votes);
             all &= ok;
             if !ok {
                 last = Some((i + 1, v));
@@ -424,4 +432,42 @@ async fn a_learner_that_cannot_catch_up_is_removed_and_the_next_replica_tries() 
         .filter_map(|m| m["name"].as_str())
         .collect();
     assert!(names.contains(&"n1") && names.contains(&"n3") && !names.contains(&"n2"), "{s}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_data_dir_that_belonged_to_a_cluster_never_creates_another() {
+    let mut r = Replicas::with(&table(3), "incremental", 3, INCREMENTAL);
+    r.spawn(0);
+    wait_settled(&r, Duration::from_secs(30)).await;
+    r.kill(0);
+    // Its member retired, as when the cluster removes it: the data dir keeps the record.
+    std::fs::rename(r.data_dir(0).join("store"), r.data_dir(0).join("store.retired")).unwrap();
+    r.spawn(0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !r.log(0).contains("never creates one") {
+        assert!(Instant::now() < deadline, "{}", r.log(0));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(r.log(0).matches("creating a one-member cluster").count(), 1);
+    wait_health(r.status[0], 503, Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_that_lost_its_member_data_gets_a_new_member() {
+    let mut r = Replicas::with(&table(3), "incremental", 3, INCREMENTAL);
+    for i in 0..3 {
+        r.spawn(i);
+    }
+    wait_settled(&r, Duration::from_secs(60)).await;
+    let before = status(r.status[1]).await.unwrap()["store_member"]["id"].clone();
+    let kv = client(&r).await;
+    put(&kv, "kept", "yes").await;
+    // Replica 2 comes back with its member's data gone (a replaced disk).
+    r.kill(1);
+    std::fs::remove_dir_all(r.data_dir(1).join("store")).unwrap();
+    r.spawn(1);
+    wait_settled(&r, Duration::from_secs(60)).await;
+    let after = status(r.status[1]).await.unwrap()["store_member"]["id"].clone();
+    assert!(after.is_string() && after != before, "{before} → {after}");
+    assert_eq!(read(&kv, "kept").await, Some(b"yes".to_vec()));
 }
