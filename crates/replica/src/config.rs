@@ -289,5 +289,25 @@ peer_url = "http://127.0.0.1:2382"
         assert!(e.contains("store_node = true"), "{e}");
         let unknown = format!("{GOOD}\n[[replica]]\nid = 3\nstore_name = \"n3\"\nclient_url = \"http://h:1\"\npeer_url = \"http://h:2\"\ncolour = 1\n");
         assert!(ReplicaConfig::parse(&unknown).is_err());
+        let bad_boot = GOOD.replace(
+            "mode = \"fixed\"",
+            "mode = \"fixed\"\nbootstrap_replica = 7",
+        );
+        let e = ReplicaConfig::parse(&bad_boot).unwrap_err().0;
+        assert!(
+            e.contains("bootstrap_replica 7 is not in the replica table"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_lowest_id_bootstraps_unless_one_is_named() {
+        let c = ReplicaConfig::parse(GOOD).unwrap();
+        assert_eq!(c.bootstrapper(), 1);
+        let named = GOOD.replace(
+            "mode = \"fixed\"",
+            "mode = \"fixed\"\nbootstrap_replica = 2",
+        );
+        assert_eq!(ReplicaConfig::parse(&named).unwrap().bootstrapper(), 2);
     }
 }

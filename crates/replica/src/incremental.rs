@@ -75,9 +75,7 @@ pub(crate) async fn start(config: &ReplicaConfig) -> Result<Option<Arc<StoreNode
         return Ok(None);
     }
     if has_belonged(&config.data_dir) {
-        tracing::info!(
-            "this data dir has belonged to a cluster; it never creates one, only joins"
-        );
+        tracing::info!("this data dir has belonged to a cluster; it never creates one, only joins");
         return Ok(None);
     }
     let others: Vec<String> = config
@@ -241,7 +239,10 @@ impl Manager {
         self.runs_node.store(false, Ordering::Relaxed);
         self.learner_since = None;
         if let Some(node) = self.slot.set(None) {
-            tracing::warn!(member = format_args!("{:x}", node.id()), "stopping this replica's store member: {why}");
+            tracing::warn!(
+                member = format_args!("{:x}", node.id()),
+                "stopping this replica's store member: {why}"
+            );
             node.shutdown().await;
         }
         let dir = store_config(&self.config).data_dir;
@@ -297,9 +298,8 @@ impl Manager {
         let dead_after = Duration::from_millis(self.config.member_dead_ms);
         // A replica that is live but says it runs no member has lost it (its data dir
         // was replaced, say): that member is as dead as one whose replica is gone.
-        let runs_member = |r: u64| {
-            live.contains(&r) && rows.iter().any(|t| t.last.id == r && t.last.store_node)
-        };
+        let runs_member =
+            |r: u64| live.contains(&r) && rows.iter().any(|t| t.last.id == r && t.last.store_node);
         let is_dead = |m: &orbit_kv::Member, c: &Coordinator| {
             m.id != node.id()
                 && replica_of(m).is_none_or(|r| !runs_member(r))
@@ -319,7 +319,9 @@ impl Manager {
                     // A voter's id must never be started again from an empty data dir
                     // (it could vote without the log it promised to keep).
                     if let Some(r) = replica_of(m) {
-                        self.kv.delete(DeleteRequest::key(assign_key(token, r))).await?;
+                        self.kv
+                            .delete(DeleteRequest::key(assign_key(token, r)))
+                            .await?;
                     }
                     return Ok(());
                 }
@@ -334,7 +336,9 @@ impl Manager {
                 node.member_remove(m.id).await?;
                 if let Some(r) = replica_of(m) {
                     c.skip.insert(r, now + learner_timeout * SKIP_TIMEOUTS);
-                    self.kv.delete(DeleteRequest::key(assign_key(token, r))).await?;
+                    self.kv
+                        .delete(DeleteRequest::key(assign_key(token, r)))
+                        .await?;
                 }
                 return Ok(());
             }
@@ -346,7 +350,9 @@ impl Manager {
                 tracing::warn!(member = format_args!("{:x}", m.id), name = %m.name, "removing a dead member");
                 node.member_remove(m.id).await?;
                 if let Some(r) = replica_of(m) {
-                    self.kv.delete(DeleteRequest::key(assign_key(token, r))).await?;
+                    self.kv
+                        .delete(DeleteRequest::key(assign_key(token, r)))
+                        .await?;
                 }
                 return Ok(());
             }
@@ -363,7 +369,11 @@ impl Manager {
             });
             if let Some(r) = candidate.min_by_key(|r| r.id) {
                 let m = node.member_add(vec![r.peer_url.clone()], true).await?;
-                tracing::info!(replica = r.id, member = format_args!("{:x}", m.id), "added a learner");
+                tracing::info!(
+                    replica = r.id,
+                    member = format_args!("{:x}", m.id),
+                    "added a learner"
+                );
                 c.learner_since.insert(m.id, now);
                 let a = Assignment {
                     v: 1,
@@ -371,7 +381,9 @@ impl Manager {
                     peer_url: r.peer_url.clone(),
                 };
                 let body = serde_json::to_vec(&a).expect("assignment serializes");
-                self.kv.put(PutRequest::new(assign_key(token, r.id), body)).await?;
+                self.kv
+                    .put(PutRequest::new(assign_key(token, r.id), body))
+                    .await?;
                 return Ok(());
             }
         }
@@ -386,7 +398,9 @@ impl Manager {
                 tracing::info!(member = format_args!("{:x}", m.id), name = %m.name, required, "removing a member the cluster no longer needs");
                 node.member_remove(m.id).await?;
                 if let Some(r) = replica_of(m) {
-                    self.kv.delete(DeleteRequest::key(assign_key(token, r))).await?;
+                    self.kv
+                        .delete(DeleteRequest::key(assign_key(token, r)))
+                        .await?;
                 }
                 return Ok(());
             }
@@ -394,7 +408,10 @@ impl Manager {
 
         // Assignments left by a coordinator that died between two steps: for members
         // gone, or already voting.
-        let assigned = self.kv.range(RangeRequest::prefix(assign_prefix(token))).await?;
+        let assigned = self
+            .kv
+            .range(RangeRequest::prefix(assign_prefix(token)))
+            .await?;
         for kv in &assigned.kvs {
             if let Ok(a) = serde_json::from_slice::<Assignment>(&kv.value) {
                 if !present.contains(&a.member_id) || voters.contains(&a.member_id) {

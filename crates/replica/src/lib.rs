@@ -105,8 +105,11 @@ impl Replica {
     /// Starts the replica as configured, with its status endpoint.
     pub async fn start(config: ReplicaConfig) -> Result<Arc<Replica>, ReplicaError> {
         config.validate()?;
-        let all_client_urls: Vec<String> =
-            config.replicas.iter().map(|r| r.client_url.clone()).collect();
+        let all_client_urls: Vec<String> = config
+            .replicas
+            .iter()
+            .map(|r| r.client_url.clone())
+            .collect();
         let node = NodeSlot::default();
         let kv: Arc<dyn Kv> = match config.mode {
             Mode::External => Arc::new(following(&all_client_urls).await?),

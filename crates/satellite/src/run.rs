@@ -30,6 +30,10 @@ pub struct ApiArgs {
     /// Status endpoint address.
     #[arg(long, env = "ORBIT_STATUS_ADDR")]
     status_addr: Option<String>,
+    /// Mode incremental: let this replica create the cluster although it is not the
+    /// designated one (when that one is gone for good). Never on two replicas.
+    #[arg(long, env = "ORBIT_BOOTSTRAP")]
+    bootstrap: bool,
 }
 
 /// Runs a process until SIGINT or SIGTERM.
@@ -56,6 +60,7 @@ async fn api(a: ApiArgs) -> anyhow::Result<()> {
     if let Some(s) = a.status_addr {
         config.status_addr = s;
     }
+    config.bootstrap |= a.bootstrap;
     config
         .validate()
         .with_context(|| format!("in {}", a.config.display()))?;

@@ -61,7 +61,9 @@ fn view(s: &Value) -> Option<View> {
     Some(View {
         members,
         live: ids(&|r| r["live"].as_bool() == Some(true)),
-        flagged: ids(&|r| r["live"].as_bool() == Some(true) && r["store_node"].as_bool() == Some(true)),
+        flagged: ids(&|r| {
+            r["live"].as_bool() == Some(true) && r["store_node"].as_bool() == Some(true)
+        }),
     })
 }
 
@@ -73,13 +75,13 @@ fn settled(v: &View, live: &BTreeSet<usize>) -> bool {
     let names: BTreeSet<String> = want_live.iter().map(|id| format!("n{id}")).collect();
     v.live == want_live
         && v.members.len() == want
-        && v.members.iter().all(|(name, learner)| !learner && names.contains(name))
+        && v.members
+            .iter()
+            .all(|(name, learner)| !learner && names.contains(name))
         && v.flagged.len() == want
-        && v.flagged.iter().all(|id| {
-            v.members
-                .iter()
-                .any(|(name, _)| *name == format!("n{id}"))
-        })
+        && v.flagged
+            .iter()
+            .all(|id| v.members.iter().any(|(name, _)| *name == format!("n{id}")))
 }
 
 /// Waits until every running replica's view has settled; returns how long it took.
@@ -154,9 +156,8 @@ async fn read(kv: &RemoteKv, key: &str) -> Option<Vec<u8>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn replicas_started_one_at_a_time_grow_the_cluster_1_1_3_3_5() {
     let mut r = Replicas::with(&table(5), "incremental", 5, INCREMENTAL);
-    let expected = [1, 1, 3, 3, 5];
     let mut kv = None;
-    for i in 0..5 {
+    for (i, expected) in [1, 1, 3, 3, 5].into_iter().enumerate() {
         r.spawn(i);
         wait_health(r.status[i], 200, Duration::from_secs(30)).await;
         let took = wait_settled(&r, Duration::from_secs(40)).await;
@@ -170,8 +171,12 @@ async fn replicas_started_one_at_a_time_grow_the_cluster_1_1_3_3_5() {
                 break v;
             }
         };
-        assert_eq!(v.members.len(), expected[i], "{v:?}");
-        eprintln!("{} replicas: {} store nodes after {took:?}", i + 1, expected[i]);
+        assert_eq!(v.members.len(), expected, "{v:?}");
+        eprintln!(
+            "{} replicas: {} store nodes after {took:?}",
+            i + 1,
+            expected
+        );
         let kv = match &kv {
             Some(kv) => kv,
             None => kv.insert(client(&r).await),
@@ -226,9 +231,18 @@ async fn replicas_started_at_the_same_instant_form_exactly_one_cluster() {
             lists.insert(list);
         }
         assert_eq!(ids.len(), 5, "round {round}: {ids:?}");
-        assert_eq!(lists.len(), 1, "round {round}: member lists differ: {lists:?}");
         assert_eq!(
-            lists.first().unwrap().iter().cloned().collect::<BTreeSet<_>>(),
+            lists.len(),
+            1,
+            "round {round}: member lists differ: {lists:?}"
+        );
+        assert_eq!(
+            lists
+                .first()
+                .unwrap()
+                .iter()
+                .cloned()
+                .collect::<BTreeSet<_>>(),
             ids,
             "round {round}"
         );
@@ -332,7 +346,11 @@ async fn random_kills_and_restarts_keep_the_cluster_sized_and_every_write() {
             eprintln!(
                 "step {step}: killed replica {}{}",
                 i + 1,
-                if leader.is_some() { " (the leader's)" } else { "" }
+                if leader.is_some() {
+                    " (the leader's)"
+                } else {
+                    ""
+                }
             );
         } else {
             let i = dead[rng.gen_range(0..dead.len())];
@@ -346,12 +364,19 @@ async fn random_kills_and_restarts_keep_the_cluster_sized_and_every_write() {
             (0..5).filter(|i| r.running(*i)).count()
         );
     }
-    assert!(killed_leader, "the schedule never killed the leader's replica");
+    assert!(
+        killed_leader,
+        "the schedule never killed the leader's replica"
+    );
     stop.store(true, Ordering::Relaxed);
     writer.await.unwrap();
     let terms = leaders.await.unwrap();
     let acked = acked.lock().unwrap().clone();
-    assert!(acked.len() > 100, "too few writes acknowledged: {}", acked.len());
+    assert!(
+        acked.len() > 100,
+        "too few writes acknowledged: {}",
+        acked.len()
+    );
     for key in &acked {
         assert_eq!(
             read(&kv, key).await,
@@ -396,7 +421,10 @@ async fn a_learner_that_cannot_catch_up_is_removed_and_the_next_replica_tries() 
         if voter {
             break;
         }
-        assert!(Instant::now() < deadline, "replica 3 never became a voter: {s:?}");
+        assert!(
+            Instant::now() < deadline,
+            "replica 3 never became a voter: {s:?}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let coordinator = r.log(0);
@@ -409,11 +437,19 @@ async fn a_learner_that_cannot_catch_up_is_removed_and_the_next_replica_tries() 
         .collect();
     assert!(added.len() >= 2, "{coordinator}");
     assert!(
-        coordinator[added[0]..].lines().next().unwrap().contains("replica=2"),
+        coordinator[added[0]..]
+            .lines()
+            .next()
+            .unwrap()
+            .contains("replica=2"),
         "{coordinator}"
     );
     assert!(
-        coordinator[added[1]..].lines().next().unwrap().contains("replica=3")
+        coordinator[added[1]..]
+            .lines()
+            .next()
+            .unwrap()
+            .contains("replica=3")
             && added[1] > removed,
         "replica 3 was tried after replica 2's learner was removed: {coordinator}"
     );
@@ -431,7 +467,10 @@ async fn a_learner_that_cannot_catch_up_is_removed_and_the_next_replica_tries() 
         .filter(|m| m["learner"].as_bool() == Some(false))
         .filter_map(|m| m["name"].as_str())
         .collect();
-    assert!(names.contains(&"n1") && names.contains(&"n3") && !names.contains(&"n2"), "{s}");
+    assert!(
+        names.contains(&"n1") && names.contains(&"n3") && !names.contains(&"n2"),
+        "{s}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -441,7 +480,11 @@ async fn a_data_dir_that_belonged_to_a_cluster_never_creates_another() {
     wait_settled(&r, Duration::from_secs(30)).await;
     r.kill(0);
     // Its member retired, as when the cluster removes it: the data dir keeps the record.
-    std::fs::rename(r.data_dir(0).join("store"), r.data_dir(0).join("store.retired")).unwrap();
+    std::fs::rename(
+        r.data_dir(0).join("store"),
+        r.data_dir(0).join("store.retired"),
+    )
+    .unwrap();
     r.spawn(0);
     let deadline = Instant::now() + Duration::from_secs(10);
     while !r.log(0).contains("never creates one") {

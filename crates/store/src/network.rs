@@ -308,11 +308,9 @@ impl PeerService {
     /// (its data dir restarted) cannot disrupt the cluster with elections.
     fn check_sender(node: &StoreNode, vote: &Vote) -> Result<(), tonic::Status> {
         match vote.leader_id.voted_for() {
-            Some(id) if node.shared().read().removed.contains(&id) => {
-                Err(tonic::Status::permission_denied(format!(
-                    "member {id:x} {REMOVED}"
-                )))
-            }
+            Some(id) if node.shared().read().removed.contains(&id) => Err(
+                tonic::Status::permission_denied(format!("member {id:x} {REMOVED}")),
+            ),
             _ => Ok(()),
         }
     }

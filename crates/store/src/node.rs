@@ -796,7 +796,9 @@ impl StoreNode {
             return false;
         };
         matches!(
-            self.peers.forward(&url, &ForwardRequest::Members, timeout).await,
+            self.peers
+                .forward(&url, &ForwardRequest::Members, timeout)
+                .await,
             Ok(ForwardResponse::Members(_))
         )
     }

@@ -88,7 +88,8 @@ pub async fn wait_table(endpoints: &[String], ok: impl Fn(&str) -> bool) -> Stri
 }
 
 /// Test timings: fast Raft, a replica dead 2 s after its last heartbeat.
-pub const TIMINGS: &str = "heartbeat_ms = 50\nelection_ms = 500\nreplica_heartbeat_ms = 300\nreplica_ttl_s = 2\n";
+pub const TIMINGS: &str =
+    "heartbeat_ms = 50\nelection_ms = 500\nreplica_heartbeat_ms = 300\nreplica_ttl_s = 2\n";
 
 /// A set of replica processes sharing one table, each with its data dir and log.
 pub struct Replicas {
@@ -221,4 +222,3 @@ pub fn row(id: usize, client: u16, peer: u16, store_node: bool) -> String {
         "[[replica]]\nid = {id}\nstore_name = \"n{id}\"\nclient_url = \"http://127.0.0.1:{client}\"\npeer_url = \"http://127.0.0.1:{peer}\"\nstore_node = {store_node}\n"
     )
 }
-
