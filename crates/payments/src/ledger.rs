@@ -1,0 +1,704 @@
+//! The escrow ledger in the store: accounts, channels and claims, each change one
+//! optimistic transaction that commits only if nothing it read has changed since —
+//! no lock, so a replica that dies mid-request leaves nothing held.
+//!
+//! Keys under `/orbit/escrow/<escrow address>/`: `acct/<address>`, `chan/<id>`,
+//! `claim/<id>/<nonce>`, `next_channel`. Values are JSON.
+
+use crate::crypto::{recover_signer, Address, SignatureError};
+use crate::model::{channel_state_digest, Account, Channel, Claim, Op, Payment, SignedOp};
+use orbit_kv::{
+    Compare, CompareOp, CompareTarget, DeleteRequest, Kv, KvError, PutRequest, RangeRequest,
+    TxnOp, TxnOpResponse, TxnRequest,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::sync::Arc;
+
+/// Why a payment or ledger operation was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PayError {
+    /// The request is malformed.
+    #[error("malformed request: {0}")]
+    Malformed(String),
+    /// The signature is not a valid signature.
+    #[error("bad signature: {0}")]
+    BadSignature(#[from] SignatureError),
+    /// Signed by someone not allowed to.
+    #[error("signed by {got}, who may not sign for channel {channel_id}")]
+    WrongSigner {
+        /// Channel id.
+        channel_id: u64,
+        /// Who signed.
+        got: Address,
+    },
+    /// No such channel.
+    #[error("channel {0} not found")]
+    UnknownChannel(u64),
+    /// The payment is for another nonce than the channel's.
+    #[error("incorrect payment nonce {got}: channel {channel_id} is at nonce {want}; fetch the channel state and pay on its nonce")]
+    IncorrectNonce {
+        /// Channel id.
+        channel_id: u64,
+        /// The channel's nonce.
+        want: u64,
+        /// The payment's nonce.
+        got: u64,
+    },
+    /// This very payment was accepted before.
+    #[error("payment already accepted: channel {channel_id} nonce {nonce} amount {amount} (a replay)")]
+    AlreadyAccepted {
+        /// Channel id.
+        channel_id: u64,
+        /// Nonce.
+        nonce: u64,
+        /// Amount.
+        amount: u64,
+    },
+    /// The increment over the last authorized amount is not the price.
+    #[error("payment of {got} over the last authorized amount {authorized}; the price is {price}")]
+    WrongAmount {
+        /// Last authorized amount.
+        authorized: u64,
+        /// The increment paid (0 or less shows as 0).
+        got: u64,
+        /// The price.
+        price: u64,
+    },
+    /// More than the channel holds.
+    #[error("amount {amount} exceeds channel {channel_id}'s value {value}; add funds")]
+    OverValue {
+        /// Channel id.
+        channel_id: u64,
+        /// Amount.
+        amount: u64,
+        /// Channel value.
+        value: u64,
+    },
+    /// The channel expires too soon (or has expired).
+    #[error("channel {channel_id} expires at {expiration}, too soon to accept payments (now {now}, threshold {threshold_s} s); extend it")]
+    Expiring {
+        /// Channel id.
+        channel_id: u64,
+        /// Its expiration.
+        expiration: u64,
+        /// Now.
+        now: u64,
+        /// The threshold.
+        threshold_s: u64,
+    },
+    /// The account's balance does not cover it.
+    #[error("balance {balance} is less than {need}")]
+    InsufficientFunds {
+        /// Balance.
+        balance: u64,
+        /// Needed.
+        need: u64,
+    },
+    /// The operation was signed at another op nonce than the account's.
+    #[error("operation signed at op nonce {got}, the account is at {want}")]
+    OpNonce {
+        /// The account's.
+        want: u64,
+        /// The operation's.
+        got: u64,
+    },
+    /// The operation is not allowed (not the sender, not expired yet, …).
+    #[error("{0}")]
+    NotAllowed(String),
+    /// The request was signed too long ago or in the future.
+    #[error("request time {got} is more than {skew_s} s away from now ({now})")]
+    Stale {
+        /// Its time.
+        got: u64,
+        /// Now.
+        now: u64,
+        /// Allowed skew.
+        skew_s: u64,
+    },
+    /// Others kept changing the same records; try again.
+    #[error("too many concurrent changes to the same channel or account; try again")]
+    Conflict,
+    /// A ledger record in the store does not parse.
+    #[error("corrupt ledger record {0}")]
+    Corrupt(String),
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(#[from] KvError),
+}
+
+/// What a client learns of its channel (the MPE daemon's channel state).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChannelState {
+    /// The channel, with its current nonce, last authorized amount and signature.
+    pub channel: Channel,
+    /// The previous nonce's claim not yet finished, if any: its amount and signature.
+    pub old_nonce: Option<(u64, Vec<u8>)>,
+}
+
+/// How many times an optimistic update is retried before giving up.
+const ATTEMPTS: usize = 32;
+
+/// The escrow ledger of one escrow address.
+#[derive(Clone)]
+pub struct Escrow {
+    kv: Arc<dyn Kv>,
+    address: Address,
+    prefix: String,
+}
+
+/// A key read for an update: its value and mod revision (0 when absent).
+struct Read {
+    value: Option<Vec<u8>>,
+    mod_revision: i64,
+}
+
+fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, PayError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| PayError::Corrupt(format!("{key}: {e}")))
+}
+
+fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).expect("ledger records serialize")
+}
+
+impl Escrow {
+    /// The ledger of `address` in `kv`.
+    pub fn new(kv: Arc<dyn Kv>, address: Address) -> Escrow {
+        Escrow {
+            kv,
+            prefix: format!("/orbit/escrow/{address}/"),
+            address,
+        }
+    }
+
+    /// The escrow's address (part of every signed payment).
+    pub fn address(&self) -> Address {
+        self.address
+    }
+
+    fn acct_key(&self, a: &Address) -> String {
+        format!("{}acct/{a}", self.prefix)
+    }
+
+    fn chan_key(&self, id: u64) -> String {
+        format!("{}chan/{id:020}", self.prefix)
+    }
+
+    fn claim_prefix(&self) -> String {
+        format!("{}claim/", self.prefix)
+    }
+
+    fn claim_key(&self, id: u64, nonce: u64) -> String {
+        format!("{}{id:020}/{nonce:020}", self.claim_prefix())
+    }
+
+    fn counter_key(&self) -> String {
+        format!("{}next_channel", self.prefix)
+    }
+
+    /// Reads `keys` at one revision.
+    async fn read_all(&self, keys: &[String]) -> Result<Vec<Read>, PayError> {
+        let txn = TxnRequest {
+            compare: Vec::new(),
+            success: keys
+                .iter()
+                .map(|k| TxnOp::Range(RangeRequest::key(k.clone())))
+                .collect(),
+            failure: Vec::new(),
+        };
+        let resp = self.kv.txn(txn).await?;
+        Ok(resp
+            .responses
+            .into_iter()
+            .map(|r| match r {
+                TxnOpResponse::Range(r) => match r.kvs.into_iter().next() {
+                    Some(kv) => Read {
+                        value: Some(kv.value),
+                        mod_revision: kv.mod_revision,
+                    },
+                    None => Read {
+                        value: None,
+                        mod_revision: 0,
+                    },
+                },
+                _ => Read {
+                    value: None,
+                    mod_revision: 0,
+                },
+            })
+            .collect())
+    }
+
+    /// Reads `keys`, lets `decide` choose the writes (`None` deletes), and commits them
+    /// only if none of the keys changed meanwhile; on a change, starts over.
+    async fn update<R>(
+        &self,
+        keys: &[String],
+        mut decide: impl FnMut(&[Option<Vec<u8>>]) -> Result<(Vec<(String, Option<Vec<u8>>)>, R), PayError>,
+    ) -> Result<R, PayError> {
+        for _ in 0..ATTEMPTS {
+            let reads = self.read_all(keys).await?;
+            let values: Vec<Option<Vec<u8>>> = reads.iter().map(|r| r.value.clone()).collect();
+            let (writes, result) = decide(&values)?;
+            if writes.is_empty() {
+                return Ok(result);
+            }
+            let txn = TxnRequest {
+                compare: keys
+                    .iter()
+                    .zip(&reads)
+                    .map(|(k, r)| {
+                        Compare::new(k.clone(), CompareOp::Equal, CompareTarget::Mod(r.mod_revision))
+                    })
+                    .collect(),
+                success: writes
+                    .into_iter()
+                    .map(|(k, v)| match v {
+                        Some(v) => TxnOp::Put(PutRequest::new(k, v)),
+                        None => TxnOp::Delete(DeleteRequest::key(k)),
+                    })
+                    .collect(),
+                failure: Vec::new(),
+            };
+            if self.kv.txn(txn).await?.succeeded {
+                return Ok(result);
+            }
+        }
+        Err(PayError::Conflict)
+    }
+
+    async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<(T, i64)>, PayError> {
+        let r = self.kv.range(RangeRequest::key(key.to_string())).await?;
+        match r.kvs.first() {
+            Some(kv) => Ok(Some((decode(key, &kv.value)?, kv.mod_revision))),
+            None => Ok(None),
+        }
+    }
+
+    /// An account (empty if it never held anything).
+    pub async fn account(&self, a: &Address) -> Result<Account, PayError> {
+        Ok(self
+            .get(&self.acct_key(a))
+            .await?
+            .map(|(a, _)| a)
+            .unwrap_or_default())
+    }
+
+    /// A channel.
+    pub async fn channel(&self, id: u64) -> Result<Channel, PayError> {
+        self.get(&self.chan_key(id))
+            .await?
+            .map(|(c, _)| c)
+            .ok_or(PayError::UnknownChannel(id))
+    }
+
+    /// Credits `amount` to an account: the operator's entry of money received off the
+    /// ledger.
+    pub async fn deposit(&self, to: &Address, amount: u64) -> Result<Account, PayError> {
+        let key = self.acct_key(to);
+        self.update(std::slice::from_ref(&key), |v| {
+            let mut a: Account = v[0].as_deref().map(|b| decode(&key, b)).transpose()?.unwrap_or_default();
+            a.balance = a
+                .balance
+                .checked_add(amount)
+                .ok_or_else(|| PayError::Malformed("balance would overflow".into()))?;
+            Ok((vec![(key.clone(), Some(encode(&a)))], a))
+        })
+        .await
+    }
+
+    /// Applies an operation signed by an account; returns the account and the channel
+    /// it touched.
+    pub async fn apply(&self, signed: &SignedOp, now: u64) -> Result<(Account, Option<Channel>), PayError> {
+        let who = signed.account(&self.address)?;
+        let acct_key = self.acct_key(&who);
+        let check_nonce = |a: &Account| {
+            if a.op_nonce != signed.op_nonce {
+                Err(PayError::OpNonce {
+                    want: a.op_nonce,
+                    got: signed.op_nonce,
+                })
+            } else {
+                Ok(())
+            }
+        };
+        let load_acct = |v: &Option<Vec<u8>>| -> Result<Account, PayError> {
+            Ok(v.as_deref().map(|b| decode(&acct_key, b)).transpose()?.unwrap_or_default())
+        };
+        match &signed.op {
+            Op::Withdraw { amount } => {
+                self.update(std::slice::from_ref(&acct_key), |v| {
+                    let mut a = load_acct(&v[0])?;
+                    check_nonce(&a)?;
+                    a.balance = a.balance.checked_sub(*amount).ok_or(PayError::InsufficientFunds {
+                        balance: a.balance,
+                        need: *amount,
+                    })?;
+                    a.op_nonce += 1;
+                    Ok((vec![(acct_key.clone(), Some(encode(&a)))], (a, None)))
+                })
+                .await
+            }
+            Op::Open {
+                signer,
+                recipient,
+                group_id,
+                value,
+                expiration,
+            } => {
+                if *expiration <= now {
+                    return Err(PayError::Malformed(format!(
+                        "expiration {expiration} is not in the future (now {now})"
+                    )));
+                }
+                let counter = self.counter_key();
+                self.update(&[acct_key.clone(), counter.clone()], |v| {
+                    let mut a = load_acct(&v[0])?;
+                    check_nonce(&a)?;
+                    let last: u64 = v[1].as_deref().map(|b| decode(&counter, b)).transpose()?.unwrap_or(0);
+                    let id = last + 1;
+                    a.balance = a.balance.checked_sub(*value).ok_or(PayError::InsufficientFunds {
+                        balance: a.balance,
+                        need: *value,
+                    })?;
+                    a.op_nonce += 1;
+                    let ch = Channel {
+                        id,
+                        sender: who,
+                        signer: *signer,
+                        recipient: *recipient,
+                        group_id: *group_id,
+                        value: *value,
+                        nonce: 0,
+                        expiration: *expiration,
+                        authorized: 0,
+                        signature: Vec::new(),
+                    };
+                    Ok((
+                        vec![
+                            (acct_key.clone(), Some(encode(&a))),
+                            (counter.clone(), Some(encode(&id))),
+                            (self.chan_key(id), Some(encode(&ch))),
+                        ],
+                        (a, Some(ch)),
+                    ))
+                })
+                .await
+            }
+            Op::AddFunds { channel_id, amount } => {
+                let chan_key = self.chan_key(*channel_id);
+                self.update(&[acct_key.clone(), chan_key.clone()], |v| {
+                    let mut a = load_acct(&v[0])?;
+                    check_nonce(&a)?;
+                    let mut ch = self.load_channel(*channel_id, &v[1])?;
+                    if ch.sender != who {
+                        return Err(PayError::NotAllowed(format!(
+                            "only channel {channel_id}'s sender {} may add funds",
+                            ch.sender
+                        )));
+                    }
+                    a.balance = a.balance.checked_sub(*amount).ok_or(PayError::InsufficientFunds {
+                        balance: a.balance,
+                        need: *amount,
+                    })?;
+                    a.op_nonce += 1;
+                    ch.value = ch
+                        .value
+                        .checked_add(*amount)
+                        .ok_or_else(|| PayError::Malformed("channel value would overflow".into()))?;
+                    Ok((
+                        vec![(acct_key.clone(), Some(encode(&a))), (chan_key.clone(), Some(encode(&ch)))],
+                        (a, Some(ch)),
+                    ))
+                })
+                .await
+            }
+            Op::Extend {
+                channel_id,
+                expiration,
+            } => {
+                let chan_key = self.chan_key(*channel_id);
+                self.update(&[acct_key.clone(), chan_key.clone()], |v| {
+                    let mut a = load_acct(&v[0])?;
+                    check_nonce(&a)?;
+                    let mut ch = self.load_channel(*channel_id, &v[1])?;
+                    if ch.sender != who {
+                        return Err(PayError::NotAllowed(format!(
+                            "only channel {channel_id}'s sender {} may extend it",
+                            ch.sender
+                        )));
+                    }
+                    if *expiration < ch.expiration {
+                        return Err(PayError::NotAllowed(format!(
+                            "expiration can only move later than {}",
+                            ch.expiration
+                        )));
+                    }
+                    a.op_nonce += 1;
+                    ch.expiration = *expiration;
+                    Ok((
+                        vec![(acct_key.clone(), Some(encode(&a))), (chan_key.clone(), Some(encode(&ch)))],
+                        (a, Some(ch)),
+                    ))
+                })
+                .await
+            }
+            Op::ClaimTimeout { channel_id } => {
+                let chan_key = self.chan_key(*channel_id);
+                let ch = self.channel(*channel_id).await?;
+                let rcpt_key = self.acct_key(&ch.recipient);
+                let mut keys = vec![acct_key.clone(), chan_key.clone()];
+                if rcpt_key != acct_key {
+                    keys.push(rcpt_key.clone());
+                }
+                self.update(&keys, |v| {
+                    let mut a = load_acct(&v[0])?;
+                    check_nonce(&a)?;
+                    let mut ch = self.load_channel(*channel_id, &v[1])?;
+                    if ch.sender != who {
+                        return Err(PayError::NotAllowed(format!(
+                            "only channel {channel_id}'s sender {} may take its funds back",
+                            ch.sender
+                        )));
+                    }
+                    if now < ch.expiration {
+                        return Err(PayError::NotAllowed(format!(
+                            "channel {channel_id} expires at {}; funds come back only after (now {now})",
+                            ch.expiration
+                        )));
+                    }
+                    // What was authorized is the recipient's; the rest goes back.
+                    let paid = ch.authorized;
+                    let back = ch.value - paid;
+                    a.op_nonce += 1;
+                    a.balance += back;
+                    let mut writes = Vec::new();
+                    if v.len() == 3 {
+                        let mut r: Account =
+                            v[2].as_deref().map(|b| decode(&rcpt_key, b)).transpose()?.unwrap_or_default();
+                        r.balance += paid;
+                        writes.push((rcpt_key.clone(), Some(encode(&r))));
+                    } else {
+                        a.balance += paid;
+                    }
+                    ch.value = 0;
+                    ch.authorized = 0;
+                    ch.signature = Vec::new();
+                    ch.nonce += 1;
+                    writes.push((acct_key.clone(), Some(encode(&a))));
+                    writes.push((chan_key.clone(), Some(encode(&ch))));
+                    Ok((writes, (a, Some(ch))))
+                })
+                .await
+            }
+        }
+    }
+
+    fn load_channel(&self, id: u64, v: &Option<Vec<u8>>) -> Result<Channel, PayError> {
+        match v {
+            Some(b) => decode(&self.chan_key(id), b),
+            None => Err(PayError::UnknownChannel(id)),
+        }
+    }
+
+    /// Validates a payment of `price` and commits it: the channel's authorized amount
+    /// becomes the payment's, by one compare-and-swap on the channel's mod revision.
+    /// `now` and `threshold_s` bound how close to expiration a payment is taken.
+    pub async fn pay(&self, p: &Payment, price: u64, now: u64, threshold_s: u64) -> Result<Channel, PayError> {
+        let key = self.chan_key(p.channel_id);
+        // The signature first: nothing about the channel is told to a forger.
+        let signer = p.signer(&self.address)?;
+        for _ in 0..ATTEMPTS {
+            let Some((ch, rev)) = self.get::<Channel>(&key).await? else {
+                return Err(PayError::UnknownChannel(p.channel_id));
+            };
+            if signer != ch.signer && signer != ch.sender {
+                return Err(PayError::WrongSigner {
+                    channel_id: ch.id,
+                    got: signer,
+                });
+            }
+            if p.nonce != ch.nonce {
+                return Err(PayError::IncorrectNonce {
+                    channel_id: ch.id,
+                    want: ch.nonce,
+                    got: p.nonce,
+                });
+            }
+            if p.amount == ch.authorized && p.signature == ch.signature {
+                return Err(PayError::AlreadyAccepted {
+                    channel_id: ch.id,
+                    nonce: ch.nonce,
+                    amount: p.amount,
+                });
+            }
+            if p.amount.checked_sub(ch.authorized) != Some(price) {
+                return Err(PayError::WrongAmount {
+                    authorized: ch.authorized,
+                    got: p.amount.saturating_sub(ch.authorized),
+                    price,
+                });
+            }
+            if p.amount > ch.value {
+                return Err(PayError::OverValue {
+                    channel_id: ch.id,
+                    amount: p.amount,
+                    value: ch.value,
+                });
+            }
+            if now.saturating_add(threshold_s) >= ch.expiration {
+                return Err(PayError::Expiring {
+                    channel_id: ch.id,
+                    expiration: ch.expiration,
+                    now,
+                    threshold_s,
+                });
+            }
+            let next = Channel {
+                authorized: p.amount,
+                signature: p.signature.clone(),
+                ..ch
+            };
+            let txn = TxnRequest {
+                compare: vec![Compare::new(key.clone(), CompareOp::Equal, CompareTarget::Mod(rev))],
+                success: vec![TxnOp::Put(PutRequest::new(key.clone(), encode(&next)))],
+                failure: Vec::new(),
+            };
+            if self.kv.txn(txn).await?.succeeded {
+                return Ok(next);
+            }
+            // The channel changed since it was read: judge the payment again against
+            // the new state (a concurrent copy of it makes this one a replay).
+        }
+        Err(PayError::Conflict)
+    }
+
+    /// The channel's state for a client that proves it is the channel's signer or
+    /// sender by signing [`channel_state_digest`] at `unix_s`, within `skew_s` of `now`.
+    pub async fn channel_state(
+        &self,
+        channel_id: u64,
+        unix_s: u64,
+        signature: &[u8],
+        now: u64,
+        skew_s: u64,
+    ) -> Result<ChannelState, PayError> {
+        let who = recover_signer(&channel_state_digest(&self.address, channel_id, unix_s), signature)?;
+        if unix_s.abs_diff(now) > skew_s {
+            return Err(PayError::Stale {
+                got: unix_s,
+                now,
+                skew_s,
+            });
+        }
+        let channel = self.channel(channel_id).await?;
+        if who != channel.signer && who != channel.sender {
+            return Err(PayError::WrongSigner { channel_id, got: who });
+        }
+        let old_nonce = match channel.nonce.checked_sub(1) {
+            Some(n) => self
+                .get::<Claim>(&self.claim_key(channel_id, n))
+                .await?
+                .map(|(c, _)| (c.amount, c.signature)),
+            None => None,
+        };
+        Ok(ChannelState { channel, old_nonce })
+    }
+
+    /// Starts a claim on a channel: in one transaction the authorized amount becomes
+    /// a pending claim, leaves the channel's value, and the nonce advances (so no
+    /// payment on the old nonce is accepted again). `None` when nothing is authorized.
+    pub async fn start_claim(&self, channel_id: u64) -> Result<Option<Claim>, PayError> {
+        let chan_key = self.chan_key(channel_id);
+        self.update(std::slice::from_ref(&chan_key), |v| {
+            let mut ch = self.load_channel(channel_id, &v[0])?;
+            if ch.authorized == 0 {
+                return Ok((Vec::new(), None));
+            }
+            let claim = Claim {
+                channel_id,
+                nonce: ch.nonce,
+                amount: ch.authorized,
+                recipient: ch.recipient,
+                signature: std::mem::take(&mut ch.signature),
+            };
+            ch.value -= ch.authorized;
+            ch.authorized = 0;
+            ch.nonce += 1;
+            Ok((
+                vec![
+                    (chan_key.clone(), Some(encode(&ch))),
+                    (self.claim_key(channel_id, claim.nonce), Some(encode(&claim))),
+                ],
+                Some(claim),
+            ))
+        })
+        .await
+    }
+
+    /// Claims started and not finished.
+    pub async fn pending_claims(&self) -> Result<Vec<Claim>, PayError> {
+        let r = self.kv.range(RangeRequest::prefix(self.claim_prefix())).await?;
+        r.kvs
+            .iter()
+            .map(|kv| decode(&String::from_utf8_lossy(&kv.key), &kv.value))
+            .collect()
+    }
+
+    /// Finishes a claim: in one transaction the recipient is credited and the claim
+    /// deleted, so it is credited exactly once. False if it was already finished.
+    pub async fn finish_claim(&self, channel_id: u64, nonce: u64) -> Result<bool, PayError> {
+        let claim_key = self.claim_key(channel_id, nonce);
+        let Some((claim, _)) = self.get::<Claim>(&claim_key).await? else {
+            return Ok(false);
+        };
+        let rcpt_key = self.acct_key(&claim.recipient);
+        self.update(&[claim_key.clone(), rcpt_key.clone()], |v| {
+            let Some(b) = &v[0] else {
+                return Ok((Vec::new(), false));
+            };
+            let claim: Claim = decode(&claim_key, b)?;
+            let mut r: Account = v[1].as_deref().map(|b| decode(&rcpt_key, b)).transpose()?.unwrap_or_default();
+            r.balance += claim.amount;
+            Ok((
+                vec![(rcpt_key.clone(), Some(encode(&r))), (claim_key.clone(), None)],
+                true,
+            ))
+        })
+        .await
+    }
+
+    /// Every channel.
+    pub async fn channels(&self) -> Result<Vec<Channel>, PayError> {
+        let prefix = format!("{}chan/", self.prefix);
+        let r = self.kv.range(RangeRequest::prefix(prefix)).await?;
+        r.kvs
+            .iter()
+            .map(|kv| decode(&String::from_utf8_lossy(&kv.key), &kv.value))
+            .collect()
+    }
+
+    /// Runs every claim to its end: finishes pending ones (a previous run may have
+    /// stopped between the two steps), then starts and finishes one per channel with
+    /// an authorized amount. Returns the total credited.
+    pub async fn claim_all(&self) -> Result<u64, PayError> {
+        let mut credited = 0;
+        for c in self.pending_claims().await? {
+            if self.finish_claim(c.channel_id, c.nonce).await? {
+                credited += c.amount;
+            }
+        }
+        for ch in self.channels().await? {
+            if ch.authorized == 0 {
+                continue;
+            }
+            if let Some(c) = self.start_claim(ch.id).await? {
+                if self.finish_claim(c.channel_id, c.nonce).await? {
+                    credited += c.amount;
+                }
+            }
+        }
+        Ok(credited)
+    }
+}
