@@ -53,13 +53,6 @@ fn group_hex<'de, D: serde::Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Erro
         .map_err(|_| serde::de::Error::custom("group_id is 32 bytes (64 hex digits)"))
 }
 
-impl<'de> Deserialize<'de> for Address {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        Address::parse(&s).map_err(serde::de::Error::custom)
-    }
-}
-
 /// Seconds since the Unix epoch.
 pub fn unix_now() -> u64 {
     SystemTime::now()
@@ -115,9 +108,10 @@ impl From<PayError> for tonic::Status {
             PayError::Store(_) => Code::Unavailable,
         };
         let mut status = tonic::Status::new(code, e.to_string());
-        status
-            .metadata_mut()
-            .insert(REASON, tonic::metadata::MetadataValue::from_static(e.reason()));
+        status.metadata_mut().insert(
+            REASON,
+            tonic::metadata::MetadataValue::from_static(e.reason()),
+        );
         status
     }
 }
@@ -241,7 +235,11 @@ impl TryFrom<&pb::OpRequest> for SignedOp {
     type Error = PayError;
     fn try_from(r: &pb::OpRequest) -> Result<Self, PayError> {
         use pb::op_request::Op as W;
-        let op = match r.op.as_ref().ok_or_else(|| PayError::Malformed("no operation".into()))? {
+        let op = match r
+            .op
+            .as_ref()
+            .ok_or_else(|| PayError::Malformed("no operation".into()))?
+        {
             W::Withdraw(w) => Op::Withdraw { amount: w.amount },
             W::Open(o) => Op::Open {
                 signer: addr(&o.signer, "signer")?,
@@ -354,7 +352,13 @@ impl pb::payments_server::Payments for PaymentsService {
         let r = r.into_inner();
         let s = self
             .escrow
-            .channel_state(r.channel_id, r.unix_s, &r.signature, unix_now(), self.config.request_skew_s)
+            .channel_state(
+                r.channel_id,
+                r.unix_s,
+                &r.signature,
+                unix_now(),
+                self.config.request_skew_s,
+            )
             .await?;
         Ok(tonic::Response::new((&s).into()))
     }
@@ -370,6 +374,8 @@ impl pb::payments_server::Payments for PaymentsService {
 
     async fn account(&self, r: tonic::Request<pb::AccountRequest>) -> Reply<pb::AccountMsg> {
         let a = addr(&r.get_ref().address, "address")?;
-        Ok(tonic::Response::new((&self.escrow.account(&a).await?).into()))
+        Ok(tonic::Response::new(
+            (&self.escrow.account(&a).await?).into(),
+        ))
     }
 }

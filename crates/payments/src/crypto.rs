@@ -29,9 +29,22 @@ pub fn u256_be(v: u64) -> [u8; 32] {
     out
 }
 
-/// A 20-byte Ethereum address.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+/// A 20-byte Ethereum address; in JSON and TOML, `0x` and 40 hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Address(pub [u8; 20]);
+
+impl Serialize for Address {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for Address {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Address::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
 
 impl Address {
     /// The address of a public key: the last 20 bytes of keccak256 of its 64-byte form.
@@ -45,7 +58,10 @@ impl Address {
 
     /// Parses `0x` followed by 40 hex digits (any case).
     pub fn parse(s: &str) -> Result<Address, String> {
-        let hex = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")).unwrap_or(s);
+        let hex = s
+            .strip_prefix("0x")
+            .or_else(|| s.strip_prefix("0X"))
+            .unwrap_or(s);
         let bytes = decode_hex(hex)?;
         let a: [u8; 20] = bytes
             .try_into()
@@ -84,10 +100,11 @@ impl std::str::FromStr for Address {
 /// Lower-case hex of `b`.
 pub fn encode_hex(b: &[u8]) -> String {
     use std::fmt::Write;
-    b.iter().fold(String::with_capacity(b.len() * 2), |mut s, x| {
-        let _ = write!(s, "{x:02x}");
-        s
-    })
+    b.iter()
+        .fold(String::with_capacity(b.len() * 2), |mut s, x| {
+            let _ = write!(s, "{x:02x}");
+            s
+        })
 }
 
 /// Bytes of a hex string (no prefix).
@@ -249,7 +266,8 @@ mod tests {
         let (r, s_) = s.split_scalars();
         let high = Signature::from_scalars(r, -*s_).unwrap();
         let mut bytes = high.to_bytes().to_vec();
-        bytes.push(sig[64] ^ 1);
+        // Negating s flips the recovery id: 27 ↔ 28.
+        bytes.push(55 - sig[64]);
         assert!(matches!(
             recover_signer(&digest, &bytes),
             Err(SignatureError::Malformed(_))

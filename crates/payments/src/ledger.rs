@@ -8,8 +8,8 @@
 use crate::crypto::{recover_signer, Address, SignatureError};
 use crate::model::{channel_state_digest, Account, Channel, Claim, Op, Payment, SignedOp};
 use orbit_kv::{
-    Compare, CompareOp, CompareTarget, DeleteRequest, Kv, KvError, PutRequest, RangeRequest,
-    TxnOp, TxnOpResponse, TxnRequest,
+    Compare, CompareOp, CompareTarget, DeleteRequest, Kv, KvError, PutRequest, RangeRequest, TxnOp,
+    TxnOpResponse, TxnRequest,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -46,7 +46,9 @@ pub enum PayError {
         got: u64,
     },
     /// This very payment was accepted before.
-    #[error("payment already accepted: channel {channel_id} nonce {nonce} amount {amount} (a replay)")]
+    #[error(
+        "payment already accepted: channel {channel_id} nonce {nonce} amount {amount} (a replay)"
+    )]
     AlreadyAccepted {
         /// Channel id.
         channel_id: u64,
@@ -154,8 +156,7 @@ struct Read {
 }
 
 fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, PayError> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| PayError::Corrupt(format!("{key}: {e}")))
+    serde_json::from_slice(bytes).map_err(|e| PayError::Corrupt(format!("{key}: {e}")))
 }
 
 fn encode<T: Serialize>(v: &T) -> Vec<u8> {
@@ -235,7 +236,9 @@ impl Escrow {
     async fn update<R>(
         &self,
         keys: &[String],
-        mut decide: impl FnMut(&[Option<Vec<u8>>]) -> Result<(Vec<(String, Option<Vec<u8>>)>, R), PayError>,
+        mut decide: impl FnMut(
+            &[Option<Vec<u8>>],
+        ) -> Result<(Vec<(String, Option<Vec<u8>>)>, R), PayError>,
     ) -> Result<R, PayError> {
         for _ in 0..ATTEMPTS {
             let reads = self.read_all(keys).await?;
@@ -249,7 +252,11 @@ impl Escrow {
                     .iter()
                     .zip(&reads)
                     .map(|(k, r)| {
-                        Compare::new(k.clone(), CompareOp::Equal, CompareTarget::Mod(r.mod_revision))
+                        Compare::new(
+                            k.clone(),
+                            CompareOp::Equal,
+                            CompareTarget::Mod(r.mod_revision),
+                        )
                     })
                     .collect(),
                 success: writes
@@ -298,7 +305,11 @@ impl Escrow {
     pub async fn deposit(&self, to: &Address, amount: u64) -> Result<Account, PayError> {
         let key = self.acct_key(to);
         self.update(std::slice::from_ref(&key), |v| {
-            let mut a: Account = v[0].as_deref().map(|b| decode(&key, b)).transpose()?.unwrap_or_default();
+            let mut a: Account = v[0]
+                .as_deref()
+                .map(|b| decode(&key, b))
+                .transpose()?
+                .unwrap_or_default();
             a.balance = a
                 .balance
                 .checked_add(amount)
@@ -310,7 +321,11 @@ impl Escrow {
 
     /// Applies an operation signed by an account; returns the account and the channel
     /// it touched.
-    pub async fn apply(&self, signed: &SignedOp, now: u64) -> Result<(Account, Option<Channel>), PayError> {
+    pub async fn apply(
+        &self,
+        signed: &SignedOp,
+        now: u64,
+    ) -> Result<(Account, Option<Channel>), PayError> {
         let who = signed.account(&self.address)?;
         let acct_key = self.acct_key(&who);
         let check_nonce = |a: &Account| {
@@ -324,17 +339,23 @@ impl Escrow {
             }
         };
         let load_acct = |v: &Option<Vec<u8>>| -> Result<Account, PayError> {
-            Ok(v.as_deref().map(|b| decode(&acct_key, b)).transpose()?.unwrap_or_default())
+            Ok(v.as_deref()
+                .map(|b| decode(&acct_key, b))
+                .transpose()?
+                .unwrap_or_default())
         };
         match &signed.op {
             Op::Withdraw { amount } => {
                 self.update(std::slice::from_ref(&acct_key), |v| {
                     let mut a = load_acct(&v[0])?;
                     check_nonce(&a)?;
-                    a.balance = a.balance.checked_sub(*amount).ok_or(PayError::InsufficientFunds {
-                        balance: a.balance,
-                        need: *amount,
-                    })?;
+                    a.balance =
+                        a.balance
+                            .checked_sub(*amount)
+                            .ok_or(PayError::InsufficientFunds {
+                                balance: a.balance,
+                                need: *amount,
+                            })?;
                     a.op_nonce += 1;
                     Ok((vec![(acct_key.clone(), Some(encode(&a)))], (a, None)))
                 })
@@ -356,12 +377,19 @@ impl Escrow {
                 self.update(&[acct_key.clone(), counter.clone()], |v| {
                     let mut a = load_acct(&v[0])?;
                     check_nonce(&a)?;
-                    let last: u64 = v[1].as_deref().map(|b| decode(&counter, b)).transpose()?.unwrap_or(0);
+                    let last: u64 = v[1]
+                        .as_deref()
+                        .map(|b| decode(&counter, b))
+                        .transpose()?
+                        .unwrap_or(0);
                     let id = last + 1;
-                    a.balance = a.balance.checked_sub(*value).ok_or(PayError::InsufficientFunds {
-                        balance: a.balance,
-                        need: *value,
-                    })?;
+                    a.balance =
+                        a.balance
+                            .checked_sub(*value)
+                            .ok_or(PayError::InsufficientFunds {
+                                balance: a.balance,
+                                need: *value,
+                            })?;
                     a.op_nonce += 1;
                     let ch = Channel {
                         id,
@@ -398,17 +426,22 @@ impl Escrow {
                             ch.sender
                         )));
                     }
-                    a.balance = a.balance.checked_sub(*amount).ok_or(PayError::InsufficientFunds {
-                        balance: a.balance,
-                        need: *amount,
-                    })?;
+                    a.balance =
+                        a.balance
+                            .checked_sub(*amount)
+                            .ok_or(PayError::InsufficientFunds {
+                                balance: a.balance,
+                                need: *amount,
+                            })?;
                     a.op_nonce += 1;
-                    ch.value = ch
-                        .value
-                        .checked_add(*amount)
-                        .ok_or_else(|| PayError::Malformed("channel value would overflow".into()))?;
+                    ch.value = ch.value.checked_add(*amount).ok_or_else(|| {
+                        PayError::Malformed("channel value would overflow".into())
+                    })?;
                     Ok((
-                        vec![(acct_key.clone(), Some(encode(&a))), (chan_key.clone(), Some(encode(&ch)))],
+                        vec![
+                            (acct_key.clone(), Some(encode(&a))),
+                            (chan_key.clone(), Some(encode(&ch))),
+                        ],
                         (a, Some(ch)),
                     ))
                 })
@@ -438,7 +471,10 @@ impl Escrow {
                     a.op_nonce += 1;
                     ch.expiration = *expiration;
                     Ok((
-                        vec![(acct_key.clone(), Some(encode(&a))), (chan_key.clone(), Some(encode(&ch)))],
+                        vec![
+                            (acct_key.clone(), Some(encode(&a))),
+                            (chan_key.clone(), Some(encode(&ch))),
+                        ],
                         (a, Some(ch)),
                     ))
                 })
@@ -505,7 +541,13 @@ impl Escrow {
     /// Validates a payment of `price` and commits it: the channel's authorized amount
     /// becomes the payment's, by one compare-and-swap on the channel's mod revision.
     /// `now` and `threshold_s` bound how close to expiration a payment is taken.
-    pub async fn pay(&self, p: &Payment, price: u64, now: u64, threshold_s: u64) -> Result<Channel, PayError> {
+    pub async fn pay(
+        &self,
+        p: &Payment,
+        price: u64,
+        now: u64,
+        threshold_s: u64,
+    ) -> Result<Channel, PayError> {
         let key = self.chan_key(p.channel_id);
         // The signature first: nothing about the channel is told to a forger.
         let signer = p.signer(&self.address)?;
@@ -561,7 +603,11 @@ impl Escrow {
                 ..ch
             };
             let txn = TxnRequest {
-                compare: vec![Compare::new(key.clone(), CompareOp::Equal, CompareTarget::Mod(rev))],
+                compare: vec![Compare::new(
+                    key.clone(),
+                    CompareOp::Equal,
+                    CompareTarget::Mod(rev),
+                )],
                 success: vec![TxnOp::Put(PutRequest::new(key.clone(), encode(&next)))],
                 failure: Vec::new(),
             };
@@ -584,7 +630,10 @@ impl Escrow {
         now: u64,
         skew_s: u64,
     ) -> Result<ChannelState, PayError> {
-        let who = recover_signer(&channel_state_digest(&self.address, channel_id, unix_s), signature)?;
+        let who = recover_signer(
+            &channel_state_digest(&self.address, channel_id, unix_s),
+            signature,
+        )?;
         if unix_s.abs_diff(now) > skew_s {
             return Err(PayError::Stale {
                 got: unix_s,
@@ -594,7 +643,10 @@ impl Escrow {
         }
         let channel = self.channel(channel_id).await?;
         if who != channel.signer && who != channel.sender {
-            return Err(PayError::WrongSigner { channel_id, got: who });
+            return Err(PayError::WrongSigner {
+                channel_id,
+                got: who,
+            });
         }
         let old_nonce = match channel.nonce.checked_sub(1) {
             Some(n) => self
@@ -629,7 +681,10 @@ impl Escrow {
             Ok((
                 vec![
                     (chan_key.clone(), Some(encode(&ch))),
-                    (self.claim_key(channel_id, claim.nonce), Some(encode(&claim))),
+                    (
+                        self.claim_key(channel_id, claim.nonce),
+                        Some(encode(&claim)),
+                    ),
                 ],
                 Some(claim),
             ))
@@ -639,7 +694,10 @@ impl Escrow {
 
     /// Claims started and not finished.
     pub async fn pending_claims(&self) -> Result<Vec<Claim>, PayError> {
-        let r = self.kv.range(RangeRequest::prefix(self.claim_prefix())).await?;
+        let r = self
+            .kv
+            .range(RangeRequest::prefix(self.claim_prefix()))
+            .await?;
         r.kvs
             .iter()
             .map(|kv| decode(&String::from_utf8_lossy(&kv.key), &kv.value))
@@ -659,10 +717,17 @@ impl Escrow {
                 return Ok((Vec::new(), false));
             };
             let claim: Claim = decode(&claim_key, b)?;
-            let mut r: Account = v[1].as_deref().map(|b| decode(&rcpt_key, b)).transpose()?.unwrap_or_default();
+            let mut r: Account = v[1]
+                .as_deref()
+                .map(|b| decode(&rcpt_key, b))
+                .transpose()?
+                .unwrap_or_default();
             r.balance += claim.amount;
             Ok((
-                vec![(rcpt_key.clone(), Some(encode(&r))), (claim_key.clone(), None)],
+                vec![
+                    (rcpt_key.clone(), Some(encode(&r))),
+                    (claim_key.clone(), None),
+                ],
                 true,
             ))
         })
@@ -700,5 +765,307 @@ impl Escrow {
             }
         }
         Ok(credited)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::Wallet;
+    use orbit_testkit::{OrbitCluster, Timings};
+
+    const NOW: u64 = 1_000_000;
+    const PRICE: u64 = 10;
+    const THRESHOLD: u64 = 60;
+
+    struct Fixture {
+        _cluster: OrbitCluster,
+        escrow: Escrow,
+        sender: Wallet,
+        recipient: Wallet,
+    }
+
+    async fn fixture() -> Fixture {
+        let cluster = OrbitCluster::start(1, Timings::FAST).await;
+        let escrow = Escrow::new(Arc::new(cluster.embedded(0)), Wallet::random().address());
+        let sender = Wallet::random();
+        escrow.deposit(&sender.address(), 1000).await.unwrap();
+        Fixture {
+            _cluster: cluster,
+            escrow,
+            sender,
+            recipient: Wallet::random(),
+        }
+    }
+
+    impl Fixture {
+        async fn op(&self, w: &Wallet, op: Op) -> Result<(Account, Option<Channel>), PayError> {
+            let n = self.escrow.account(&w.address()).await?.op_nonce;
+            self.escrow
+                .apply(&SignedOp::sign(w, &self.escrow.address(), op, n), NOW)
+                .await
+        }
+
+        async fn open(&self, value: u64) -> Channel {
+            self.op(
+                &self.sender,
+                Op::Open {
+                    signer: self.sender.address(),
+                    recipient: self.recipient.address(),
+                    group_id: [7; 32],
+                    value,
+                    expiration: NOW + 3600,
+                },
+            )
+            .await
+            .unwrap()
+            .1
+            .unwrap()
+        }
+
+        fn payment(&self, w: &Wallet, ch: &Channel, amount: u64) -> Payment {
+            Payment::sign(w, &self.escrow.address(), ch.id, ch.nonce, amount)
+        }
+
+        async fn pay(&self, p: &Payment) -> Result<Channel, PayError> {
+            self.escrow.pay(p, PRICE, NOW, THRESHOLD).await
+        }
+    }
+
+    #[tokio::test]
+    async fn channels_open_fund_extend_and_pay() {
+        let f = fixture().await;
+        let ch = f.open(100).await;
+        assert_eq!((ch.id, ch.value, ch.nonce), (1, 100, 0));
+        assert_eq!(
+            f.escrow.account(&f.sender.address()).await.unwrap().balance,
+            900
+        );
+        let ch = f.pay(&f.payment(&f.sender, &ch, 10)).await.unwrap();
+        let ch = f.pay(&f.payment(&f.sender, &ch, 20)).await.unwrap();
+        assert_eq!(ch.authorized, 20);
+        let (_, ch) = f
+            .op(
+                &f.sender,
+                Op::AddFunds {
+                    channel_id: 1,
+                    amount: 50,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(ch.unwrap().value, 150);
+        let (a, ch) = f
+            .op(
+                &f.sender,
+                Op::Extend {
+                    channel_id: 1,
+                    expiration: NOW + 7200,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(ch.unwrap().expiration, NOW + 7200);
+        assert_eq!((a.balance, a.op_nonce), (850, 3));
+        // A signed operation cannot be replayed: its op nonce is spent.
+        let replay = SignedOp::sign(
+            &f.sender,
+            &f.escrow.address(),
+            Op::Withdraw { amount: 1 },
+            3,
+        );
+        f.escrow.apply(&replay, NOW).await.unwrap();
+        assert!(matches!(
+            f.escrow.apply(&replay, NOW).await,
+            Err(PayError::OpNonce { want: 4, got: 3 })
+        ));
+        assert_eq!(
+            f.escrow.account(&f.sender.address()).await.unwrap().balance,
+            849
+        );
+    }
+
+    #[tokio::test]
+    async fn bad_payments_are_refused_and_change_nothing() {
+        let f = fixture().await;
+        let ch = f.open(100).await;
+        let ch = f.pay(&f.payment(&f.sender, &ch, 10)).await.unwrap();
+        let stranger = Wallet::random();
+        let mut flipped = f.payment(&f.sender, &ch, 20);
+        flipped.signature[5] ^= 1;
+        let mut short = f.payment(&f.sender, &ch, 20);
+        short.signature.truncate(64);
+        let other_nonce = Payment::sign(&f.sender, &f.escrow.address(), ch.id, 1, 20);
+        let unknown = Payment::sign(&f.sender, &f.escrow.address(), 99, 0, 10);
+        let cases: Vec<(Payment, &str)> = vec![
+            (f.payment(&stranger, &ch, 20), "wrong-signer"),
+            (flipped, "wrong-signer"),
+            (short, "bad-signature"),
+            (other_nonce, "incorrect-nonce"),
+            (f.payment(&f.sender, &ch, 25), "wrong-amount"),
+            (f.payment(&f.sender, &ch, 10), "already-accepted"),
+            (f.payment(&f.sender, &ch, 5), "wrong-amount"),
+            (unknown, "unknown-channel"),
+        ];
+        for (p, want) in cases {
+            let err = f.pay(&p).await.unwrap_err();
+            // A flipped bit makes the signature invalid or recovers some other key:
+            // never a pass.
+            let flipped_ok = want == "wrong-signer" && err.reason() == "bad-signature";
+            assert!(err.reason() == want || flipped_ok, "{err}, wanted {want}");
+        }
+        // Over the channel's value, and too close to expiration.
+        let mut near = ch.clone();
+        near.authorized = 100;
+        let over = Payment::sign(&f.sender, &f.escrow.address(), ch.id, 0, 110);
+        f.escrow
+            .pay(&f.payment(&f.sender, &ch, 20), PRICE, NOW, THRESHOLD)
+            .await
+            .unwrap();
+        let err = f.escrow.pay(&over, 90, NOW, THRESHOLD).await.unwrap_err();
+        assert_eq!(err.reason(), "over-value", "{err}");
+        let late = Payment::sign(&f.sender, &f.escrow.address(), ch.id, 0, 30);
+        let err = f
+            .escrow
+            .pay(&late, PRICE, NOW + 3600 - THRESHOLD, THRESHOLD)
+            .await
+            .unwrap_err();
+        assert_eq!(err.reason(), "expiring", "{err}");
+        let after = f.escrow.channel(ch.id).await.unwrap();
+        assert_eq!((after.authorized, after.nonce, after.value), (20, 0, 100));
+    }
+
+    #[tokio::test]
+    async fn the_same_payment_on_many_replicas_is_accepted_once() {
+        let f = fixture().await;
+        let ch = f.open(500).await;
+        // Three escrows on one store: as three replicas.
+        let replicas: Vec<Escrow> = (0..3).map(|_| f.escrow.clone()).collect();
+        let mut state = ch;
+        for round in 1..=50 {
+            let p = f.payment(&f.sender, &state, round * PRICE);
+            let results = futures_join(&replicas, &p).await;
+            let ok: Vec<&Channel> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+            assert_eq!(ok.len(), 1, "round {round}: {results:?}");
+            for r in &results {
+                if let Err(e) = r {
+                    assert_eq!(e.reason(), "already-accepted", "{e}");
+                }
+            }
+            state = ok[0].clone();
+        }
+    }
+
+    async fn futures_join(replicas: &[Escrow], p: &Payment) -> Vec<Result<Channel, PayError>> {
+        let tasks: Vec<_> = replicas
+            .iter()
+            .map(|e| {
+                let (e, p) = (e.clone(), p.clone());
+                tokio::spawn(async move { e.pay(&p, PRICE, NOW, THRESHOLD).await })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.unwrap());
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn claims_move_the_nonce_and_credit_the_recipient_once() {
+        let f = fixture().await;
+        let ch = f.open(100).await;
+        let ch = f.pay(&f.payment(&f.sender, &ch, 10)).await.unwrap();
+        let ch = f.pay(&f.payment(&f.sender, &ch, 20)).await.unwrap();
+        let claim = f.escrow.start_claim(ch.id).await.unwrap().unwrap();
+        assert_eq!((claim.nonce, claim.amount), (0, 20));
+        // The old nonce is spent: its payments are refused, the next nonce starts at 0.
+        let old = f.payment(&f.sender, &ch, 30);
+        assert_eq!(f.pay(&old).await.unwrap_err().reason(), "incorrect-nonce");
+        let now = f.escrow.channel(ch.id).await.unwrap();
+        assert_eq!((now.nonce, now.authorized, now.value), (1, 0, 80));
+        // The channel state tells the client the unfinished claim.
+        let sig = f
+            .sender
+            .sign_digest(&channel_state_digest(&f.escrow.address(), ch.id, NOW));
+        let st = f
+            .escrow
+            .channel_state(ch.id, NOW, &sig, NOW, 60)
+            .await
+            .unwrap();
+        assert_eq!(st.old_nonce.as_ref().map(|o| o.0), Some(20));
+        assert_eq!(
+            f.escrow.pending_claims().await.unwrap(),
+            vec![claim.clone()]
+        );
+        // Finishing twice credits once.
+        assert!(f.escrow.finish_claim(ch.id, 0).await.unwrap());
+        assert!(!f.escrow.finish_claim(ch.id, 0).await.unwrap());
+        assert_eq!(
+            f.escrow
+                .account(&f.recipient.address())
+                .await
+                .unwrap()
+                .balance,
+            20
+        );
+        assert!(f.escrow.pending_claims().await.unwrap().is_empty());
+        // A run of every claim after a crash between start and finish completes it.
+        let now = f.pay(&f.payment(&f.sender, &now, 10)).await.unwrap();
+        f.escrow.start_claim(now.id).await.unwrap().unwrap();
+        assert_eq!(f.escrow.claim_all().await.unwrap(), 10);
+        assert_eq!(f.escrow.claim_all().await.unwrap(), 0);
+        assert_eq!(
+            f.escrow
+                .account(&f.recipient.address())
+                .await
+                .unwrap()
+                .balance,
+            30
+        );
+        // Stale or foreign state requests are refused.
+        assert_eq!(
+            f.escrow
+                .channel_state(ch.id, NOW - 120, &sig, NOW, 60)
+                .await
+                .unwrap_err()
+                .reason(),
+            "stale"
+        );
+    }
+
+    #[tokio::test]
+    async fn after_expiration_the_sender_takes_back_the_rest() {
+        let f = fixture().await;
+        let ch = f.open(100).await;
+        f.pay(&f.payment(&f.sender, &ch, 10)).await.unwrap();
+        let n = f
+            .escrow
+            .account(&f.sender.address())
+            .await
+            .unwrap()
+            .op_nonce;
+        let early = SignedOp::sign(
+            &f.sender,
+            &f.escrow.address(),
+            Op::ClaimTimeout { channel_id: ch.id },
+            n,
+        );
+        assert_eq!(
+            f.escrow.apply(&early, NOW).await.unwrap_err().reason(),
+            "not-allowed"
+        );
+        let (a, ch) = f.escrow.apply(&early, NOW + 3600).await.unwrap();
+        let ch = ch.unwrap();
+        assert_eq!((a.balance, ch.value, ch.nonce), (990, 0, 1));
+        assert_eq!(
+            f.escrow
+                .account(&f.recipient.address())
+                .await
+                .unwrap()
+                .balance,
+            10
+        );
+        // Conservation: 1000 deposited, 990 + 10 accounted for.
     }
 }

@@ -84,7 +84,13 @@ impl Payment {
     }
 
     /// Signs a payment.
-    pub fn sign(wallet: &Wallet, escrow: &Address, channel_id: u64, nonce: u64, amount: u64) -> Payment {
+    pub fn sign(
+        wallet: &Wallet,
+        escrow: &Address,
+        channel_id: u64,
+        nonce: u64,
+        amount: u64,
+    ) -> Payment {
         Payment {
             channel_id,
             nonce,
