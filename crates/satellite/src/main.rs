@@ -1,5 +1,6 @@
 //! `satellite`: the orbit satellite's command line. Thin: parsing and composition.
 
+mod escrow;
 mod run;
 mod storage;
 
@@ -19,6 +20,11 @@ enum Command {
     Storage {
         #[command(subcommand)]
         command: storage::StorageCommand,
+    },
+    /// The payments escrow ledger: deposits, claims, inspection (operator).
+    Escrow {
+        #[command(subcommand)]
+        command: escrow::EscrowCommand,
     },
     /// Run one of the satellite's processes.
     Run {
@@ -49,6 +55,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Storage { command } => storage::run(command).await,
+        Command::Escrow { command } => escrow::run(command).await,
         Command::Run { process } => run::run(process).await,
     }
 }

@@ -2,7 +2,9 @@
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use orbit_payments::{Escrow, PaymentsConfig, PaymentsService};
 use orbit_replica::{Mode, Replica, ReplicaConfig};
+use serde::Deserialize;
 use std::path::PathBuf;
 
 /// The processes.
@@ -34,6 +36,52 @@ pub struct ApiArgs {
     /// designated one (when that one is gone for good). Never on two replicas.
     #[arg(long, env = "ORBIT_BOOTSTRAP")]
     bootstrap: bool,
+    /// Address of the public gRPC API (payments).
+    #[arg(long, env = "ORBIT_API_ADDR")]
+    api_addr: Option<String>,
+}
+
+/// The `[api]` section: where the replica's public gRPC API listens.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApiSection {
+    #[serde(default = "default_api_addr")]
+    addr: String,
+}
+
+fn default_api_addr() -> String {
+    "127.0.0.1:7778".into()
+}
+
+/// A replica's configuration file: the replica's own settings, plus the sections of
+/// the services it serves (`[api]`, `[payments]`).
+struct SatelliteConfig {
+    replica: ReplicaConfig,
+    api: ApiSection,
+    payments: Option<PaymentsConfig>,
+}
+
+impl SatelliteConfig {
+    fn parse(text: &str) -> anyhow::Result<SatelliteConfig> {
+        let mut table: toml::Table = text.parse()?;
+        let api = match table.remove("api") {
+            Some(v) => v.try_into().context("[api]")?,
+            None => ApiSection {
+                addr: default_api_addr(),
+            },
+        };
+        let payments = table
+            .remove("payments")
+            .map(|v| v.try_into::<PaymentsConfig>())
+            .transpose()
+            .context("[payments]")?;
+        let replica = ReplicaConfig::parse_unchecked(&toml::to_string(&table)?)?;
+        Ok(SatelliteConfig {
+            replica,
+            api,
+            payments,
+        })
+    }
 }
 
 /// Runs a process until SIGINT or SIGTERM.
@@ -46,8 +94,14 @@ pub async fn run(p: Process) -> anyhow::Result<()> {
 async fn api(a: ApiArgs) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&a.config)
         .with_context(|| format!("reading {}", a.config.display()))?;
-    let mut config: ReplicaConfig = ReplicaConfig::parse_unchecked(&text)
-        .with_context(|| format!("in {}", a.config.display()))?;
+    let SatelliteConfig {
+        replica: mut config,
+        mut api,
+        payments,
+    } = SatelliteConfig::parse(&text).with_context(|| format!("in {}", a.config.display()))?;
+    if let Some(addr) = a.api_addr {
+        api.addr = addr;
+    }
     if let Some(id) = a.replica_id {
         config.replica_id = id;
     }
@@ -65,6 +119,23 @@ async fn api(a: ApiArgs) -> anyhow::Result<()> {
         .validate()
         .with_context(|| format!("in {}", a.config.display()))?;
     let replica = Replica::start(config).await?;
+    if let Some(p) = payments {
+        let listener = tokio::net::TcpListener::bind(&api.addr)
+            .await
+            .with_context(|| format!("API address {}", api.addr))?;
+        println!("payments API on http://{}", listener.local_addr()?);
+        let escrow = Escrow::new(replica.kv(), p.escrow);
+        let service = PaymentsService::new(escrow, p).server();
+        tokio::spawn(async move {
+            if let Err(e) = tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(orbit_store::no_delay(listener))
+                .await
+            {
+                tracing::error!(error = %e, "API server failed");
+            }
+        });
+    }
     println!(
         "replica {} ({:?} mode{}) status on http://{}/status",
         replica.config().replica_id,

@@ -25,6 +25,7 @@ pub mod watch;
 pub use config::{parse_initial_cluster, ClusterState, StoreConfig};
 pub use embedded::EmbeddedKv;
 pub use node::{find_cluster, StoreNode};
+pub use server::no_delay;
 
 /// Why a store member could not start or run.
 #[derive(Debug, thiserror::Error)]

@@ -72,7 +72,7 @@ pub fn serve(node: Arc<StoreNode>, client: tokio::net::TcpListener, peer: tokio:
 /// Accepted connections with Nagle's algorithm off: a gRPC answer goes out as several
 /// small writes, and Nagle with delayed ACKs would hold each back ~40 ms. (tonic's own
 /// `tcp_nodelay` applies only to listeners it binds itself.)
-fn no_delay(
+pub fn no_delay(
     listener: tokio::net::TcpListener,
 ) -> impl Stream<Item = std::io::Result<tokio::net::TcpStream>> {
     use tokio_stream::StreamExt;

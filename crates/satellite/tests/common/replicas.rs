@@ -101,6 +101,8 @@ pub struct Replicas {
     pub configs: Vec<PathBuf>,
     /// Status endpoint port of each replica.
     pub status: Vec<u16>,
+    /// Public API port of each replica.
+    pub api: Vec<u16>,
     procs: Vec<Option<Child>>,
 }
 
@@ -128,6 +130,7 @@ impl Replicas {
             dir,
             configs: (0..n).map(|_| config.clone()).collect(),
             status: (0..n).map(|_| free_port()).collect(),
+            api: (0..n).map(|_| free_port()).collect(),
             procs: (0..n).map(|_| None).collect(),
         }
     }
@@ -168,6 +171,7 @@ impl Replicas {
             .arg("--data-dir")
             .arg(self.data_dir(i))
             .args(["--status-addr", &format!("127.0.0.1:{}", self.status[i])])
+            .args(["--api-addr", &format!("127.0.0.1:{}", self.api[i])])
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -178,6 +182,11 @@ impl Replicas {
     /// Whether replica `i` runs.
     pub fn running(&self, i: usize) -> bool {
         self.procs[i].is_some()
+    }
+
+    /// URL of replica `i`'s public API.
+    pub fn api_url(&self, i: usize) -> String {
+        format!("http://127.0.0.1:{}", self.api[i])
     }
 
     /// Client URL of row `i`.

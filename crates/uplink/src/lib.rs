@@ -1,0 +1,7 @@
+//! The orbit uplink: what a user runs to pay for and (later) store and fetch objects.
+//!
+//! - [`cli`]: the `uplink` command line.
+//! - [`keyfile`]: the user's secret key on disk.
+
+pub mod cli;
+pub mod keyfile;
