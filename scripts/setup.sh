@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing orbit needs beside the Rust toolchain, once:
 # protoc (for the gRPC code), Debian's etcd-server and etcd-client (the anchor etcd and
-# etcdctl that interoperability tests and benchmarks run against).
+# etcdctl that interoperability tests and benchmarks run against), and Python's
+# eth-account from PyPI (the payments interoperability test signs with it).
 set -euo pipefail
 need=()
 command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
@@ -12,4 +13,7 @@ if [ ${#need[@]} -gt 0 ]; then
   [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+if ! python3 -c "import eth_account" >/dev/null 2>&1; then
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore eth-account
 fi

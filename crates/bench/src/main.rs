@@ -6,12 +6,12 @@
 //! embedded in-process path.
 
 use clap::Parser;
+use orbit_bench::{compare_and_swap, OpFn, Stats};
 use orbit_kv::*;
 use orbit_testkit::process::ProcCluster;
 use orbit_testkit::{EtcdCluster, OrbitCluster, Timings};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 /// Store throughput: orbit against etcd.
 #[derive(Parser)]
@@ -48,123 +48,38 @@ impl Op {
     }
 }
 
-/// Throughput and latency of one cell.
-#[derive(Clone, Copy, Default)]
-struct Result {
-    errors: usize,
-    per_sec: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-}
-
 const VALUE_BYTES: usize = 256;
 /// Connections shared by the clients (as etcd's benchmark tool's --conns).
 const CONNS: usize = 16;
 
-async fn one(kv: &dyn Kv, op: Op, client: usize, i: u64, value: &[u8]) -> KvResult<()> {
-    match op {
-        Op::Put => {
-            let key = format!("bench/{client}/{}", i % 1000);
-            kv.put(PutRequest::new(key, value.to_vec()))
-                .await
-                .map(|_| ())
-        }
-        Op::Cas => {
-            let key = format!("cas/{client}");
-            let cur = kv.range(RangeRequest::key(key.clone())).await?;
-            let rev = cur.kvs.first().map_or(0, |k| k.mod_revision);
-            let t = kv
-                .txn(TxnRequest {
-                    compare: vec![Compare::new(
-                        key.clone(),
-                        CompareOp::Equal,
-                        CompareTarget::Mod(rev),
-                    )],
-                    success: vec![TxnOp::Put(PutRequest::new(key, value.to_vec()))],
-                    failure: vec![],
-                })
-                .await?;
-            if t.succeeded {
-                Ok(())
-            } else {
-                Err(KvError::Unavailable(
-                    "CAS lost a race it should not have".into(),
-                ))
+/// The load of `op` over `pool`.
+fn op_fn(pool: &[Arc<dyn Kv>], op: Op) -> OpFn {
+    let pool: Vec<Arc<dyn Kv>> = pool.to_vec();
+    Arc::new(move |c, i| {
+        let kv = pool[c % pool.len()].clone();
+        Box::pin(async move {
+            let value = vec![b'x'; VALUE_BYTES];
+            match op {
+                Op::Put => kv
+                    .put(PutRequest::new(format!("bench/{c}/{}", i % 1000), value))
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
+                Op::Cas => compare_and_swap(&*kv, format!("cas/{c}"), value).await,
             }
-        }
-    }
+        })
+    })
 }
 
-async fn drive(pool: &[Arc<dyn Kv>], op: Op, clients: usize, seconds: f64) -> Result {
-    let warmup = Duration::from_millis(500);
-    let start = Instant::now();
-    let measure_from = start + warmup;
-    let end = measure_from + Duration::from_secs_f64(seconds);
-    let tasks: Vec<_> = (0..clients)
-        .map(|c| {
-            let kv = pool[c % pool.len()].clone();
-            tokio::spawn(async move {
-                let value = vec![b'x'; VALUE_BYTES];
-                let mut lat = Vec::new();
-                let mut errors = 0usize;
-                let mut i = 0u64;
-                loop {
-                    let t0 = Instant::now();
-                    if t0 >= end {
-                        break;
-                    }
-                    i += 1;
-                    if let Err(e) = one(&*kv, op, c, i, &value).await {
-                        // Counted and shown in the table, never hidden.
-                        if errors == 0 {
-                            eprintln!("  client {c}: {e}");
-                        }
-                        errors += 1;
-                        continue;
-                    }
-                    let t1 = Instant::now();
-                    if t0 >= measure_from && t1 <= end {
-                        lat.push((t1 - t0).as_micros() as u32);
-                    }
-                }
-                (lat, errors)
-            })
-        })
-        .collect();
-    let mut all = Vec::new();
-    let mut errors = 0;
-    for t in tasks {
-        let (lat, e) = t.await.expect("client task");
-        all.extend(lat);
-        errors += e;
-    }
-    all.sort_unstable();
-    let pct = |p: f64| {
-        if all.is_empty() {
-            0.0
-        } else {
-            all[((all.len() as f64 * p) as usize).min(all.len() - 1)] as f64 / 1000.0
-        }
-    };
-    Result {
-        errors,
-        per_sec: all.len() as f64 / seconds,
-        p50_ms: pct(0.50),
-        p99_ms: pct(0.99),
-    }
+async fn drive(pool: &[Arc<dyn Kv>], op: Op, clients: usize, seconds: f64) -> Stats {
+    orbit_bench::drive(clients, seconds, op_fn(pool, op)).await
 }
 
 async fn pool_of(endpoints: &[String]) -> Vec<Arc<dyn Kv>> {
-    let mut pool: Vec<Arc<dyn Kv>> = Vec::new();
-    for _ in 0..CONNS {
-        pool.push(Arc::new(
-            RemoteKv::connect(endpoints).await.expect("connecting"),
-        ));
-    }
-    pool
+    orbit_bench::pool_of(endpoints, CONNS).await
 }
 
-async fn run_all(pool: &[Arc<dyn Kv>], args: &Args) -> Vec<(Op, usize, Result)> {
+async fn run_all(pool: &[Arc<dyn Kv>], args: &Args) -> Vec<(Op, usize, Stats)> {
     let mut out = Vec::new();
     for op in [Op::Put, Op::Cas] {
         for &c in &args.clients {

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::replicas::{get, row, wait_health, Replicas};
+use common::replicas::{satellite, get, row, wait_health, Replicas};
 use orbit_kv::{Kv, PutRequest, RemoteKv};
 use orbit_replica::table::number_of_nodes;
 use orbit_testkit::free_port;
@@ -155,7 +155,7 @@ async fn read(kv: &RemoteKv, key: &str) -> Option<Vec<u8>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn replicas_started_one_at_a_time_grow_the_cluster_1_1_3_3_5() {
-    let mut r = Replicas::with(&table(5), "incremental", 5, INCREMENTAL);
+    let mut r = Replicas::with(satellite(), &table(5), "incremental", 5, INCREMENTAL);
     let mut kv = None;
     for (i, expected) in [1, 1, 3, 3, 5].into_iter().enumerate() {
         r.spawn(i);
@@ -207,7 +207,7 @@ async fn replicas_started_at_the_same_instant_form_exactly_one_cluster() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(20);
     for round in 0..rounds {
-        let mut r = Replicas::with(&table(5), "incremental", 5, INCREMENTAL);
+        let mut r = Replicas::with(satellite(), &table(5), "incremental", 5, INCREMENTAL);
         for i in 0..5 {
             r.spawn(i);
         }
@@ -299,7 +299,7 @@ async fn random_kills_and_restarts_keep_the_cluster_sized_and_every_write() {
         .unwrap_or_else(rand::random);
     eprintln!("schedule seed {seed} (ORBIT_TEST_SEED={seed} repeats it)");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let mut r = Replicas::with(&table(5), "incremental", 5, INCREMENTAL);
+    let mut r = Replicas::with(satellite(), &table(5), "incremental", 5, INCREMENTAL);
     for i in 0..5 {
         r.spawn(i);
     }
@@ -401,7 +401,7 @@ async fn a_learner_that_cannot_catch_up_is_removed_and_the_next_replica_tries() 
         row(2, c2, p2, false),
         row(3, free_port(), free_port(), false)
     );
-    let mut r = Replicas::with(&table, "incremental", 3, INCREMENTAL);
+    let mut r = Replicas::with(satellite(), &table, "incremental", 3, INCREMENTAL);
     let own = std::fs::read_to_string(r.config())
         .unwrap()
         .replace(&format!("127.0.0.1:{p2}"), &format!("127.0.0.1:{p2_real}"));
@@ -475,7 +475,7 @@ async fn a_learner_that_cannot_catch_up_is_removed_and_the_next_replica_tries() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_data_dir_that_belonged_to_a_cluster_never_creates_another() {
-    let mut r = Replicas::with(&table(3), "incremental", 3, INCREMENTAL);
+    let mut r = Replicas::with(satellite(), &table(3), "incremental", 3, INCREMENTAL);
     r.spawn(0);
     wait_settled(&r, Duration::from_secs(30)).await;
     r.kill(0);
@@ -497,7 +497,7 @@ async fn a_data_dir_that_belonged_to_a_cluster_never_creates_another() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_replica_that_lost_its_member_data_gets_a_new_member() {
-    let mut r = Replicas::with(&table(3), "incremental", 3, INCREMENTAL);
+    let mut r = Replicas::with(satellite(), &table(3), "incremental", 3, INCREMENTAL);
     for i in 0..3 {
         r.spawn(i);
     }

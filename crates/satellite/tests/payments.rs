@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::replicas::{row, wait_health, Replicas};
+use common::replicas::{satellite, row, wait_health, Replicas};
 use orbit_kv::RemoteKv;
 use orbit_payments::{Address, Channel, ClientError, Escrow, Payer, Payment, Wallet};
 use orbit_testkit::free_port;
@@ -21,7 +21,7 @@ async fn replicas(n: usize, escrow: Address, recipient: Address) -> Replicas {
     let payments = format!(
         "[payments]\nescrow = \"{escrow}\"\nrecipient = \"{recipient}\"\nexpiry_threshold_s = 60\n[payments.prices]\nget = {PRICE}\nput = 25\n"
     );
-    let mut r = Replicas::with(&table, "fixed", n, &payments);
+    let mut r = Replicas::with(satellite(), &table, "fixed", n, &payments);
     for i in 0..n {
         r.spawn(i);
     }

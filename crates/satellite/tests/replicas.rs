@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::replicas::{get, row, wait_health, wait_status, wait_table, Replicas};
+use common::replicas::{satellite, get, row, wait_health, wait_status, wait_table, Replicas};
 use orbit_testkit::{free_port, EtcdCluster};
 use std::process::Command;
 use std::time::Duration;
@@ -13,7 +13,7 @@ async fn fixed_mode_works_while_a_quorum_of_store_replicas_is_up() {
     let table: String = (1..=4)
         .map(|id| row(id, free_port(), free_port(), id <= 3))
         .collect();
-    let mut r = Replicas::new(&table, "fixed", 4);
+    let mut r = Replicas::new(satellite(), &table, "fixed", 4);
     for i in 0..4 {
         r.spawn(i);
     }
@@ -66,7 +66,7 @@ async fn external_mode_uses_a_real_etcd() {
             )
         })
         .collect();
-    let mut r = Replicas::new(&table, "external", 2);
+    let mut r = Replicas::new(satellite(), &table, "external", 2);
     r.spawn(0);
     r.spawn(1);
     for i in 0..2 {
@@ -79,7 +79,7 @@ async fn external_mode_uses_a_real_etcd() {
 #[test]
 fn a_wrong_table_is_refused_at_start() {
     let table = format!("{}{}", row(1, 1, 2, true), row(1, 3, 4, true));
-    let r = Replicas::new(&table, "fixed", 1);
+    let r = Replicas::new(satellite(), &table, "fixed", 1);
     let out = Command::new(env!("CARGO_BIN_EXE_satellite"))
         .args(["run", "api", "--config"])
         .arg(r.config())

@@ -3,6 +3,7 @@
 //! ports in temporary directories, stopped when dropped.
 
 pub mod process;
+pub mod replicas;
 
 use orbit_kv::{Kv, RemoteKv};
 use orbit_store::{EmbeddedKv, StoreConfig, StoreNode};

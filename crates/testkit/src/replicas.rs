@@ -1,0 +1,209 @@
+//! `satellite run api` replica processes for tests and benchmarks: their
+//! configuration, status endpoint and lifecycle.
+
+use crate::free_port;
+use std::path::Path;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// `GET path` on a status endpoint: the status code and body (0 when unreachable).
+pub async fn get(port: u16, path: &str) -> (u16, String) {
+    let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        return (0, String::new());
+    };
+    let req = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+    if s.write_all(req.as_bytes()).await.is_err() {
+        return (0, String::new());
+    }
+    let mut buf = String::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut buf)).await;
+    if !matches!(read, Ok(Ok(_))) {
+        return (0, String::new());
+    }
+    let code = buf
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = buf.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (code, body)
+}
+
+/// Waits until `GET /health` answers `want`.
+pub async fn wait_health(port: u16, want: u16, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let (code, body) = get(port, "/health").await;
+        if code == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "health on :{port} is {code} ({body}), wanted {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until `GET /status` satisfies `ok`; returns it.
+pub async fn wait_status(port: u16, ok: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, body) = get(port, "/status").await;
+        if ok(&body) {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "status never got there: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Test timings: fast Raft, a replica dead 2 s after its last heartbeat.
+pub const TIMINGS: &str =
+    "heartbeat_ms = 50\nelection_ms = 500\nreplica_heartbeat_ms = 300\nreplica_ttl_s = 2\n";
+
+/// A set of replica processes sharing one table, each with its data dir and log.
+pub struct Replicas {
+    /// The `satellite` binary.
+    bin: PathBuf,
+    /// Client URL ports of the table's rows.
+    pub clients: Vec<u16>,
+    /// Temp dir holding configurations, data dirs and logs.
+    pub dir: tempfile::TempDir,
+    /// Configuration file of each replica (all the same unless changed).
+    pub configs: Vec<PathBuf>,
+    /// Status endpoint port of each replica.
+    pub status: Vec<u16>,
+    /// Public API port of each replica.
+    pub api: Vec<u16>,
+    procs: Vec<Option<Child>>,
+}
+
+impl Replicas {
+    /// `n` replicas in `mode` with the rows in `table`; `extra` adds settings.
+    pub fn new(bin: &Path, table: &str, mode: &str, n: usize) -> Replicas {
+        Self::with(bin, table, mode, n, "")
+    }
+
+    /// Like [`Replicas::new`], with more settings in the configuration's header.
+    pub fn with(bin: &Path, table: &str, mode: &str, n: usize, extra: &str) -> Replicas {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("replicas.toml");
+        std::fs::write(
+            &config,
+            format!("replica_id = 1\nmode = \"{mode}\"\ntoken = \"replica-test\"\n{TIMINGS}{extra}\n{table}"),
+        )
+        .unwrap();
+        Replicas {
+            bin: bin.to_path_buf(),
+            clients: table
+                .lines()
+                .filter_map(|l| l.strip_prefix("client_url = \"http://127.0.0.1:"))
+                .filter_map(|p| p.trim_end_matches('"').parse().ok())
+                .collect(),
+            dir,
+            configs: (0..n).map(|_| config.clone()).collect(),
+            status: (0..n).map(|_| free_port()).collect(),
+            api: (0..n).map(|_| free_port()).collect(),
+            procs: (0..n).map(|_| None).collect(),
+        }
+    }
+
+    /// The shared configuration file.
+    pub fn config(&self) -> PathBuf {
+        self.dir.path().join("replicas.toml")
+    }
+
+    /// Gives replica `i` its own configuration text.
+    pub fn set_config(&mut self, i: usize, text: &str) {
+        let path = self.dir.path().join(format!("r{i}.toml"));
+        std::fs::write(&path, text).unwrap();
+        self.configs[i] = path;
+    }
+
+    /// Data dir of replica `i`.
+    pub fn data_dir(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("r{i}"))
+    }
+
+    /// Log of replica `i` so far.
+    pub fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("r{i}.log"))).unwrap_or_default()
+    }
+
+    /// Starts replica `i` (id `i + 1`); its log is appended to.
+    pub fn spawn(&mut self, i: usize) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("r{i}.log")))
+            .unwrap();
+        let child = Command::new(&self.bin)
+            .args(["run", "api", "--config"])
+            .arg(&self.configs[i])
+            .args(["--replica-id", &(i + 1).to_string()])
+            .arg("--data-dir")
+            .arg(self.data_dir(i))
+            .args(["--status-addr", &format!("127.0.0.1:{}", self.status[i])])
+            .args(["--api-addr", &format!("127.0.0.1:{}", self.api[i])])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.procs[i] = Some(child);
+    }
+
+    /// Whether replica `i` runs.
+    pub fn running(&self, i: usize) -> bool {
+        self.procs[i].is_some()
+    }
+
+    /// URL of replica `i`'s public API.
+    pub fn api_url(&self, i: usize) -> String {
+        format!("http://127.0.0.1:{}", self.api[i])
+    }
+
+    /// Client URL of row `i`.
+    pub fn client_url(&self, i: usize) -> String {
+        format!("http://127.0.0.1:{}", self.clients[i])
+    }
+
+    /// SIGKILLs replica `i`.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.procs[i].take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+}
+
+impl Drop for Replicas {
+    fn drop(&mut self) {
+        for i in 0..self.procs.len() {
+            self.kill(i);
+        }
+        if std::env::var_os("ORBIT_TEST_KEEP").is_some() {
+            let kept = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap()).keep();
+            eprintln!("replica dirs and logs kept in {}", kept.display());
+        }
+        if std::thread::panicking() {
+            for i in 0..self.procs.len() {
+                let log = self.log(i);
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                eprintln!("--- replica {} log (last lines) ---", i + 1);
+                for l in tail.iter().rev() {
+                    eprintln!("{l}");
+                }
+            }
+        }
+    }
+}
+
+/// A `[[replica]]` row with fresh loopback URLs given by port.
+pub fn row(id: usize, client: u16, peer: u16, store_node: bool) -> String {
+    format!(
+        "[[replica]]\nid = {id}\nstore_name = \"n{id}\"\nclient_url = \"http://127.0.0.1:{client}\"\npeer_url = \"http://127.0.0.1:{peer}\"\nstore_node = {store_node}\n"
+    )
+}
