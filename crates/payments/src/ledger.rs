@@ -138,6 +138,95 @@ pub struct ChannelState {
     pub old_nonce: Option<(u64, Vec<u8>)>,
 }
 
+/// Checks a payment signed by `signer` against channel version `ch`; returns the
+/// channel as it is once the payment is accepted.
+fn validate(
+    ch: &Channel,
+    p: &Payment,
+    signer: Address,
+    price: u64,
+    now: u64,
+    threshold_s: u64,
+) -> Result<Channel, PayError> {
+    if signer != ch.signer && signer != ch.sender {
+        return Err(PayError::WrongSigner {
+            channel_id: ch.id,
+            got: signer,
+        });
+    }
+    if p.nonce != ch.nonce {
+        return Err(PayError::IncorrectNonce {
+            channel_id: ch.id,
+            want: ch.nonce,
+            got: p.nonce,
+        });
+    }
+    if p.amount == ch.authorized && p.signature == ch.signature {
+        return Err(PayError::AlreadyAccepted {
+            channel_id: ch.id,
+            nonce: ch.nonce,
+            amount: p.amount,
+        });
+    }
+    if p.amount.checked_sub(ch.authorized) != Some(price) {
+        return Err(PayError::WrongAmount {
+            authorized: ch.authorized,
+            got: p.amount.saturating_sub(ch.authorized),
+            price,
+        });
+    }
+    if p.amount > ch.value {
+        return Err(PayError::OverValue {
+            channel_id: ch.id,
+            amount: p.amount,
+            value: ch.value,
+        });
+    }
+    if now.saturating_add(threshold_s) >= ch.expiration {
+        return Err(PayError::Expiring {
+            channel_id: ch.id,
+            expiration: ch.expiration,
+            now,
+            threshold_s,
+        });
+    }
+    Ok(Channel {
+        authorized: p.amount,
+        signature: p.signature.clone(),
+        ..ch.clone()
+    })
+}
+
+/// The channel versions this replica last wrote: where a payment is first judged.
+/// Never trusted for a refusal or a commit — the compare-and-swap checks the version.
+#[derive(Clone, Default)]
+struct ChannelCache(Arc<std::sync::Mutex<std::collections::HashMap<u64, (Channel, i64)>>>);
+
+/// Most channels remembered; beyond it the cache starts over.
+const CACHE_CHANNELS: usize = 100_000;
+
+impl ChannelCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, (Channel, i64)>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn get(&self, id: u64) -> Option<(Channel, i64)> {
+        self.lock().get(&id).cloned()
+    }
+
+    fn put(&self, ch: Channel, mod_revision: i64) {
+        let mut map = self.lock();
+        if map.len() >= CACHE_CHANNELS {
+            map.clear();
+        }
+        map.insert(ch.id, (ch, mod_revision));
+    }
+
+    fn forget(&self, id: u64) {
+        self.lock().remove(&id);
+    }
+}
+
 /// How many times an optimistic update is retried before giving up.
 const ATTEMPTS: usize = 32;
 
@@ -147,6 +236,7 @@ pub struct Escrow {
     kv: Arc<dyn Kv>,
     address: Address,
     prefix: String,
+    cache: ChannelCache,
 }
 
 /// A key read for an update: its value and mod revision (0 when absent).
@@ -170,6 +260,7 @@ impl Escrow {
             kv,
             prefix: format!("/orbit/escrow/{address}/"),
             address,
+            cache: ChannelCache::default(),
         }
     }
 
@@ -541,6 +632,13 @@ impl Escrow {
     /// Validates a payment of `price` and commits it: the channel's authorized amount
     /// becomes the payment's, by one compare-and-swap on the channel's mod revision.
     /// `now` and `threshold_s` bound how close to expiration a payment is taken.
+    ///
+    /// The channel version to validate against comes from this replica's cache when it
+    /// has one; the compare-and-swap is what makes that safe — it commits only if the
+    /// channel is still exactly that version, and when it is not, the transaction
+    /// returns the current version and the payment is judged again. So a payment is
+    /// refused only on the channel's current state, and a sequence of payments through
+    /// one replica costs one store round trip each.
     pub async fn pay(
         &self,
         p: &Payment,
@@ -551,56 +649,24 @@ impl Escrow {
         let key = self.chan_key(p.channel_id);
         // The signature first: nothing about the channel is told to a forger.
         let signer = p.signer(&self.address)?;
+        let (mut current, mut fresh) = match self.cache.get(p.channel_id) {
+            Some(c) => (Some(c), false),
+            None => (self.get::<Channel>(&key).await?, true),
+        };
         for _ in 0..ATTEMPTS {
-            let Some((ch, rev)) = self.get::<Channel>(&key).await? else {
+            let Some((ch, rev)) = current.take() else {
+                self.cache.forget(p.channel_id);
                 return Err(PayError::UnknownChannel(p.channel_id));
             };
-            if signer != ch.signer && signer != ch.sender {
-                return Err(PayError::WrongSigner {
-                    channel_id: ch.id,
-                    got: signer,
-                });
-            }
-            if p.nonce != ch.nonce {
-                return Err(PayError::IncorrectNonce {
-                    channel_id: ch.id,
-                    want: ch.nonce,
-                    got: p.nonce,
-                });
-            }
-            if p.amount == ch.authorized && p.signature == ch.signature {
-                return Err(PayError::AlreadyAccepted {
-                    channel_id: ch.id,
-                    nonce: ch.nonce,
-                    amount: p.amount,
-                });
-            }
-            if p.amount.checked_sub(ch.authorized) != Some(price) {
-                return Err(PayError::WrongAmount {
-                    authorized: ch.authorized,
-                    got: p.amount.saturating_sub(ch.authorized),
-                    price,
-                });
-            }
-            if p.amount > ch.value {
-                return Err(PayError::OverValue {
-                    channel_id: ch.id,
-                    amount: p.amount,
-                    value: ch.value,
-                });
-            }
-            if now.saturating_add(threshold_s) >= ch.expiration {
-                return Err(PayError::Expiring {
-                    channel_id: ch.id,
-                    expiration: ch.expiration,
-                    now,
-                    threshold_s,
-                });
-            }
-            let next = Channel {
-                authorized: p.amount,
-                signature: p.signature.clone(),
-                ..ch
+            let next = match validate(&ch, p, signer, price, now, threshold_s) {
+                Ok(next) => next,
+                Err(e) if fresh => return Err(e),
+                // Judged on a cached version: judge again on the current one.
+                Err(_) => {
+                    current = self.get::<Channel>(&key).await?;
+                    fresh = true;
+                    continue;
+                }
             };
             let txn = TxnRequest {
                 compare: vec![Compare::new(
@@ -609,13 +675,23 @@ impl Escrow {
                     CompareTarget::Mod(rev),
                 )],
                 success: vec![TxnOp::Put(PutRequest::new(key.clone(), encode(&next)))],
-                failure: Vec::new(),
+                failure: vec![TxnOp::Range(RangeRequest::key(key.clone()))],
             };
-            if self.kv.txn(txn).await?.succeeded {
+            let resp = self.kv.txn(txn).await?;
+            if resp.succeeded {
+                self.cache.put(next.clone(), resp.revision);
                 return Ok(next);
             }
-            // The channel changed since it was read: judge the payment again against
-            // the new state (a concurrent copy of it makes this one a replay).
+            // The channel changed since that version: judge the payment again against
+            // the current one (a concurrent copy of it makes this one a replay).
+            current = match resp.responses.into_iter().next() {
+                Some(TxnOpResponse::Range(r)) => match r.kvs.into_iter().next() {
+                    Some(kv) => Some((decode(&key, &kv.value)?, kv.mod_revision)),
+                    None => None,
+                },
+                _ => self.get::<Channel>(&key).await?,
+            };
+            fresh = true;
         }
         Err(PayError::Conflict)
     }
@@ -779,7 +855,7 @@ mod tests {
     const THRESHOLD: u64 = 60;
 
     struct Fixture {
-        _cluster: OrbitCluster,
+        cluster: OrbitCluster,
         escrow: Escrow,
         sender: Wallet,
         recipient: Wallet,
@@ -791,7 +867,7 @@ mod tests {
         let sender = Wallet::random();
         escrow.deposit(&sender.address(), 1000).await.unwrap();
         Fixture {
-            _cluster: cluster,
+            cluster,
             escrow,
             sender,
             recipient: Wallet::random(),
@@ -939,8 +1015,10 @@ mod tests {
     async fn the_same_payment_on_many_replicas_is_accepted_once() {
         let f = fixture().await;
         let ch = f.open(500).await;
-        // Three escrows on one store: as three replicas.
-        let replicas: Vec<Escrow> = (0..3).map(|_| f.escrow.clone()).collect();
+        // Three escrows on one store, each with its own cache: as three replicas.
+        let replicas: Vec<Escrow> = (0..3)
+            .map(|_| Escrow::new(Arc::new(f.cluster.embedded(0)), f.escrow.address()))
+            .collect();
         let mut state = ch;
         for round in 1..=50 {
             let p = f.payment(&f.sender, &state, round * PRICE);
@@ -954,6 +1032,31 @@ mod tests {
             }
             state = ok[0].clone();
         }
+    }
+
+    #[tokio::test]
+    async fn a_stale_cache_never_refuses_a_good_payment_nor_takes_a_bad_one() {
+        let f = fixture().await;
+        let ch = f.open(500).await;
+        let a = Escrow::new(Arc::new(f.cluster.embedded(0)), f.escrow.address());
+        let b = Escrow::new(Arc::new(f.cluster.embedded(0)), f.escrow.address());
+        let pay = |e: &Escrow, nonce: u64, amount: u64| {
+            let p = Payment::sign(&f.sender, &f.escrow.address(), ch.id, nonce, amount);
+            let e = e.clone();
+            async move { e.pay(&p, PRICE, NOW, THRESHOLD).await }
+        };
+        pay(&a, 0, 10).await.unwrap(); // a caches authorized 10
+        pay(&b, 0, 20).await.unwrap(); // a's cache is now stale
+        pay(&a, 0, 30).await.unwrap(); // judged again on the current version
+        assert_eq!(pay(&a, 0, 20).await.unwrap_err().reason(), "wrong-amount");
+        b.start_claim(ch.id).await.unwrap().unwrap(); // nonce 1 behind a's back
+        assert_eq!(
+            pay(&a, 0, 40).await.unwrap_err().reason(),
+            "incorrect-nonce"
+        );
+        pay(&a, 1, 10).await.unwrap();
+        let now = f.escrow.channel(ch.id).await.unwrap();
+        assert_eq!((now.nonce, now.authorized, now.value), (1, 10, 470));
     }
 
     async fn futures_join(replicas: &[Escrow], p: &Payment) -> Vec<Result<Channel, PayError>> {

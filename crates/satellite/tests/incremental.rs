@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::replicas::{satellite, get, row, wait_health, Replicas};
+use common::replicas::{get, row, satellite, wait_health, Replicas};
 use orbit_kv::{Kv, PutRequest, RemoteKv};
 use orbit_replica::table::number_of_nodes;
 use orbit_testkit::free_port;

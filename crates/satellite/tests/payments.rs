@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::replicas::{satellite, row, wait_health, Replicas};
+use common::replicas::{row, satellite, wait_health, Replicas};
 use orbit_kv::RemoteKv;
 use orbit_payments::{Address, Channel, ClientError, Escrow, Payer, Payment, Wallet};
 use orbit_testkit::free_port;

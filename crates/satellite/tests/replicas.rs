@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::replicas::{satellite, get, row, wait_health, wait_status, wait_table, Replicas};
+use common::replicas::{get, row, satellite, wait_health, wait_status, wait_table, Replicas};
 use orbit_testkit::{free_port, EtcdCluster};
 use std::process::Command;
 use std::time::Duration;

@@ -38,4 +38,3 @@ pub async fn wait_table(endpoints: &[String], ok: impl Fn(&str) -> bool) -> Stri
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
-
