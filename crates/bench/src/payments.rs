@@ -1,9 +1,10 @@
 //! `payments-bench`: payments validated per second through 1 and 3 satellite API
 //! replicas, next to the raw compare-and-swaps per second of the same store cluster,
 //! in one run. Three `satellite run api` processes in fixed mode, each running a
-//! member of one 3-member store cluster; every payment is one signature recovery, one
-//! read and one compare-and-swap transaction on its channel, durable (fsynced on a
-//! quorum) before it is acknowledged — as is every raw CAS.
+//! member of one 3-member store cluster; every payment is one signature recovery and
+//! one compare-and-swap transaction on its channel (plus a read when the replica's
+//! last-written version is missing or stale), durable (fsynced on a quorum) before it
+//! is acknowledged — as is every raw CAS.
 
 use clap::Parser;
 use orbit_bench::{compare_and_swap, drive, pool_of, OpFn, Stats};
@@ -190,6 +191,6 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     println!();
-    println!("One 3-member store cluster run by three `satellite run api` replicas (fixed mode), loopback, one 2-core machine shared by clients and servers, {} s per cell after 0.5 s warm-up. Raw CAS: the client reads its key and writes it back with a mod-revision compare, straight to the store. Payment: the client signs the next cumulative amount; a replica recovers the signer, reads the channel and commits it with one mod-revision compare. Both are fsynced on a quorum before they are acknowledged. Every acknowledged payment was checked in the ledger afterwards.", args.seconds);
+    println!("One 3-member store cluster run by three `satellite run api` replicas (fixed mode), loopback, one 2-core machine shared by clients and servers, {} s per cell after 0.5 s warm-up. Raw CAS: the client reads its key and writes it back with a mod-revision compare, straight to the store (two round trips). Payment: the client signs the next cumulative amount; a replica recovers the signer, judges the payment on the channel version it last wrote (reading the channel when it has none, or when that version proved stale) and commits it with one mod-revision compare, so usually one store round trip. Both are fsynced on a quorum before they are acknowledged. Every acknowledged payment was checked in the ledger afterwards.", args.seconds);
     Ok(())
 }

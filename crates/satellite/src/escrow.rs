@@ -20,11 +20,10 @@ pub enum EscrowCommand {
         #[arg(long)]
         amount: u64,
     },
-    /// Run every claim to its end: finish claims a previous run left, then claim what
-    /// every channel has authorized. Safe to repeat; never credits twice.
-    Claims {
-        #[command(flatten)]
-        at: LedgerArgs,
+    /// Claims: the recipient collects what channels have authorized.
+    Claim {
+        #[command(subcommand)]
+        command: ClaimCommand,
     },
     /// Show an account, or every channel.
     Show {
@@ -33,6 +32,42 @@ pub enum EscrowCommand {
         /// The account to show; without it, every channel.
         #[arg(long)]
         account: Option<Address>,
+    },
+}
+
+/// Claim steps; each is one transaction, so a crash between them leaves a state the
+/// next run completes, never one counted twice.
+#[derive(Subcommand)]
+pub enum ClaimCommand {
+    /// Start a claim: the channel's authorized amount becomes a pending claim and its
+    /// nonce advances.
+    Start {
+        #[command(flatten)]
+        at: LedgerArgs,
+        /// Channel id.
+        #[arg(long)]
+        channel: u64,
+    },
+    /// List pending claims.
+    List {
+        #[command(flatten)]
+        at: LedgerArgs,
+    },
+    /// Finish a claim: the recipient is credited and the claim removed.
+    Finish {
+        #[command(flatten)]
+        at: LedgerArgs,
+        /// Channel id.
+        #[arg(long)]
+        channel: u64,
+        /// The claimed nonce.
+        #[arg(long)]
+        nonce: u64,
+    },
+    /// Finish every pending claim, then claim every channel's authorized amount.
+    All {
+        #[command(flatten)]
+        at: LedgerArgs,
     },
 }
 
@@ -63,10 +98,38 @@ pub async fn run(c: EscrowCommand) -> anyhow::Result<()> {
             let a = ledger(&at).await?.deposit(&account, amount).await?;
             println!("{account}: balance {}", a.balance);
         }
-        EscrowCommand::Claims { at } => {
-            let e = ledger(&at).await?;
-            let credited = e.claim_all().await?;
-            println!("credited {credited}");
+        EscrowCommand::Claim { command } => {
+            match command {
+                ClaimCommand::Start { at, channel } => {
+                    match ledger(&at).await?.start_claim(channel).await? {
+                        Some(c) => println!(
+                            "claim started: channel {} nonce {} amount {}",
+                            c.channel_id, c.nonce, c.amount
+                        ),
+                        None => println!("nothing authorized on channel {channel}"),
+                    }
+                }
+                ClaimCommand::List { at } => {
+                    println!("CHANNEL NONCE AMOUNT     RECIPIENT");
+                    for c in ledger(&at).await?.pending_claims().await? {
+                        println!(
+                            "{:<7} {:<5} {:<10} {}",
+                            c.channel_id, c.nonce, c.amount, c.recipient
+                        );
+                    }
+                }
+                ClaimCommand::Finish { at, channel, nonce } => {
+                    if ledger(&at).await?.finish_claim(channel, nonce).await? {
+                        println!("claim finished: channel {channel} nonce {nonce}");
+                    } else {
+                        println!("no pending claim for channel {channel} nonce {nonce} (already finished?)");
+                    }
+                }
+                ClaimCommand::All { at } => {
+                    let credited = ledger(&at).await?.claim_all().await?;
+                    println!("credited {credited}");
+                }
+            }
         }
         EscrowCommand::Show { at, account } => {
             let e = ledger(&at).await?;

@@ -415,7 +415,22 @@ async fn uplink_and_operator_commands() {
     assert!(uplink(&["channel", "status", "--channel", "1"])
         .await
         .contains("nonce 0 authorized 75"));
-    assert!(satellite(&["escrow", "claims"]).contains("credited 75"));
+    assert!(
+        satellite(&["escrow", "claim", "start", "--channel", "1"]).contains("nonce 0 amount 75")
+    );
+    assert!(satellite(&["escrow", "claim", "list"]).contains("1       0     75"));
+    // The operator stopped here; the next run completes the claim, once.
+    assert!(satellite(&["escrow", "claim", "all"]).contains("credited 75"));
+    assert!(satellite(&[
+        "escrow",
+        "claim",
+        "finish",
+        "--channel",
+        "1",
+        "--nonce",
+        "0"
+    ])
+    .contains("already finished"));
     assert!(uplink(&["channel", "status", "--channel", "1"])
         .await
         .contains("value 75 nonce 1 authorized 0"));

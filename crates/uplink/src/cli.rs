@@ -26,6 +26,14 @@ enum Command {
         #[command(flatten)]
         at: Satellite,
     },
+    /// Take funds out of your balance (paid out by the satellite's operator).
+    Withdraw {
+        #[command(flatten)]
+        at: Satellite,
+        /// Amount.
+        #[arg(long)]
+        amount: u64,
+    },
     /// Payment channels to a satellite.
     Channel {
         #[command(subcommand)]
@@ -116,6 +124,14 @@ enum ChannelCommand {
         #[arg(long)]
         channel: u64,
     },
+    /// After expiration: take back what the channel holds beyond what you authorized.
+    Reclaim {
+        #[command(flatten)]
+        at: Satellite,
+        /// Channel id.
+        #[arg(long)]
+        channel: u64,
+    },
     /// Pay for requests of one kind.
     Pay {
         #[command(flatten)]
@@ -153,6 +169,17 @@ where
         Command::Account { at } => {
             let p = at.payer().await?;
             let a = p.account(&p.address()).await?;
+            writeln!(
+                out,
+                "{}: balance {} op nonce {}",
+                p.address(),
+                a.balance,
+                a.op_nonce
+            )?;
+        }
+        Command::Withdraw { at, amount } => {
+            let p = at.payer().await?;
+            let (a, _) = p.apply(orbit_payments::Op::Withdraw { amount }).await?;
             writeln!(
                 out,
                 "{}: balance {} op nonce {}",
@@ -218,6 +245,18 @@ async fn channel(c: ChannelCommand, out: &mut dyn Write) -> anyhow::Result<()> {
                     s.channel.nonce - 1
                 )?;
             }
+        }
+        ChannelCommand::Reclaim { at, channel } => {
+            let p = at.payer().await?;
+            let (a, ch) = p
+                .apply(orbit_payments::Op::ClaimTimeout {
+                    channel_id: channel,
+                })
+                .await?;
+            if let Some(ch) = ch {
+                show(out, &ch)?;
+            }
+            writeln!(out, "balance {}", a.balance)?;
         }
         ChannelCommand::Pay {
             at,
