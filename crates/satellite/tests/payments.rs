@@ -107,7 +107,7 @@ async fn the_same_payment_sent_to_three_replicas_is_accepted_once() {
 /// was then accepted once (here or there) — "already accepted" — or not at all.
 async fn pay_through(
     payers: &[Payer],
-    order: &mut Vec<usize>,
+    order: &mut [usize],
     p: &Payment,
 ) -> Result<(), ClientError> {
     let mut in_doubt = false;
