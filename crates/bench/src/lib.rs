@@ -119,3 +119,21 @@ pub async fn pool_of(endpoints: &[String], conns: usize) -> Vec<Arc<dyn Kv>> {
     }
     pool
 }
+
+/// The `satellite` binary a benchmark runs: `given`, or the one beside the benchmark.
+pub fn satellite_binary(given: Option<&std::path::Path>) -> Result<std::path::PathBuf, String> {
+    let path = match given {
+        Some(p) => p.to_path_buf(),
+        None => std::env::current_exe()
+            .map_err(|e| e.to_string())?
+            .with_file_name("satellite"),
+    };
+    if path.exists() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "{} not found: build it (cargo build --release -p satellite) or pass --satellite",
+            path.display()
+        ))
+    }
+}

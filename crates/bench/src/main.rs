@@ -104,15 +104,8 @@ async fn main() -> anyhow::Result<()> {
         run_all(&pool_of(&args.endpoints).await, &args).await;
         return Ok(());
     }
-    let satellite = match &args.satellite {
-        Some(p) => p.clone(),
-        None => std::env::current_exe()?.with_file_name("satellite"),
-    };
-    anyhow::ensure!(
-        satellite.exists(),
-        "{} not found: build it (cargo build --release -p satellite) or pass --satellite",
-        satellite.display()
-    );
+    let satellite =
+        orbit_bench::satellite_binary(args.satellite.as_deref()).map_err(anyhow::Error::msg)?;
     let mut rows = Vec::new();
     for &n in &args.sizes {
         eprintln!("orbit, {n} member(s)");

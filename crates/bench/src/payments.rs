@@ -63,15 +63,8 @@ fn pay_fn(
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let satellite = match &args.satellite {
-        Some(p) => p.clone(),
-        None => std::env::current_exe()?.with_file_name("satellite"),
-    };
-    anyhow::ensure!(
-        satellite.exists(),
-        "{} not found: build it (cargo build --release -p satellite) or pass --satellite",
-        satellite.display()
-    );
+    let satellite =
+        orbit_bench::satellite_binary(args.satellite.as_deref()).map_err(anyhow::Error::msg)?;
     let (escrow, recipient) = (Wallet::random(), Wallet::random());
     let table: String = (1..=3)
         .map(|id| row(id, free_port(), free_port(), true))

@@ -197,6 +197,30 @@ fn validate(
     })
 }
 
+/// Takes `amount` from an account's balance, or says it is not there.
+fn debit(a: &mut Account, amount: u64) -> Result<(), PayError> {
+    a.balance = a
+        .balance
+        .checked_sub(amount)
+        .ok_or(PayError::InsufficientFunds {
+            balance: a.balance,
+            need: amount,
+        })?;
+    Ok(())
+}
+
+/// The channel, if `who` is its sender: only the sender may `action` it.
+fn own_channel(ch: Channel, who: Address, action: &str) -> Result<Channel, PayError> {
+    if ch.sender == who {
+        Ok(ch)
+    } else {
+        Err(PayError::NotAllowed(format!(
+            "only channel {}'s sender {} may {action}",
+            ch.id, ch.sender
+        )))
+    }
+}
+
 /// The channel versions this replica last wrote: where a payment is first judged.
 /// Never trusted for a refusal or a commit — the compare-and-swap checks the version.
 #[derive(Clone, Default)]
@@ -440,13 +464,7 @@ impl Escrow {
                 self.update(std::slice::from_ref(&acct_key), |v| {
                     let mut a = load_acct(&v[0])?;
                     check_nonce(&a)?;
-                    a.balance =
-                        a.balance
-                            .checked_sub(*amount)
-                            .ok_or(PayError::InsufficientFunds {
-                                balance: a.balance,
-                                need: *amount,
-                            })?;
+                    debit(&mut a, *amount)?;
                     a.op_nonce += 1;
                     Ok((vec![(acct_key.clone(), Some(encode(&a)))], (a, None)))
                 })
@@ -474,13 +492,7 @@ impl Escrow {
                         .transpose()?
                         .unwrap_or(0);
                     let id = last + 1;
-                    a.balance =
-                        a.balance
-                            .checked_sub(*value)
-                            .ok_or(PayError::InsufficientFunds {
-                                balance: a.balance,
-                                need: *value,
-                            })?;
+                    debit(&mut a, *value)?;
                     a.op_nonce += 1;
                     let ch = Channel {
                         id,
@@ -510,20 +522,9 @@ impl Escrow {
                 self.update(&[acct_key.clone(), chan_key.clone()], |v| {
                     let mut a = load_acct(&v[0])?;
                     check_nonce(&a)?;
-                    let mut ch = self.load_channel(*channel_id, &v[1])?;
-                    if ch.sender != who {
-                        return Err(PayError::NotAllowed(format!(
-                            "only channel {channel_id}'s sender {} may add funds",
-                            ch.sender
-                        )));
-                    }
-                    a.balance =
-                        a.balance
-                            .checked_sub(*amount)
-                            .ok_or(PayError::InsufficientFunds {
-                                balance: a.balance,
-                                need: *amount,
-                            })?;
+                    let mut ch =
+                        own_channel(self.load_channel(*channel_id, &v[1])?, who, "add funds")?;
+                    debit(&mut a, *amount)?;
                     a.op_nonce += 1;
                     ch.value = ch.value.checked_add(*amount).ok_or_else(|| {
                         PayError::Malformed("channel value would overflow".into())
@@ -546,13 +547,8 @@ impl Escrow {
                 self.update(&[acct_key.clone(), chan_key.clone()], |v| {
                     let mut a = load_acct(&v[0])?;
                     check_nonce(&a)?;
-                    let mut ch = self.load_channel(*channel_id, &v[1])?;
-                    if ch.sender != who {
-                        return Err(PayError::NotAllowed(format!(
-                            "only channel {channel_id}'s sender {} may extend it",
-                            ch.sender
-                        )));
-                    }
+                    let mut ch =
+                        own_channel(self.load_channel(*channel_id, &v[1])?, who, "extend it")?;
                     if *expiration < ch.expiration {
                         return Err(PayError::NotAllowed(format!(
                             "expiration can only move later than {}",
@@ -582,13 +578,7 @@ impl Escrow {
                 self.update(&keys, |v| {
                     let mut a = load_acct(&v[0])?;
                     check_nonce(&a)?;
-                    let mut ch = self.load_channel(*channel_id, &v[1])?;
-                    if ch.sender != who {
-                        return Err(PayError::NotAllowed(format!(
-                            "only channel {channel_id}'s sender {} may take its funds back",
-                            ch.sender
-                        )));
-                    }
+                    let mut ch = own_channel(self.load_channel(*channel_id, &v[1])?, who, "take its funds back")?;
                     if now < ch.expiration {
                         return Err(PayError::NotAllowed(format!(
                             "channel {channel_id} expires at {}; funds come back only after (now {now})",

@@ -61,6 +61,15 @@ fn assign_key(token: &str, replica: u64) -> String {
     format!("{}{replica}", assign_prefix(token))
 }
 
+/// Deletes the assignment of `replica`'s member, if it has one: its member was
+/// promoted or removed.
+async fn end_assignment(kv: &dyn Kv, token: &str, replica: Option<u64>) -> KvResult<()> {
+    if let Some(r) = replica {
+        kv.delete(DeleteRequest::key(assign_key(token, r))).await?;
+    }
+    Ok(())
+}
+
 /// Starts the member a replica's data dir already holds, or, on the designated
 /// replica with a fresh data dir and no cluster answering, creates the cluster.
 pub(crate) async fn start(config: &ReplicaConfig) -> Result<Option<Arc<StoreNode>>, ReplicaError> {
@@ -318,11 +327,7 @@ impl Manager {
                     tracing::info!(member = format_args!("{:x}", m.id), "promoted to voter");
                     // A voter's id must never be started again from an empty data dir
                     // (it could vote without the log it promised to keep).
-                    if let Some(r) = replica_of(m) {
-                        self.kv
-                            .delete(DeleteRequest::key(assign_key(token, r)))
-                            .await?;
-                    }
+                    end_assignment(&*self.kv, token, replica_of(m)).await?;
                     return Ok(());
                 }
                 Err(orbit_kv::KvError::LearnerNotReady) => {}
@@ -336,10 +341,8 @@ impl Manager {
                 node.member_remove(m.id).await?;
                 if let Some(r) = replica_of(m) {
                     c.skip.insert(r, now + learner_timeout * SKIP_TIMEOUTS);
-                    self.kv
-                        .delete(DeleteRequest::key(assign_key(token, r)))
-                        .await?;
                 }
+                end_assignment(&*self.kv, token, replica_of(m)).await?;
                 return Ok(());
             }
         }
@@ -349,11 +352,7 @@ impl Manager {
             if is_dead(m, c) {
                 tracing::warn!(member = format_args!("{:x}", m.id), name = %m.name, "removing a dead member");
                 node.member_remove(m.id).await?;
-                if let Some(r) = replica_of(m) {
-                    self.kv
-                        .delete(DeleteRequest::key(assign_key(token, r)))
-                        .await?;
-                }
+                end_assignment(&*self.kv, token, replica_of(m)).await?;
                 return Ok(());
             }
         }
@@ -397,11 +396,7 @@ impl Manager {
             if let Some(m) = victim {
                 tracing::info!(member = format_args!("{:x}", m.id), name = %m.name, required, "removing a member the cluster no longer needs");
                 node.member_remove(m.id).await?;
-                if let Some(r) = replica_of(m) {
-                    self.kv
-                        .delete(DeleteRequest::key(assign_key(token, r)))
-                        .await?;
-                }
+                end_assignment(&*self.kv, token, replica_of(m)).await?;
                 return Ok(());
             }
         }

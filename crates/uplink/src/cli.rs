@@ -169,28 +169,30 @@ where
         Command::Account { at } => {
             let p = at.payer().await?;
             let a = p.account(&p.address()).await?;
-            writeln!(
-                out,
-                "{}: balance {} op nonce {}",
-                p.address(),
-                a.balance,
-                a.op_nonce
-            )?;
+            show_account(out, &p, &a)?;
         }
         Command::Withdraw { at, amount } => {
             let p = at.payer().await?;
             let (a, _) = p.apply(orbit_payments::Op::Withdraw { amount }).await?;
-            writeln!(
-                out,
-                "{}: balance {} op nonce {}",
-                p.address(),
-                a.balance,
-                a.op_nonce
-            )?;
+            show_account(out, &p, &a)?;
         }
         Command::Channel { command } => channel(command, out).await?,
     }
     Ok(())
+}
+
+fn show_account(
+    out: &mut dyn Write,
+    p: &Payer,
+    a: &orbit_payments::Account,
+) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{}: balance {} op nonce {}",
+        p.address(),
+        a.balance,
+        a.op_nonce
+    )
 }
 
 async fn channel(c: ChannelCommand, out: &mut dyn Write) -> anyhow::Result<()> {
