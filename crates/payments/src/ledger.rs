@@ -3,7 +3,8 @@
 //! no lock, so a replica that dies mid-request leaves nothing held.
 //!
 //! Keys under `/orbit/escrow/<escrow address>/`: `acct/<address>`, `chan/<id>`,
-//! `claim/<id>/<nonce>`, `next_channel`. Values are JSON.
+//! `claim/<id>/<nonce>`, `next_channel`. Values are JSON with a format version:
+//! `{"v": 1, "r": record}`.
 
 use crate::crypto::{recover_signer, Address, SignatureError};
 use crate::model::{channel_state_digest, Account, Channel, Claim, Op, Payment, SignedOp};
@@ -269,12 +270,30 @@ struct Read {
     mod_revision: i64,
 }
 
-fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, PayError> {
-    serde_json::from_slice(bytes).map_err(|e| PayError::Corrupt(format!("{key}: {e}")))
+/// Format version of the ledger's records.
+const FORMAT: u32 = 1;
+
+/// A record as stored: `{"v": FORMAT, "r": record}`.
+#[derive(Serialize, serde::Deserialize)]
+struct Stored<T> {
+    v: u32,
+    r: T,
 }
 
-fn encode<T: Serialize>(v: &T) -> Vec<u8> {
-    serde_json::to_vec(v).expect("ledger records serialize")
+fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, PayError> {
+    let s: Stored<T> =
+        serde_json::from_slice(bytes).map_err(|e| PayError::Corrupt(format!("{key}: {e}")))?;
+    if s.v != FORMAT {
+        return Err(PayError::Corrupt(format!(
+            "{key}: format version {} (this build reads {FORMAT})",
+            s.v
+        )));
+    }
+    Ok(s.r)
+}
+
+fn encode<T: Serialize>(r: &T) -> Vec<u8> {
+    serde_json::to_vec(&Stored { v: FORMAT, r }).expect("ledger records serialize")
 }
 
 impl Escrow {
