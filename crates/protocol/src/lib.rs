@@ -1,0 +1,379 @@
+//! What orbit's satellite, storage nodes and uplinks exchange.
+//!
+//! - An [`OrderLimit`], signed by a satellite, allows one uplink one action on one
+//!   piece at one node, up to a number of bytes, until it expires; its serial can be
+//!   used once.
+//! - An [`Order`], signed by the uplink with the key the limit names, says how many of
+//!   those bytes it has used; nodes settle orders with the satellite.
+//! - A [`PieceHash`] is the BLAKE3 hash and size of a piece, signed by the uplink that
+//!   uploaded it (and by the node, as its receipt).
+//!
+//! Each is encoded as a format version byte and bincode; what is signed is a domain
+//! tag and the encoding of every field but the signature.
+
+use orbit_identity::{IdentityError, NodeId, PublicKey};
+use serde::{Deserialize, Serialize};
+
+/// Generated protobuf types and gRPC stubs.
+#[allow(missing_docs, clippy::all)]
+pub mod pb {
+    tonic::include_proto!("orbit.piecestore.v1");
+}
+
+/// Why a protocol message was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ProtocolError {
+    /// Does not decode.
+    #[error("malformed {what}: {why}")]
+    Malformed {
+        /// Which message.
+        what: &'static str,
+        /// Why.
+        why: String,
+    },
+    /// A signature is wrong.
+    #[error(transparent)]
+    Signature(#[from] IdentityError),
+    /// Signed by someone else than it must be.
+    #[error("{what} signed by {got}, expected {want}")]
+    WrongSigner {
+        /// Which message.
+        what: &'static str,
+        /// Who it claims.
+        got: NodeId,
+        /// Who it must be.
+        want: NodeId,
+    },
+}
+
+/// Format version of every encoding here.
+const FORMAT: u8 = 1;
+
+fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    let mut out = vec![FORMAT];
+    out.extend(bincode::serialize(v).expect("protocol messages serialize"));
+    out
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(what: &'static str, b: &[u8]) -> Result<T, ProtocolError> {
+    match b.split_first() {
+        Some((&FORMAT, rest)) => bincode::deserialize(rest).map_err(|e| ProtocolError::Malformed {
+            what,
+            why: e.to_string(),
+        }),
+        Some((v, _)) => Err(ProtocolError::Malformed {
+            what,
+            why: format!("format version {v}, this build reads {FORMAT}"),
+        }),
+        None => Err(ProtocolError::Malformed {
+            what,
+            why: "empty".into(),
+        }),
+    }
+}
+
+fn signing_bytes<T: Serialize>(tag: &[u8], fields: &T) -> Vec<u8> {
+    let mut out = tag.to_vec();
+    out.extend(bincode::serialize(fields).expect("protocol messages serialize"));
+    out
+}
+
+/// A piece's id at one node.
+#[derive(
+    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default, Serialize, Deserialize,
+)]
+pub struct PieceId(pub [u8; 32]);
+
+impl PieceId {
+    /// A random root id (one per segment).
+    pub fn random() -> PieceId {
+        PieceId(rand::random())
+    }
+
+    /// The id of piece `number` of the segment with root `self` at `node`: different
+    /// at every node, so nodes cannot tell which of their pieces belong together.
+    pub fn derive(&self, node: &NodeId, number: u16) -> PieceId {
+        let mut h = blake3::Hasher::new_keyed(&self.0);
+        h.update(&node.0);
+        h.update(&number.to_be_bytes());
+        PieceId(*h.finalize().as_bytes())
+    }
+
+    /// Lower-case hex.
+    pub fn hex(&self) -> String {
+        orbit_identity::hex_encode(&self.0)
+    }
+}
+
+/// What an order limit allows.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum Action {
+    /// Store a piece.
+    Put,
+    /// Read a piece.
+    Get,
+}
+
+/// A one-use serial number of an order limit.
+pub type Serial = [u8; 16];
+
+/// A satellite's permission for one transfer.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct OrderLimit {
+    /// One-use serial.
+    pub serial: Serial,
+    /// The satellite that signs it.
+    pub satellite: NodeId,
+    /// The key that signs the uplink's orders and piece hashes.
+    pub uplink: PublicKey,
+    /// The node it is for.
+    pub node: NodeId,
+    /// The piece.
+    pub piece: PieceId,
+    /// Put or get.
+    pub action: Action,
+    /// Most bytes.
+    pub limit: u64,
+    /// Unix time (s) after which the node may delete the piece; 0: never.
+    pub piece_expiration: u64,
+    /// Unix time (s) after which the limit is void.
+    pub order_expiration: u64,
+    /// The satellite's signature.
+    pub signature: Vec<u8>,
+}
+
+type OrderLimitFields<'a> = (
+    &'a Serial,
+    &'a NodeId,
+    &'a PublicKey,
+    &'a NodeId,
+    &'a PieceId,
+    Action,
+    u64,
+    u64,
+    u64,
+);
+
+impl OrderLimit {
+    fn fields(&self) -> OrderLimitFields<'_> {
+        (
+            &self.serial,
+            &self.satellite,
+            &self.uplink,
+            &self.node,
+            &self.piece,
+            self.action,
+            self.limit,
+            self.piece_expiration,
+            self.order_expiration,
+        )
+    }
+
+    /// Signs it as `satellite` (whose id it must name).
+    pub fn sign(mut self, satellite: &orbit_identity::Identity) -> OrderLimit {
+        self.satellite = satellite.id();
+        self.signature = satellite.sign(&signing_bytes(b"orbit-order-limit-v1", &self.fields()));
+        self
+    }
+
+    /// Checks that `key` signed it and is the satellite it names.
+    pub fn verify(&self, key: &PublicKey) -> Result<(), ProtocolError> {
+        if key.id() != self.satellite {
+            return Err(ProtocolError::WrongSigner {
+                what: "order limit",
+                got: self.satellite,
+                want: key.id(),
+            });
+        }
+        key.verify(
+            &signing_bytes(b"orbit-order-limit-v1", &self.fields()),
+            &self.signature,
+        )?;
+        Ok(())
+    }
+
+    /// Its encoding.
+    pub fn encode(&self) -> Vec<u8> {
+        encode(self)
+    }
+
+    /// Decodes one.
+    pub fn decode(b: &[u8]) -> Result<OrderLimit, ProtocolError> {
+        decode("order limit", b)
+    }
+}
+
+/// The uplink's statement of how many bytes of a limit it has used.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Order {
+    /// The limit's serial.
+    pub serial: Serial,
+    /// Bytes used so far.
+    pub amount: u64,
+    /// The uplink's signature, by the key the limit names.
+    pub signature: Vec<u8>,
+}
+
+impl Order {
+    /// Signs an order for `amount` bytes of `limit`.
+    pub fn sign(limit: &OrderLimit, amount: u64, uplink: &orbit_identity::Identity) -> Order {
+        Order {
+            serial: limit.serial,
+            amount,
+            signature: uplink.sign(&signing_bytes(b"orbit-order-v1", &(&limit.serial, amount))),
+        }
+    }
+
+    /// Checks it was signed by the limit's uplink key for the limit's serial.
+    pub fn verify(&self, limit: &OrderLimit) -> Result<(), ProtocolError> {
+        if self.serial != limit.serial {
+            return Err(ProtocolError::Malformed {
+                what: "order",
+                why: "its serial is not the order limit's".into(),
+            });
+        }
+        limit.uplink.verify(
+            &signing_bytes(b"orbit-order-v1", &(&self.serial, self.amount)),
+            &self.signature,
+        )?;
+        Ok(())
+    }
+
+    /// Its encoding.
+    pub fn encode(&self) -> Vec<u8> {
+        encode(self)
+    }
+
+    /// Decodes one.
+    pub fn decode(b: &[u8]) -> Result<Order, ProtocolError> {
+        decode("order", b)
+    }
+}
+
+/// A piece's hash and size, signed.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct PieceHash {
+    /// The piece.
+    pub piece: PieceId,
+    /// BLAKE3 of its bytes.
+    pub hash: [u8; 32],
+    /// Its size.
+    pub size: u64,
+    /// Unix time (s) of signing.
+    pub timestamp: u64,
+    /// Signature by the uplink (or, on a receipt, by the node).
+    pub signature: Vec<u8>,
+}
+
+impl PieceHash {
+    fn fields(&self) -> (&PieceId, &[u8; 32], u64, u64) {
+        (&self.piece, &self.hash, self.size, self.timestamp)
+    }
+
+    /// A signed hash.
+    pub fn sign(
+        piece: PieceId,
+        hash: [u8; 32],
+        size: u64,
+        timestamp: u64,
+        by: &orbit_identity::Identity,
+    ) -> PieceHash {
+        let mut h = PieceHash {
+            piece,
+            hash,
+            size,
+            timestamp,
+            signature: Vec::new(),
+        };
+        h.signature = by.sign(&signing_bytes(b"orbit-piece-hash-v1", &h.fields()));
+        h
+    }
+
+    /// Checks `key` signed it.
+    pub fn verify(&self, key: &PublicKey) -> Result<(), ProtocolError> {
+        key.verify(
+            &signing_bytes(b"orbit-piece-hash-v1", &self.fields()),
+            &self.signature,
+        )?;
+        Ok(())
+    }
+
+    /// Its encoding.
+    pub fn encode(&self) -> Vec<u8> {
+        encode(self)
+    }
+
+    /// Decodes one.
+    pub fn decode(b: &[u8]) -> Result<PieceHash, ProtocolError> {
+        decode("piece hash", b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use orbit_identity::Identity;
+
+    fn limit(sat: &Identity, uplink: &Identity, node: &Identity) -> OrderLimit {
+        OrderLimit {
+            serial: rand::random(),
+            satellite: NodeId::default(),
+            uplink: uplink.public(),
+            node: node.id(),
+            piece: PieceId::random(),
+            action: Action::Put,
+            limit: 1 << 20,
+            piece_expiration: 0,
+            order_expiration: 2_000_000_000,
+            signature: Vec::new(),
+        }
+        .sign(sat)
+    }
+
+    #[test]
+    fn limits_orders_and_hashes_verify_and_detect_tampering() {
+        let (sat, up, node) = (
+            Identity::generate(),
+            Identity::generate(),
+            Identity::generate(),
+        );
+        let l = limit(&sat, &up, &node);
+        l.verify(&sat.public()).unwrap();
+        let decoded = OrderLimit::decode(&l.encode()).unwrap();
+        assert_eq!(decoded, l);
+        // Another satellite's key, or a changed field: refused.
+        assert!(l.verify(&Identity::generate().public()).is_err());
+        let mut bigger = l.clone();
+        bigger.limit += 1;
+        assert!(bigger.verify(&sat.public()).is_err());
+        let forged = OrderLimit { ..l.clone() }.sign(&Identity::generate());
+        assert!(forged.verify(&sat.public()).is_err());
+
+        let o = Order::sign(&l, 100, &up);
+        o.verify(&l).unwrap();
+        let mut more = o.clone();
+        more.amount = 1000;
+        assert!(more.verify(&l).is_err());
+        assert!(Order::sign(&l, 100, &node).verify(&l).is_err());
+
+        let h = PieceHash::sign(l.piece, [1; 32], 5, 7, &up);
+        h.verify(&up.public()).unwrap();
+        assert!(h.verify(&node.public()).is_err());
+        assert_eq!(PieceHash::decode(&h.encode()).unwrap(), h);
+        let mut v2 = h.encode();
+        v2[0] = 2;
+        assert!(PieceHash::decode(&v2)
+            .unwrap_err()
+            .to_string()
+            .contains("format version 2"));
+    }
+
+    #[test]
+    fn piece_ids_differ_per_node_and_number() {
+        let root = PieceId::random();
+        let (a, b) = (Identity::generate().id(), Identity::generate().id());
+        assert_ne!(root.derive(&a, 0), root.derive(&b, 0));
+        assert_ne!(root.derive(&a, 0), root.derive(&a, 1));
+        assert_eq!(root.derive(&a, 3), root.derive(&a, 3));
+    }
+}
