@@ -14,6 +14,8 @@
 use orbit_identity::{IdentityError, NodeId, PublicKey};
 use serde::{Deserialize, Serialize};
 
+pub mod client;
+
 /// Generated protobuf types and gRPC stubs.
 #[allow(missing_docs, clippy::all)]
 pub mod pb {

@@ -1,0 +1,166 @@
+//! The uplink's side of the piecestore protocol: upload and download one piece.
+
+use crate::pb::piecestore_client::PiecestoreClient;
+use crate::pb::{upload_request, DownloadRequest, UploadRequest};
+use crate::{Order, OrderLimit, PieceHash};
+use orbit_identity::{Identity, PublicKey};
+use tonic::transport::Channel;
+
+/// Bytes per upload message, each preceded by an order for it.
+pub const CHUNK: usize = 256 * 1024;
+
+/// Why a piece transfer failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TransferError {
+    /// The node refused or failed.
+    #[error("node: {0}")]
+    Node(#[from] tonic::Status),
+    /// The node could not be reached.
+    #[error("connecting to {url}: {why}")]
+    Connect {
+        /// Its URL.
+        url: String,
+        /// Why.
+        why: String,
+    },
+    /// What the node sent does not verify.
+    #[error("node sent a bad {0}")]
+    Bad(String),
+}
+
+/// A client of the node at `url` (`http://host:port`).
+pub async fn connect(url: &str) -> Result<PiecestoreClient<Channel>, TransferError> {
+    let err = |why: String| TransferError::Connect {
+        url: url.to_string(),
+        why,
+    };
+    let ch = tonic::transport::Endpoint::from_shared(url.to_string())
+        .map_err(|e| err(e.to_string()))?
+        .tcp_nodelay(true)
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .connect()
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    Ok(PiecestoreClient::new(ch)
+        .max_decoding_message_size(8 << 20)
+        .max_encoding_message_size(8 << 20))
+}
+
+/// Uploads `data` as the piece `limit` allows, signing orders and the piece hash with
+/// `uplink` (the key the limit names). Returns the node's receipt, verified against
+/// `node_key`.
+pub async fn upload(
+    client: &mut PiecestoreClient<Channel>,
+    limit: &OrderLimit,
+    data: Vec<u8>,
+    uplink: &Identity,
+    node_key: &PublicKey,
+) -> Result<PieceHash, TransferError> {
+    let hash = PieceHash::sign(
+        limit.piece,
+        *blake3::hash(&data).as_bytes(),
+        data.len() as u64,
+        now(),
+        uplink,
+    );
+    let mut msgs = vec![UploadRequest {
+        msg: Some(upload_request::Msg::Limit(limit.encode())),
+    }];
+    let mut sent = 0u64;
+    for chunk in data.chunks(CHUNK) {
+        sent += chunk.len() as u64;
+        msgs.push(UploadRequest {
+            msg: Some(upload_request::Msg::Order(
+                Order::sign(limit, sent, uplink).encode(),
+            )),
+        });
+        msgs.push(UploadRequest {
+            msg: Some(upload_request::Msg::Chunk(chunk.to_vec())),
+        });
+    }
+    msgs.push(UploadRequest {
+        msg: Some(upload_request::Msg::Done(hash.encode())),
+    });
+    let resp = client
+        .upload(futures::stream::iter(msgs))
+        .await?
+        .into_inner();
+    let receipt =
+        PieceHash::decode(&resp.receipt).map_err(|e| TransferError::Bad(e.to_string()))?;
+    receipt
+        .verify(node_key)
+        .map_err(|e| TransferError::Bad(format!("receipt: {e}")))?;
+    if receipt.hash != hash.hash || receipt.size != hash.size || receipt.piece != hash.piece {
+        return Err(TransferError::Bad("receipt for other bytes".into()));
+    }
+    Ok(receipt)
+}
+
+/// Downloads `size` bytes at `offset` of the piece `limit` allows, with the uploader's
+/// piece hash stored with it. The hash is trusted only through its chain: signed by
+/// the key the original upload limit names, that limit signed by `satellite`. When the
+/// whole piece is read, its bytes are checked against the hash.
+pub async fn download(
+    client: &mut PiecestoreClient<Channel>,
+    limit: &OrderLimit,
+    offset: u64,
+    size: u64,
+    uplink: &Identity,
+    satellite: &PublicKey,
+) -> Result<(Vec<u8>, PieceHash), TransferError> {
+    let order = Order::sign(limit, size, uplink);
+    let mut stream = client
+        .download(DownloadRequest {
+            limit: limit.encode(),
+            order: order.encode(),
+            offset,
+            size,
+        })
+        .await?
+        .into_inner();
+    let mut data = Vec::with_capacity(size as usize);
+    let mut hash = None;
+    while let Some(m) = stream.message().await? {
+        if !m.hash.is_empty() {
+            let h = PieceHash::decode(&m.hash).map_err(|e| TransferError::Bad(e.to_string()))?;
+            let original = OrderLimit::decode(&m.original_limit)
+                .map_err(|e| TransferError::Bad(e.to_string()))?;
+            original
+                .verify(satellite)
+                .map_err(|e| TransferError::Bad(format!("original limit: {e}")))?;
+            h.verify(&original.uplink)
+                .map_err(|e| TransferError::Bad(format!("piece hash: {e}")))?;
+            if original.piece != limit.piece {
+                return Err(TransferError::Bad("original limit of another piece".into()));
+            }
+            hash = Some(h);
+        }
+        data.extend_from_slice(&m.chunk);
+        if data.len() as u64 > size {
+            return Err(TransferError::Bad("more bytes than asked".into()));
+        }
+    }
+    let hash = hash.ok_or_else(|| TransferError::Bad("no piece hash".into()))?;
+    if data.len() as u64 != size {
+        return Err(TransferError::Bad(format!(
+            "{} bytes for {size} asked",
+            data.len()
+        )));
+    }
+    if hash.piece != limit.piece {
+        return Err(TransferError::Bad("hash of another piece".into()));
+    }
+    if offset == 0 && size == hash.size && *blake3::hash(&data).as_bytes() != hash.hash {
+        return Err(TransferError::Bad(
+            "piece bytes do not match their hash".into(),
+        ));
+    }
+    Ok((data, hash))
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

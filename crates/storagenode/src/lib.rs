@@ -1,0 +1,12 @@
+//! orbit's storage node: a piece store on disk, serving uploads and downloads that a
+//! trusted satellite's order limits allow, and keeping the uplinks' orders to settle.
+//!
+//! - [`pieces`]: the piece files (versioned header, atomic commit, space accounting).
+//! - [`serials`]: serials already used, so no order limit is used twice.
+//! - [`orders`]: served transfers not yet settled.
+//! - [`service`]: the piecestore gRPC service.
+
+pub mod orders;
+pub mod pieces;
+pub mod serials;
+pub mod service;

@@ -1,0 +1,66 @@
+//! Orders a node has served and not yet settled with their satellite: an append-only
+//! file of (order limit, order) pairs, one per finished transfer.
+
+use orbit_protocol::{Order, OrderLimit};
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// One served transfer: what allowed it and what the uplink signed for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Served {
+    /// The limit.
+    pub limit: OrderLimit,
+    /// The uplink's order for the bytes it used.
+    pub order: Order,
+}
+
+/// The unsettled orders of one node.
+pub struct Orders {
+    path: PathBuf,
+    file: Mutex<std::fs::File>,
+}
+
+impl Orders {
+    /// Opens (creating) the file at `path`.
+    pub fn open(path: &Path) -> std::io::Result<Orders> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        Ok(Orders {
+            path: path.to_path_buf(),
+            file: Mutex::new(file),
+        })
+    }
+
+    /// Records a served transfer.
+    pub fn record(&self, s: &Served) -> std::io::Result<()> {
+        let body = bincode::serialize(s).expect("orders serialize");
+        let mut rec = (body.len() as u32).to_be_bytes().to_vec();
+        rec.extend(body);
+        let mut f = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        f.write_all(&rec)?;
+        f.sync_data()
+    }
+
+    /// Every recorded transfer not yet settled (a torn last record is skipped).
+    pub fn unsettled(&self) -> std::io::Result<Vec<Served>> {
+        let _g = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        let bytes = std::fs::read(&self.path)?;
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at + 4 <= bytes.len() {
+            let len = u32::from_be_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
+            let Some(body) = bytes.get(at + 4..at + 4 + len) else {
+                break;
+            };
+            if let Ok(s) = bincode::deserialize(body) {
+                out.push(s);
+            }
+            at += 4 + len;
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,310 @@
+//! The piece store: one file per piece under `pieces/<2 hex>/<piece id>.piece`.
+//!
+//! A piece file is a fixed 1024-byte header region — magic `ORBP`, format version,
+//! header length, then the header (the order limit it was uploaded under, the uplink's
+//! signed piece hash, when it was stored) — followed by the piece's bytes. A piece is
+//! written to `tmp/`, its header filled in once the upload is complete, fsynced, and
+//! renamed into place, so a crash never leaves a partial piece under a piece's name.
+
+use orbit_protocol::{OrderLimit, PieceHash, PieceId};
+use serde::{Deserialize, Serialize};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Bytes reserved at the start of a piece file for its header.
+pub const HEADER_BYTES: u64 = 1024;
+const MAGIC: &[u8; 4] = b"ORBP";
+const FORMAT: u16 = 1;
+
+/// Why the piece store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PieceError {
+    /// No such piece.
+    #[error("piece {0} not found")]
+    NotFound(String),
+    /// Not enough free space.
+    #[error("not enough space: {need} bytes asked, {free} free")]
+    Full {
+        /// Asked.
+        need: u64,
+        /// Free.
+        free: u64,
+    },
+    /// A piece file is damaged.
+    #[error("piece file {path} is corrupt: {why}")]
+    Corrupt {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// The disk failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// What a piece file says about its piece.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PieceHeader {
+    /// The limit it was uploaded under.
+    pub limit: OrderLimit,
+    /// The uplink's signed hash of it.
+    pub hash: PieceHash,
+    /// Unix time (s) it was stored.
+    pub stored_at: u64,
+}
+
+/// The piece store of one node.
+pub struct PieceStore {
+    dir: PathBuf,
+    capacity: u64,
+    used: AtomicU64,
+    /// Space promised to uploads in progress.
+    reserved: AtomicU64,
+}
+
+impl PieceStore {
+    /// Opens (creating) the store in `dir`, allowing `capacity` bytes of pieces.
+    pub fn open(dir: &Path, capacity: u64) -> Result<PieceStore, PieceError> {
+        std::fs::create_dir_all(dir.join("pieces"))?;
+        let tmp = dir.join("tmp");
+        // Uploads a crash interrupted: never committed, never acknowledged.
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp)?;
+        let mut used = 0;
+        for sub in std::fs::read_dir(dir.join("pieces"))? {
+            for f in std::fs::read_dir(sub?.path())? {
+                used += f?.metadata()?.len();
+            }
+        }
+        Ok(PieceStore {
+            dir: dir.to_path_buf(),
+            capacity,
+            used: AtomicU64::new(used),
+            reserved: AtomicU64::new(0),
+        })
+    }
+
+    /// Bytes stored (headers included).
+    pub fn used(&self) -> u64 {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// Bytes free for new pieces.
+    pub fn free(&self) -> u64 {
+        self.capacity
+            .saturating_sub(self.used() + self.reserved.load(Ordering::Relaxed))
+    }
+
+    fn path(&self, id: &PieceId) -> PathBuf {
+        let hex = id.hex();
+        self.dir
+            .join("pieces")
+            .join(&hex[..2])
+            .join(format!("{hex}.piece"))
+    }
+
+    /// Starts writing a piece of at most `limit` bytes, reserving the space.
+    pub fn writer(&self, id: PieceId, limit: u64) -> Result<PieceWriter<'_>, PieceError> {
+        let need = limit + HEADER_BYTES;
+        // Reserve first, then check, so two uploads cannot both take the last space.
+        let before = self.reserved.fetch_add(need, Ordering::Relaxed);
+        let free = self.capacity.saturating_sub(self.used() + before);
+        if need > free {
+            self.reserved.fetch_sub(need, Ordering::Relaxed);
+            return Err(PieceError::Full { need, free });
+        }
+        let tmp = self
+            .dir
+            .join("tmp")
+            .join(format!("{}-{:016x}", id.hex(), rand::random::<u64>()));
+        let mut file = std::fs::File::create(&tmp)?;
+        file.seek(SeekFrom::Start(HEADER_BYTES))?;
+        Ok(PieceWriter {
+            store: self,
+            id,
+            tmp,
+            file: Some(file),
+            hasher: blake3::Hasher::new(),
+            size: 0,
+            reserved: need,
+        })
+    }
+
+    /// The header of a stored piece.
+    pub fn header(&self, id: &PieceId) -> Result<PieceHeader, PieceError> {
+        let path = self.path(id);
+        let mut f = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(PieceError::NotFound(id.hex()))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        read_header(&mut f, &path)
+    }
+
+    /// Reads `size` bytes at `offset` of a piece's data.
+    pub fn read(
+        &self,
+        id: &PieceId,
+        offset: u64,
+        size: u64,
+    ) -> Result<(PieceHeader, PieceReader), PieceError> {
+        let path = self.path(id);
+        let mut f = std::fs::File::open(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => PieceError::NotFound(id.hex()),
+            _ => e.into(),
+        })?;
+        let header = read_header(&mut f, &path)?;
+        if offset
+            .checked_add(size)
+            .is_none_or(|end| end > header.hash.size)
+        {
+            return Err(PieceError::Corrupt {
+                path: path.display().to_string(),
+                why: format!(
+                    "range {offset}+{size} is beyond the piece's {} bytes",
+                    header.hash.size
+                ),
+            });
+        }
+        f.seek(SeekFrom::Start(HEADER_BYTES + offset))?;
+        Ok((
+            header,
+            PieceReader {
+                file: f,
+                left: size,
+            },
+        ))
+    }
+
+    /// Deletes a piece (garbage collection, expiry).
+    pub fn delete(&self, id: &PieceId) -> Result<(), PieceError> {
+        let path = self.path(id);
+        let len = std::fs::metadata(&path)
+            .map_err(|_| PieceError::NotFound(id.hex()))?
+            .len();
+        std::fs::remove_file(&path)?;
+        self.used.fetch_sub(len, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+fn read_header(f: &mut std::fs::File, path: &Path) -> Result<PieceHeader, PieceError> {
+    let corrupt = |why: String| PieceError::Corrupt {
+        path: path.display().to_string(),
+        why,
+    };
+    let mut region = vec![0u8; HEADER_BYTES as usize];
+    f.read_exact(&mut region)
+        .map_err(|e| corrupt(format!("short header: {e}")))?;
+    if &region[..4] != MAGIC {
+        return Err(corrupt("no ORBP magic".into()));
+    }
+    let version = u16::from_be_bytes([region[4], region[5]]);
+    if version != FORMAT {
+        return Err(corrupt(format!(
+            "format version {version}, this build reads {FORMAT}"
+        )));
+    }
+    let len = u32::from_be_bytes([region[6], region[7], region[8], region[9]]) as usize;
+    if len > region.len() - 10 {
+        return Err(corrupt(format!("header length {len} too large")));
+    }
+    bincode::deserialize(&region[10..10 + len]).map_err(|e| corrupt(e.to_string()))
+}
+
+/// A piece being written.
+pub struct PieceWriter<'a> {
+    store: &'a PieceStore,
+    id: PieceId,
+    tmp: PathBuf,
+    file: Option<std::fs::File>,
+    hasher: blake3::Hasher,
+    size: u64,
+    reserved: u64,
+}
+
+impl PieceWriter<'_> {
+    /// Appends bytes.
+    pub fn write(&mut self, data: &[u8]) -> Result<(), PieceError> {
+        self.file
+            .as_mut()
+            .expect("writer not committed")
+            .write_all(data)?;
+        self.hasher.update(data);
+        self.size += data.len() as u64;
+        Ok(())
+    }
+
+    /// Bytes written.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// BLAKE3 of the bytes written.
+    pub fn hash(&self) -> [u8; 32] {
+        *self.hasher.finalize().as_bytes()
+    }
+
+    /// Writes the header, makes the piece durable and puts it in place.
+    pub fn commit(mut self, header: &PieceHeader) -> Result<(), PieceError> {
+        let body = bincode::serialize(header).expect("headers serialize");
+        if body.len() > HEADER_BYTES as usize - 10 {
+            return Err(PieceError::Corrupt {
+                path: self.tmp.display().to_string(),
+                why: format!("header of {} bytes does not fit", body.len()),
+            });
+        }
+        let mut region = Vec::with_capacity(HEADER_BYTES as usize);
+        region.extend_from_slice(MAGIC);
+        region.extend_from_slice(&FORMAT.to_be_bytes());
+        region.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        region.extend_from_slice(&body);
+        region.resize(HEADER_BYTES as usize, 0);
+        let mut file = self.file.take().expect("writer not committed");
+        file.seek(SeekFrom::Start(0))?;
+        file.write_all(&region)?;
+        file.sync_all()?;
+        let dest = self.store.path(&self.id);
+        let dir = dest.parent().expect("piece paths have a parent");
+        std::fs::create_dir_all(dir)?;
+        std::fs::rename(&self.tmp, &dest)?;
+        std::fs::File::open(dir)?.sync_all()?;
+        self.store
+            .used
+            .fetch_add(HEADER_BYTES + self.size, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+impl Drop for PieceWriter<'_> {
+    fn drop(&mut self) {
+        self.store
+            .reserved
+            .fetch_sub(self.reserved, Ordering::Relaxed);
+        if self.file.is_some() {
+            // Abandoned: the upload failed or was cancelled.
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// Reads a range of a piece.
+pub struct PieceReader {
+    file: std::fs::File,
+    left: u64,
+}
+
+impl PieceReader {
+    /// The next chunk of at most `max` bytes; empty at the end.
+    pub fn next_chunk(&mut self, max: usize) -> Result<Vec<u8>, PieceError> {
+        let n = (self.left as usize).min(max);
+        let mut buf = vec![0u8; n];
+        self.file.read_exact(&mut buf)?;
+        self.left -= n as u64;
+        Ok(buf)
+    }
+}

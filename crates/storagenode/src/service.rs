@@ -1,0 +1,266 @@
+//! The piecestore service: uploads and downloads, each allowed by an order limit that
+//! a trusted satellite signed for this node and this action, unexpired, with a serial
+//! never used before.
+
+use crate::orders::{Orders, Served};
+use crate::pieces::{PieceError, PieceHeader, PieceStore};
+use crate::serials::UsedSerials;
+use orbit_identity::{Identity, NodeId, PublicKey};
+use orbit_protocol::pb::piecestore_server::{Piecestore, PiecestoreServer};
+use orbit_protocol::pb::{
+    upload_request, DownloadRequest, DownloadResponse, UploadRequest, UploadResponse,
+};
+use orbit_protocol::{Action, Order, OrderLimit, PieceHash};
+use std::collections::HashMap;
+use std::sync::Arc;
+use tonic::{Request, Response, Status, Streaming};
+
+/// Bytes per download message.
+const CHUNK: usize = 256 * 1024;
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl From<PieceError> for Status {
+    fn from(e: PieceError) -> Status {
+        match e {
+            PieceError::NotFound(_) => Status::not_found(e.to_string()),
+            PieceError::Full { .. } => Status::resource_exhausted(e.to_string()),
+            PieceError::Corrupt { .. } => Status::data_loss(e.to_string()),
+            PieceError::Io(_) => Status::internal(e.to_string()),
+        }
+    }
+}
+
+/// A node's piecestore.
+pub struct PiecestoreService {
+    identity: Identity,
+    trusted: HashMap<NodeId, PublicKey>,
+    pieces: Arc<PieceStore>,
+    serials: Arc<UsedSerials>,
+    orders: Arc<Orders>,
+}
+
+impl PiecestoreService {
+    /// The service of `identity`, taking limits from the `trusted` satellites' keys.
+    pub fn new(
+        identity: Identity,
+        trusted: &[PublicKey],
+        pieces: Arc<PieceStore>,
+        serials: Arc<UsedSerials>,
+        orders: Arc<Orders>,
+    ) -> PiecestoreService {
+        PiecestoreService {
+            identity,
+            trusted: trusted.iter().map(|k| (k.id(), *k)).collect(),
+            pieces,
+            serials,
+            orders,
+        }
+    }
+
+    /// As a tonic server.
+    pub fn server(self) -> PiecestoreServer<PiecestoreService> {
+        PiecestoreServer::new(self)
+            .max_decoding_message_size(8 << 20)
+            .max_encoding_message_size(8 << 20)
+    }
+
+    /// Accepts a limit for `action` or says why not; spends its serial.
+    fn check_limit(&self, bytes: &[u8], action: Action) -> Result<OrderLimit, Status> {
+        let limit =
+            OrderLimit::decode(bytes).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let key = self.trusted.get(&limit.satellite).ok_or_else(|| {
+            Status::permission_denied(format!(
+                "order limit from satellite {} which this node does not trust",
+                limit.satellite
+            ))
+        })?;
+        limit
+            .verify(key)
+            .map_err(|e| Status::unauthenticated(format!("order limit: {e}")))?;
+        if limit.node != self.identity.id() {
+            return Err(Status::invalid_argument(format!(
+                "order limit is for node {}, this is {}",
+                limit.node,
+                self.identity.id()
+            )));
+        }
+        if limit.action != action {
+            return Err(Status::permission_denied(format!(
+                "order limit allows {:?}, not {action:?}",
+                limit.action
+            )));
+        }
+        let now = unix_now();
+        if limit.order_expiration <= now {
+            return Err(Status::failed_precondition(format!(
+                "order limit expired at {} (now {now})",
+                limit.order_expiration
+            )));
+        }
+        match self.serials.use_once(limit.serial, limit.order_expiration) {
+            Ok(true) => Ok(limit),
+            Ok(false) => Err(Status::already_exists(
+                "order limit serial already used: a replay",
+            )),
+            Err(e) => Err(Status::internal(format!("recording the serial: {e}"))),
+        }
+    }
+}
+
+fn order_for(limit: &OrderLimit, bytes: &[u8]) -> Result<Order, Status> {
+    let order = Order::decode(bytes).map_err(|e| Status::invalid_argument(e.to_string()))?;
+    order
+        .verify(limit)
+        .map_err(|e| Status::unauthenticated(format!("order: {e}")))?;
+    if order.amount > limit.limit {
+        return Err(Status::invalid_argument(format!(
+            "order for {} bytes exceeds the limit's {}",
+            order.amount, limit.limit
+        )));
+    }
+    Ok(order)
+}
+
+type DownloadStream =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<DownloadResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Piecestore for PiecestoreService {
+    async fn upload(
+        &self,
+        request: Request<Streaming<UploadRequest>>,
+    ) -> Result<Response<UploadResponse>, Status> {
+        let mut stream = request.into_inner();
+        let first = stream
+            .message()
+            .await?
+            .and_then(|m| m.msg)
+            .ok_or_else(|| Status::invalid_argument("an upload starts with its order limit"))?;
+        let upload_request::Msg::Limit(limit) = first else {
+            return Err(Status::invalid_argument(
+                "an upload starts with its order limit",
+            ));
+        };
+        let limit = self.check_limit(&limit, Action::Put)?;
+        let mut writer = self.pieces.writer(limit.piece, limit.limit)?;
+        let mut last_order: Option<Order> = None;
+        while let Some(msg) = stream.message().await? {
+            match msg.msg {
+                Some(upload_request::Msg::Order(o)) => {
+                    let order = order_for(&limit, &o)?;
+                    if last_order.as_ref().is_some_and(|l| order.amount < l.amount) {
+                        return Err(Status::invalid_argument("orders must not shrink"));
+                    }
+                    last_order = Some(order);
+                }
+                Some(upload_request::Msg::Chunk(data)) => {
+                    let after = writer.size() + data.len() as u64;
+                    let allowed = last_order.as_ref().map_or(0, |o| o.amount);
+                    if after > allowed {
+                        return Err(Status::failed_precondition(format!(
+                            "{after} bytes sent, the uplink's orders allow {allowed}"
+                        )));
+                    }
+                    writer.write(&data)?;
+                }
+                Some(upload_request::Msg::Done(h)) => {
+                    let hash = PieceHash::decode(&h)
+                        .map_err(|e| Status::invalid_argument(e.to_string()))?;
+                    hash.verify(&limit.uplink)
+                        .map_err(|e| Status::unauthenticated(format!("piece hash: {e}")))?;
+                    if hash.piece != limit.piece
+                        || hash.size != writer.size()
+                        || hash.hash != writer.hash()
+                    {
+                        return Err(Status::invalid_argument(
+                            "the piece hash does not match the bytes received",
+                        ));
+                    }
+                    let header = PieceHeader {
+                        limit: limit.clone(),
+                        hash: hash.clone(),
+                        stored_at: unix_now(),
+                    };
+                    writer.commit(&header)?;
+                    if let Some(order) = last_order {
+                        self.orders
+                            .record(&Served {
+                                limit: limit.clone(),
+                                order,
+                            })
+                            .map_err(|e| Status::internal(format!("recording the order: {e}")))?;
+                    }
+                    let receipt = PieceHash::sign(
+                        hash.piece,
+                        hash.hash,
+                        hash.size,
+                        unix_now(),
+                        &self.identity,
+                    );
+                    return Ok(Response::new(UploadResponse {
+                        receipt: receipt.encode(),
+                    }));
+                }
+                Some(upload_request::Msg::Limit(_)) => {
+                    return Err(Status::invalid_argument("one order limit per upload"))
+                }
+                None => return Err(Status::invalid_argument("empty upload message")),
+            }
+        }
+        // The uplink went away (or cancelled this piece): nothing is kept.
+        Err(Status::cancelled("upload ended before its piece hash"))
+    }
+
+    type DownloadStream = DownloadStream;
+
+    async fn download(
+        &self,
+        request: Request<DownloadRequest>,
+    ) -> Result<Response<DownloadStream>, Status> {
+        let r = request.into_inner();
+        let limit = self.check_limit(&r.limit, Action::Get)?;
+        let order = order_for(&limit, &r.order)?;
+        if order.amount < r.size {
+            return Err(Status::failed_precondition(format!(
+                "order for {} bytes, {} asked",
+                order.amount, r.size
+            )));
+        }
+        let (header, mut reader) = self.pieces.read(&limit.piece, r.offset, r.size)?;
+        self.orders
+            .record(&Served { limit, order })
+            .map_err(|e| Status::internal(format!("recording the order: {e}")))?;
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::task::spawn_blocking(move || {
+            let mut first = Some((header.hash.encode(), header.limit.encode()));
+            loop {
+                let msg = match reader.next_chunk(CHUNK) {
+                    Ok(c) if c.is_empty() && first.is_none() => return,
+                    Ok(chunk) => {
+                        let (hash, original_limit) = first.take().unwrap_or_default();
+                        Ok(DownloadResponse {
+                            chunk,
+                            hash,
+                            original_limit,
+                        })
+                    }
+                    Err(e) => Err(Status::from(e)),
+                };
+                let end = msg.is_err();
+                if tx.blocking_send(msg).is_err() || end {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+}

@@ -1,0 +1,323 @@
+//! The piecestore over real gRPC on loopback with real piece files: round trips, and
+//! every kind of bad order limit refused with nothing stored.
+
+use orbit_identity::Identity;
+use orbit_protocol::client::{connect, download, upload, TransferError};
+use orbit_protocol::{Action, OrderLimit, PieceId};
+use std::sync::Arc;
+use storagenode::orders::Orders;
+use storagenode::pieces::PieceStore;
+use storagenode::serials::UsedSerials;
+use storagenode::service::{unix_now, PiecestoreService};
+
+struct Node {
+    dir: tempfile::TempDir,
+    id: Identity,
+    url: String,
+    pieces: Arc<PieceStore>,
+    orders: Arc<Orders>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+async fn start(
+    satellite: &Identity,
+    capacity: u64,
+    dir: Option<tempfile::TempDir>,
+    id: Option<Identity>,
+) -> Node {
+    let dir = dir.unwrap_or_else(|| tempfile::tempdir().unwrap());
+    let id = id.unwrap_or_else(Identity::generate);
+    let pieces = Arc::new(PieceStore::open(dir.path(), capacity).unwrap());
+    let serials = Arc::new(UsedSerials::open(&dir.path().join("serials"), unix_now()).unwrap());
+    let orders = Arc::new(Orders::open(&dir.path().join("orders")).unwrap());
+    let svc = PiecestoreService::new(
+        id.clone(),
+        &[satellite.public()],
+        pieces.clone(),
+        serials,
+        orders.clone(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(svc.server())
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+            .await
+            .unwrap();
+    });
+    Node {
+        dir,
+        id,
+        url,
+        pieces,
+        orders,
+        server,
+    }
+}
+
+fn limit(
+    sat: &Identity,
+    uplink: &Identity,
+    node: &Identity,
+    piece: PieceId,
+    action: Action,
+    bytes: u64,
+) -> OrderLimit {
+    OrderLimit {
+        serial: rand::random(),
+        satellite: sat.id(),
+        uplink: uplink.public(),
+        node: node.id(),
+        piece,
+        action,
+        limit: bytes,
+        piece_expiration: 0,
+        order_expiration: unix_now() + 3600,
+        signature: Vec::new(),
+    }
+    .sign(sat)
+}
+
+fn code(e: TransferError) -> tonic::Code {
+    match e {
+        TransferError::Node(s) => s.code(),
+        other => panic!("expected a refusal, got {other}"),
+    }
+}
+
+#[tokio::test]
+async fn pieces_round_trip_and_survive_a_restart() {
+    let (sat, up) = (Identity::generate(), Identity::generate());
+    let node = start(&sat, 1 << 30, None, None).await;
+    let mut c = connect(&node.url).await.unwrap();
+    for size in [0usize, 1, 4096, 1_000_003] {
+        let data: Vec<u8> = (0..size).map(|_| rand::random()).collect();
+        let piece = PieceId::random();
+        let put = limit(&sat, &up, &node.id, piece, Action::Put, size as u64);
+        let receipt = upload(&mut c, &put, data.clone(), &up, &node.id.public())
+            .await
+            .unwrap();
+        assert_eq!(receipt.size, size as u64);
+        let get = limit(&sat, &up, &node.id, piece, Action::Get, size as u64);
+        let (back, _) = download(&mut c, &get, 0, size as u64, &up, &sat.public())
+            .await
+            .unwrap();
+        assert_eq!(back, data, "size {size}");
+        if size > 10 {
+            let get = limit(&sat, &up, &node.id, piece, Action::Get, 10);
+            let (part, _) = download(&mut c, &get, 3, 7, &up, &sat.public())
+                .await
+                .unwrap();
+            assert_eq!(part, &data[3..10]);
+        }
+    }
+    // Every served transfer left an order to settle (the empty upload used nothing).
+    assert_eq!(node.orders.unsettled().unwrap().len(), 3 + 4 + 2);
+    // Restarted on the same dir: pieces and used serials are still there.
+    let piece = PieceId::random();
+    let put = limit(&sat, &up, &node.id, piece, Action::Put, 5);
+    upload(&mut c, &put, b"hello".to_vec(), &up, &node.id.public())
+        .await
+        .unwrap();
+    let used = node.pieces.used();
+    let (dir, id) = {
+        let mut n = node;
+        n.server.abort();
+        (
+            std::mem::replace(&mut n.dir, tempfile::tempdir().unwrap()),
+            n.id.clone(),
+        )
+    };
+    let node = start(&sat, 1 << 30, Some(dir), Some(id)).await;
+    assert_eq!(node.pieces.used(), used);
+    let mut c = connect(&node.url).await.unwrap();
+    assert_eq!(
+        code(
+            upload(&mut c, &put, b"hello".to_vec(), &up, &node.id.public())
+                .await
+                .unwrap_err()
+        ),
+        tonic::Code::AlreadyExists
+    );
+    let get = limit(&sat, &up, &node.id, piece, Action::Get, 5);
+    assert_eq!(
+        download(&mut c, &get, 0, 5, &up, &sat.public())
+            .await
+            .unwrap()
+            .0,
+        b"hello"
+    );
+}
+
+#[tokio::test]
+async fn bad_order_limits_are_refused_and_nothing_is_stored() {
+    let (sat, up) = (Identity::generate(), Identity::generate());
+    let node = start(&sat, 1 << 20, None, None).await;
+    let mut c = connect(&node.url).await.unwrap();
+    let data = vec![7u8; 1000];
+    let key = node.id.public();
+    let piece = PieceId::random();
+    // Forged: signed by a satellite the node does not trust.
+    let stranger = Identity::generate();
+    let l = limit(&stranger, &up, &node.id, piece, Action::Put, 1000);
+    assert_eq!(
+        code(
+            upload(&mut c, &l, data.clone(), &up, &key)
+                .await
+                .unwrap_err()
+        ),
+        tonic::Code::PermissionDenied
+    );
+    // Forged: claims the trusted satellite but signed by another key.
+    let mut l = limit(&stranger, &up, &node.id, piece, Action::Put, 1000);
+    l.satellite = sat.id();
+    assert_eq!(
+        code(
+            upload(&mut c, &l, data.clone(), &up, &key)
+                .await
+                .unwrap_err()
+        ),
+        tonic::Code::Unauthenticated
+    );
+    // Tampered after signing: a bigger limit.
+    let mut l = limit(&sat, &up, &node.id, piece, Action::Put, 10);
+    l.limit = 1000;
+    assert_eq!(
+        code(
+            upload(&mut c, &l, data.clone(), &up, &key)
+                .await
+                .unwrap_err()
+        ),
+        tonic::Code::Unauthenticated
+    );
+    // Expired.
+    let mut l = limit(&sat, &up, &node.id, piece, Action::Put, 1000);
+    l.order_expiration = unix_now() - 1;
+    let l = l.sign(&sat);
+    assert_eq!(
+        code(
+            upload(&mut c, &l, data.clone(), &up, &key)
+                .await
+                .unwrap_err()
+        ),
+        tonic::Code::FailedPrecondition
+    );
+    // For another node, or another action.
+    let other = Identity::generate();
+    let l = limit(&sat, &up, &other, piece, Action::Put, 1000);
+    assert_eq!(
+        code(
+            upload(&mut c, &l, data.clone(), &up, &key)
+                .await
+                .unwrap_err()
+        ),
+        tonic::Code::InvalidArgument
+    );
+    let l = limit(&sat, &up, &node.id, piece, Action::Get, 1000);
+    assert_eq!(
+        code(
+            upload(&mut c, &l, data.clone(), &up, &key)
+                .await
+                .unwrap_err()
+        ),
+        tonic::Code::PermissionDenied
+    );
+    // More data than the limit allows.
+    let l = limit(&sat, &up, &node.id, piece, Action::Put, 999);
+    assert!(upload(&mut c, &l, data.clone(), &up, &key).await.is_err());
+    // Orders and hash signed by someone else than the limit's uplink.
+    let l = limit(&sat, &up, &node.id, piece, Action::Put, 1000);
+    assert_eq!(
+        code(
+            upload(&mut c, &l, data.clone(), &Identity::generate(), &key)
+                .await
+                .unwrap_err()
+        ),
+        tonic::Code::Unauthenticated
+    );
+    // A full node says so.
+    let l = limit(&sat, &up, &node.id, piece, Action::Put, 2 << 20);
+    assert_eq!(
+        code(
+            upload(&mut c, &l, vec![1; 10], &up, &key)
+                .await
+                .unwrap_err()
+        ),
+        tonic::Code::ResourceExhausted
+    );
+    // Nothing was stored by any of them; a download of the piece finds nothing.
+    assert_eq!(node.pieces.used(), 0);
+    let l = limit(&sat, &up, &node.id, piece, Action::Get, 1000);
+    assert_eq!(
+        code(
+            download(&mut c, &l, 0, 1000, &up, &sat.public())
+                .await
+                .unwrap_err()
+        ),
+        tonic::Code::NotFound
+    );
+    // A good limit works once; its replay is refused.
+    let l = limit(&sat, &up, &node.id, piece, Action::Put, 1000);
+    upload(&mut c, &l, data.clone(), &up, &key).await.unwrap();
+    assert_eq!(
+        code(
+            upload(&mut c, &l, data.clone(), &up, &key)
+                .await
+                .unwrap_err()
+        ),
+        tonic::Code::AlreadyExists
+    );
+    let g = limit(&sat, &up, &node.id, piece, Action::Get, 1000);
+    download(&mut c, &g, 0, 1000, &up, &sat.public())
+        .await
+        .unwrap();
+    assert_eq!(
+        code(
+            download(&mut c, &g, 0, 1000, &up, &sat.public())
+                .await
+                .unwrap_err()
+        ),
+        tonic::Code::AlreadyExists
+    );
+    // A download's order must cover what it asks.
+    let g = limit(&sat, &up, &node.id, piece, Action::Get, 10);
+    assert!(download(&mut c, &g, 0, 1000, &up, &sat.public())
+        .await
+        .is_err());
+}
+
+#[tokio::test]
+async fn a_corrupted_piece_is_detected_by_the_downloader() {
+    let (sat, up) = (Identity::generate(), Identity::generate());
+    let node = start(&sat, 1 << 20, None, None).await;
+    let mut c = connect(&node.url).await.unwrap();
+    let piece = PieceId::random();
+    let l = limit(&sat, &up, &node.id, piece, Action::Put, 5000);
+    upload(&mut c, &l, vec![3u8; 5000], &up, &node.id.public())
+        .await
+        .unwrap();
+    // Flip a data byte in the piece file on disk.
+    let hex = piece.hex();
+    let path = node
+        .dir
+        .path()
+        .join("pieces")
+        .join(&hex[..2])
+        .join(format!("{hex}.piece"));
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = bytes.len() - 100;
+    bytes[at] ^= 0xff;
+    std::fs::write(&path, bytes).unwrap();
+    let g = limit(&sat, &up, &node.id, piece, Action::Get, 5000);
+    match download(&mut c, &g, 0, 5000, &up, &sat.public()).await {
+        Err(TransferError::Bad(why)) => assert!(why.contains("do not match"), "{why}"),
+        other => panic!("corruption not detected: {other:?}"),
+    }
+}
