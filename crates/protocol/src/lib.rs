@@ -311,6 +311,51 @@ impl PieceHash {
     }
 }
 
+/// One transfer a node served: what allowed it and what the uplink signed for. Nodes
+/// keep these and hand them to the satellite to settle.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Served {
+    /// The limit.
+    pub limit: OrderLimit,
+    /// The uplink's order for the bytes it used.
+    pub order: Order,
+}
+
+/// Encodes a versioned list of served transfers (a settlement's body).
+pub fn encode_served(s: &[Served]) -> Vec<u8> {
+    encode(&s)
+}
+
+/// Decodes a settlement's body.
+pub fn decode_served(b: &[u8]) -> Result<Vec<Served>, ProtocolError> {
+    decode("served orders", b)
+}
+
+/// A node's check-in: where it listens and what it can store.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckIn {
+    /// Its piecestore URL (`http://host:port`).
+    pub address: String,
+    /// Bytes free for pieces.
+    pub free: u64,
+    /// Its software version.
+    pub version: String,
+    /// Unix time (s) it was signed, bounding replays.
+    pub timestamp: u64,
+}
+
+impl CheckIn {
+    /// Its encoding.
+    pub fn encode(&self) -> Vec<u8> {
+        encode(self)
+    }
+
+    /// Decodes one.
+    pub fn decode(b: &[u8]) -> Result<CheckIn, ProtocolError> {
+        decode("check-in", b)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

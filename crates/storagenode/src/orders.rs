@@ -1,20 +1,10 @@
 //! Orders a node has served and not yet settled with their satellite: an append-only
 //! file of (order limit, order) pairs, one per finished transfer.
 
-use orbit_protocol::{Order, OrderLimit};
-use serde::{Deserialize, Serialize};
+pub use orbit_protocol::Served;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-
-/// One served transfer: what allowed it and what the uplink signed for.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Served {
-    /// The limit.
-    pub limit: OrderLimit,
-    /// The uplink's order for the bytes it used.
-    pub order: Order,
-}
 
 /// The unsettled orders of one node.
 pub struct Orders {

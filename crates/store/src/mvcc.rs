@@ -501,10 +501,17 @@ impl Mvcc {
         };
         match range {
             KeyRange::One(key) => check(self.latest(key)),
-            _ => self
-                .iter_range(&range)
-                .filter_map(|(_, vs)| vs.last().filter(|v| !v.tombstone))
-                .all(|v| check(Some(v))),
+            _ => {
+                let mut live = self
+                    .iter_range(&range)
+                    .filter_map(|(_, vs)| vs.last().filter(|v| !v.tombstone))
+                    .peekable();
+                // As etcd: an empty range compares like one missing key.
+                if live.peek().is_none() {
+                    return check(None);
+                }
+                live.all(|v| check(Some(v)))
+            }
         }
     }
 

@@ -14,13 +14,28 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
-/// A free TCP port on 127.0.0.1 (bound and released; the OS will not hand it out
-/// again at once).
+/// A free TCP port on 127.0.0.1 for a server a test starts later.
+///
+/// Taken below Linux's ephemeral range (32768 and up), which the kernel hands out
+/// as the local port of outgoing connections: a port picked there can be taken by
+/// some client's connection before the server binds it. Each port is handed out once
+/// per process, and checked free by binding it.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("binding an ephemeral port on 127.0.0.1")
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    static GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+    let given = given.get_or_insert_with(HashSet::new);
+    // Spread processes apart: start from a point that depends on the process id.
+    let mut p = 20_000 + (std::process::id() as u16 % 12_000);
+    for _ in 0..12_000 {
+        p = if p >= 31_999 { 20_000 } else { p + 1 };
+        if !given.contains(&p) && TcpListener::bind(("127.0.0.1", p)).is_ok() {
+            given.insert(p);
+            return p;
+        }
+    }
+    panic!("no free port between 20000 and 32000 on 127.0.0.1")
 }
 
 /// Timings of a test cluster: fast elections so failover tests stay short.

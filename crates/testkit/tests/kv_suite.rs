@@ -218,6 +218,23 @@ async fn suite(kv: &dyn Kv) -> Vec<String> {
             Compare::new("missing", CompareOp::Equal, CompareTarget::Value(vec![])),
             false,
         ),
+        // An empty range compares like one missing key (etcd's rule).
+        (
+            "empty range create eq 0",
+            Compare {
+                range_end: prefix_end(b"nothing/"),
+                ..Compare::new("nothing/", CompareOp::Equal, CompareTarget::Create(0))
+            },
+            true,
+        ),
+        (
+            "empty range create lt 0",
+            Compare {
+                range_end: prefix_end(b"nothing/"),
+                ..Compare::new("nothing/", CompareOp::Less, CompareTarget::Create(0))
+            },
+            false,
+        ),
     ] {
         let key = format!("txn/{}", name.replace(' ', "_"));
         let r = kv
