@@ -1,0 +1,130 @@
+//! Order limits the satellite signs, and settlement of the orders nodes hand in —
+//! each serial settled once across all replicas by a create-if-absent transaction.
+
+use crate::nodes::NodeRecord;
+use crate::ApiError;
+use orbit_identity::{Identity, PublicKey};
+use orbit_kv::{Compare, CompareOp, CompareTarget, Kv, PutRequest, TxnOp, TxnRequest};
+use orbit_protocol::{decode_served, Action, OrderLimit, PieceId};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// A settled order, as recorded.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Settled {
+    /// Format version.
+    pub v: u32,
+    /// The node paid for it.
+    pub node: orbit_identity::NodeId,
+    /// Upload or download.
+    pub action: Action,
+    /// Bytes.
+    pub amount: u64,
+    /// Unix time (s) of settlement.
+    pub at: u64,
+}
+
+/// Signs order limits and settles orders.
+#[derive(Clone)]
+pub struct Orders {
+    kv: Arc<dyn Kv>,
+    identity: Identity,
+    /// How long a limit stays valid, seconds.
+    pub expiration_s: u64,
+}
+
+fn settled_key(serial: &[u8; 16]) -> String {
+    format!("/orbit/sat/settled/{}", orbit_identity::hex_encode(serial))
+}
+
+impl Orders {
+    /// Orders signed by `identity`, recorded in `kv`.
+    pub fn new(kv: Arc<dyn Kv>, identity: Identity, expiration_s: u64) -> Orders {
+        Orders {
+            kv,
+            identity,
+            expiration_s,
+        }
+    }
+
+    /// The satellite's key.
+    pub fn public(&self) -> PublicKey {
+        self.identity.public()
+    }
+
+    /// A limit for `uplink` to do `action` on `piece` at `node`, up to `bytes`.
+    pub fn limit(
+        &self,
+        node: &NodeRecord,
+        piece: PieceId,
+        action: Action,
+        bytes: u64,
+        uplink: PublicKey,
+        now: u64,
+    ) -> OrderLimit {
+        OrderLimit {
+            serial: rand::random(),
+            satellite: self.identity.id(),
+            uplink,
+            node: node.id,
+            piece,
+            action,
+            limit: bytes,
+            piece_expiration: 0,
+            order_expiration: now + self.expiration_s,
+            signature: Vec::new(),
+        }
+        .sign(&self.identity)
+    }
+
+    /// Settles what `node_key` signed in `body`: returns the serials settled now and
+    /// those refused (already settled, or not valid for this node).
+    pub async fn settle(
+        &self,
+        node_key: PublicKey,
+        body: &[u8],
+        signature: &[u8],
+        now: u64,
+    ) -> Result<(Vec<[u8; 16]>, Vec<[u8; 16]>), ApiError> {
+        node_key
+            .verify(body, signature)
+            .map_err(|e| ApiError::Unauthenticated(format!("settlement: {e}")))?;
+        let served = decode_served(body).map_err(|e| ApiError::Invalid(e.to_string()))?;
+        let (mut settled, mut rejected) = (Vec::new(), Vec::new());
+        for s in served {
+            let valid = s.limit.verify(&self.identity.public()).is_ok()
+                && s.limit.node == node_key.id()
+                && s.order.verify(&s.limit).is_ok();
+            if !valid {
+                rejected.push(s.limit.serial);
+                continue;
+            }
+            let rec = Settled {
+                v: 1,
+                node: s.limit.node,
+                action: s.limit.action,
+                amount: s.order.amount.min(s.limit.limit),
+                at: now,
+            };
+            let key = settled_key(&s.limit.serial);
+            let txn = TxnRequest {
+                compare: vec![Compare::new(
+                    key.clone(),
+                    CompareOp::Equal,
+                    CompareTarget::Create(0),
+                )],
+                success: vec![TxnOp::Put(PutRequest::new(
+                    key,
+                    serde_json::to_vec(&rec).expect("records serialize"),
+                ))],
+                failure: Vec::new(),
+            };
+            if self.kv.txn(txn).await?.succeeded {
+                settled.push(s.limit.serial);
+            } else {
+                rejected.push(s.limit.serial);
+            }
+        }
+        Ok((settled, rejected))
+    }
+}

@@ -1,0 +1,438 @@
+//! The satellite's gRPC services: `Nodes` (check-in, settlement) and `Metainfo`.
+
+use crate::apikey::{ApiKeys, Op};
+use crate::metainfo::{Metainfo, Redundancy, Segment, Stream};
+use crate::nodes::Nodes;
+use crate::orders::Orders;
+use crate::pb;
+use crate::{unix_now, ApiError};
+use orbit_identity::{NodeId, PublicKey};
+use orbit_protocol::{Action, PieceHash, PieceId};
+use std::collections::HashSet;
+use tonic::{Request, Response, Status};
+
+/// Limits of the storage API.
+#[derive(Clone, Debug)]
+pub struct StorageConfig {
+    /// Largest encrypted segment kept in the metainfo itself.
+    pub max_inline: usize,
+    /// Largest piece.
+    pub max_piece: u64,
+    /// How often nodes check in, seconds.
+    pub check_in_interval_s: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            // 4 KiB of content plus the encryption's tag and nonce.
+            max_inline: 4096 + 64,
+            max_piece: 64 << 20,
+            check_in_interval_s: 60,
+        }
+    }
+}
+
+/// The storage API of one satellite replica.
+#[derive(Clone)]
+pub struct SatelliteApi {
+    /// API keys.
+    pub keys: ApiKeys,
+    /// Node table.
+    pub nodes: Nodes,
+    /// Order limits and settlement.
+    pub orders: Orders,
+    /// Buckets, objects, segments.
+    pub meta: Metainfo,
+    /// Limits.
+    pub config: StorageConfig,
+}
+
+fn public_key(b: &[u8], what: &str) -> Result<PublicKey, ApiError> {
+    let a: [u8; 32] = b
+        .try_into()
+        .map_err(|_| ApiError::Invalid(format!("{what}: an ed25519 key is 32 bytes")))?;
+    Ok(PublicKey(a))
+}
+
+fn stream_id(b: &[u8]) -> Result<[u8; 16], ApiError> {
+    b.try_into()
+        .map_err(|_| ApiError::Invalid("a stream id is 16 bytes".into()))
+}
+
+fn redundancy(r: Option<&pb::RedundancyMsg>) -> Result<Redundancy, ApiError> {
+    let r = r.ok_or_else(|| ApiError::Invalid("no redundancy".into()))?;
+    let rs = Redundancy {
+        k: r.k,
+        repair: r.repair,
+        success: r.success,
+        total: r.total,
+    };
+    rs.check()?;
+    Ok(rs)
+}
+
+fn rs_msg(r: &Redundancy) -> pb::RedundancyMsg {
+    pb::RedundancyMsg {
+        k: r.k,
+        repair: r.repair,
+        success: r.success,
+        total: r.total,
+    }
+}
+
+impl SatelliteApi {
+    /// The Nodes service.
+    pub fn nodes_server(&self) -> pb::nodes_server::NodesServer<SatelliteApi> {
+        pb::nodes_server::NodesServer::new(self.clone())
+    }
+
+    /// The Metainfo service.
+    pub fn metainfo_server(&self) -> pb::metainfo_server::MetainfoServer<SatelliteApi> {
+        pb::metainfo_server::MetainfoServer::new(self.clone())
+    }
+
+    async fn auth(
+        &self,
+        key: &str,
+        op: Op,
+        bucket: Option<&str>,
+        path: Option<&str>,
+    ) -> Result<String, ApiError> {
+        Ok(self.keys.check(key, op, bucket, path, unix_now()).await?)
+    }
+
+    /// A pending upload of the key's project that the key may write.
+    async fn writable_stream(
+        &self,
+        key: &str,
+        stream: &[u8; 16],
+    ) -> Result<(String, Stream), ApiError> {
+        let project = self.keys.project_of(key).await?;
+        let s = self.meta.stream(&project, stream).await?;
+        self.auth(key, Op::Write, Some(&s.bucket), Some(&s.key))
+            .await?;
+        Ok((project, s))
+    }
+
+    async fn commit_segment(&self, r: pb::CommitSegmentRequest) -> Result<(), ApiError> {
+        let stream = stream_id(&r.stream_id)?;
+        self.writable_stream(&r.api_key, &stream).await?;
+        let rs = redundancy(r.redundancy.as_ref())?;
+        let seg = if r.inline {
+            if r.inline_data.len() > self.config.max_inline {
+                return Err(ApiError::Invalid(format!(
+                    "inline segment of {} bytes; at most {} are kept inline",
+                    r.inline_data.len(),
+                    self.config.max_inline
+                )));
+            }
+            Segment {
+                v: 1,
+                index: r.index,
+                encrypted_size: r.inline_data.len() as u64,
+                inline: Some(r.inline_data),
+                redundancy: rs,
+                root: PieceId::default(),
+                piece_size: 0,
+                pieces: Vec::new(),
+            }
+        } else {
+            let root = PieceId(
+                r.root_piece_id
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| ApiError::Invalid("a root piece id is 32 bytes".into()))?,
+            );
+            if (r.pieces.len() as u32) < rs.success {
+                return Err(ApiError::Precondition(format!(
+                    "{} pieces stored, the segment needs {}",
+                    r.pieces.len(),
+                    rs.success
+                )));
+            }
+            let (mut numbers, mut nodes) = (HashSet::new(), HashSet::new());
+            let mut pieces = Vec::new();
+            for p in &r.pieces {
+                let node = NodeId(
+                    p.node_id
+                        .as_slice()
+                        .try_into()
+                        .map_err(|_| ApiError::Invalid("a node id is 32 bytes".into()))?,
+                );
+                if p.piece_number >= rs.total
+                    || !numbers.insert(p.piece_number)
+                    || !nodes.insert(node)
+                {
+                    return Err(ApiError::Invalid(
+                        "piece numbers and nodes must be distinct and below total".into(),
+                    ));
+                }
+                let rec = self
+                    .nodes
+                    .get(&node)
+                    .await?
+                    .ok_or_else(|| ApiError::Invalid(format!("unknown node {node}")))?;
+                let receipt =
+                    PieceHash::decode(&p.receipt).map_err(|e| ApiError::Invalid(e.to_string()))?;
+                receipt.verify(&rec.key).map_err(|e| {
+                    ApiError::Unauthenticated(format!("receipt of node {node}: {e}"))
+                })?;
+                let number = p.piece_number as u16;
+                if receipt.piece != root.derive(&node, number) || receipt.size != r.piece_size {
+                    return Err(ApiError::Invalid(format!(
+                        "receipt of node {node} is for another piece or size"
+                    )));
+                }
+                pieces.push((number, node));
+            }
+            Segment {
+                v: 1,
+                index: r.index,
+                encrypted_size: r.encrypted_size,
+                inline: None,
+                redundancy: rs,
+                root,
+                piece_size: r.piece_size,
+                pieces,
+            }
+        };
+        self.meta.commit_segment(&stream, &seg).await
+    }
+}
+
+type Reply<T> = Result<Response<T>, Status>;
+
+#[tonic::async_trait]
+impl pb::nodes_server::Nodes for SatelliteApi {
+    async fn check_in(&self, r: Request<pb::SignedMsg>) -> Reply<pb::CheckInResponse> {
+        let r = r.into_inner();
+        let key = public_key(&r.node_key, "node key")?;
+        self.nodes
+            .check_in(key, &r.body, &r.signature, unix_now())
+            .await?;
+        Ok(Response::new(pb::CheckInResponse {
+            next_in_s: self.config.check_in_interval_s,
+        }))
+    }
+
+    async fn settle(&self, r: Request<pb::SignedMsg>) -> Reply<pb::SettleResponse> {
+        let r = r.into_inner();
+        let key = public_key(&r.node_key, "node key")?;
+        let (settled, rejected) = self
+            .orders
+            .settle(key, &r.body, &r.signature, unix_now())
+            .await?;
+        Ok(Response::new(pb::SettleResponse {
+            settled: settled.iter().map(|s| s.to_vec()).collect(),
+            rejected: rejected.iter().map(|s| s.to_vec()).collect(),
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::metainfo_server::Metainfo for SatelliteApi {
+    async fn create_bucket(&self, r: Request<pb::BucketRequest>) -> Reply<pb::Empty> {
+        let r = r.into_inner();
+        let project = self
+            .auth(&r.api_key, Op::Write, Some(&r.bucket), None)
+            .await?;
+        self.meta
+            .create_bucket(&project, &r.bucket, unix_now())
+            .await?;
+        Ok(Response::new(pb::Empty {}))
+    }
+
+    async fn delete_bucket(&self, r: Request<pb::BucketRequest>) -> Reply<pb::Empty> {
+        let r = r.into_inner();
+        let project = self
+            .auth(&r.api_key, Op::Delete, Some(&r.bucket), None)
+            .await?;
+        self.meta.delete_bucket(&project, &r.bucket).await?;
+        Ok(Response::new(pb::Empty {}))
+    }
+
+    async fn list_buckets(
+        &self,
+        r: Request<pb::ListBucketsRequest>,
+    ) -> Reply<pb::ListBucketsResponse> {
+        let r = r.into_inner();
+        let project = self.auth(&r.api_key, Op::List, None, None).await?;
+        Ok(Response::new(pb::ListBucketsResponse {
+            buckets: self.meta.list_buckets(&project).await?,
+        }))
+    }
+
+    async fn begin_object(&self, r: Request<pb::ObjectRequest>) -> Reply<pb::BeginObjectResponse> {
+        let r = r.into_inner();
+        let project = self
+            .auth(&r.api_key, Op::Write, Some(&r.bucket), Some(&r.key))
+            .await?;
+        let stream = self
+            .meta
+            .begin_object(&project, &r.bucket, &r.key, unix_now())
+            .await?;
+        Ok(Response::new(pb::BeginObjectResponse {
+            stream_id: stream.to_vec(),
+        }))
+    }
+
+    async fn begin_segment(
+        &self,
+        r: Request<pb::BeginSegmentRequest>,
+    ) -> Reply<pb::BeginSegmentResponse> {
+        let r = r.into_inner();
+        let stream = stream_id(&r.stream_id)?;
+        self.writable_stream(&r.api_key, &stream).await?;
+        let rs = redundancy(r.redundancy.as_ref())?;
+        if r.piece_size == 0 || r.piece_size > self.config.max_piece {
+            return Err(ApiError::Invalid(format!(
+                "piece size {} must be 1 to {}",
+                r.piece_size, self.config.max_piece
+            ))
+            .into());
+        }
+        let uplink = public_key(&r.uplink_key, "uplink key")?;
+        let now = unix_now();
+        let nodes = self
+            .nodes
+            .select(rs.total as usize, r.piece_size, now)
+            .await?;
+        let root = PieceId::random();
+        let limits = nodes
+            .iter()
+            .enumerate()
+            .map(|(n, node)| {
+                let piece = root.derive(&node.id, n as u16);
+                pb::AddressedLimit {
+                    limit: self
+                        .orders
+                        .limit(node, piece, Action::Put, r.piece_size, uplink, now)
+                        .encode(),
+                    address: node.address.clone(),
+                    node_key: node.key.0.to_vec(),
+                    piece_number: n as u32,
+                }
+            })
+            .collect();
+        Ok(Response::new(pb::BeginSegmentResponse {
+            root_piece_id: root.0.to_vec(),
+            limits,
+        }))
+    }
+
+    async fn commit_segment(&self, r: Request<pb::CommitSegmentRequest>) -> Reply<pb::Empty> {
+        SatelliteApi::commit_segment(self, r.into_inner()).await?;
+        Ok(Response::new(pb::Empty {}))
+    }
+
+    async fn commit_object(&self, r: Request<pb::CommitObjectRequest>) -> Reply<pb::Empty> {
+        let r = r.into_inner();
+        let stream = stream_id(&r.stream_id)?;
+        let (project, _) = self.writable_stream(&r.api_key, &stream).await?;
+        self.meta
+            .commit_object(&project, &stream, r.metadata, unix_now())
+            .await?;
+        Ok(Response::new(pb::Empty {}))
+    }
+
+    async fn get_object(&self, r: Request<pb::ObjectRequest>) -> Reply<pb::GetObjectResponse> {
+        let r = r.into_inner();
+        let project = self
+            .auth(&r.api_key, Op::Read, Some(&r.bucket), Some(&r.key))
+            .await?;
+        let (obj, segments) = self.meta.get_object(&project, &r.bucket, &r.key).await?;
+        Ok(Response::new(pb::GetObjectResponse {
+            stream_id: obj.stream.to_vec(),
+            metadata: obj.metadata,
+            segments: segments
+                .iter()
+                .map(|s| pb::SegmentInfo {
+                    index: s.index,
+                    encrypted_size: s.encrypted_size,
+                    inline: s.inline.is_some(),
+                })
+                .collect(),
+            created: obj.created,
+        }))
+    }
+
+    async fn download_segment(
+        &self,
+        r: Request<pb::DownloadSegmentRequest>,
+    ) -> Reply<pb::DownloadSegmentResponse> {
+        let r = r.into_inner();
+        let project = self
+            .auth(&r.api_key, Op::Read, Some(&r.bucket), Some(&r.key))
+            .await?;
+        let (_, segments) = self.meta.get_object(&project, &r.bucket, &r.key).await?;
+        let seg = segments
+            .into_iter()
+            .find(|s| s.index == r.index)
+            .ok_or_else(|| ApiError::NotFound(format!("no segment {}", r.index)))?;
+        let mut resp = pb::DownloadSegmentResponse {
+            redundancy: Some(rs_msg(&seg.redundancy)),
+            piece_size: seg.piece_size,
+            encrypted_size: seg.encrypted_size,
+            inline_data: Vec::new(),
+            inline: seg.inline.is_some(),
+            limits: Vec::new(),
+        };
+        if let Some(data) = seg.inline {
+            resp.inline_data = data;
+            return Ok(Response::new(resp));
+        }
+        let uplink = public_key(&r.uplink_key, "uplink key")?;
+        let now = unix_now();
+        for (number, node) in &seg.pieces {
+            let Some(rec) = self.nodes.get(node).await? else {
+                continue;
+            };
+            if rec.disqualified {
+                continue;
+            }
+            let piece = seg.root.derive(node, *number);
+            resp.limits.push(pb::AddressedLimit {
+                limit: self
+                    .orders
+                    .limit(&rec, piece, Action::Get, seg.piece_size, uplink, now)
+                    .encode(),
+                address: rec.address.clone(),
+                node_key: rec.key.0.to_vec(),
+                piece_number: *number as u32,
+            });
+        }
+        Ok(Response::new(resp))
+    }
+
+    async fn list_objects(
+        &self,
+        r: Request<pb::ListObjectsRequest>,
+    ) -> Reply<pb::ListObjectsResponse> {
+        let r = r.into_inner();
+        let project = self
+            .auth(&r.api_key, Op::List, Some(&r.bucket), Some(&r.prefix))
+            .await?;
+        let items = self
+            .meta
+            .list_objects(&project, &r.bucket, &r.prefix)
+            .await?
+            .into_iter()
+            .map(|(key, o)| pb::ObjectListItem {
+                key,
+                created: o.created,
+                metadata: o.metadata,
+            })
+            .collect();
+        Ok(Response::new(pb::ListObjectsResponse { items }))
+    }
+
+    async fn delete_object(&self, r: Request<pb::ObjectRequest>) -> Reply<pb::Empty> {
+        let r = r.into_inner();
+        let project = self
+            .auth(&r.api_key, Op::Delete, Some(&r.bucket), Some(&r.key))
+            .await?;
+        self.meta.delete_object(&project, &r.bucket, &r.key).await?;
+        Ok(Response::new(pb::Empty {}))
+    }
+}
