@@ -4,4 +4,6 @@
 //! - [`keyfile`]: the user's secret key on disk.
 
 pub mod cli;
+pub mod crypt;
+pub mod erasure;
 pub mod keyfile;
