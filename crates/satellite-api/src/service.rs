@@ -82,6 +82,22 @@ fn rs_msg(r: &Redundancy) -> pb::RedundancyMsg {
 }
 
 impl SatelliteApi {
+    /// The API of the satellite `identity` over the store `kv`.
+    pub fn new(
+        kv: std::sync::Arc<dyn orbit_kv::Kv>,
+        identity: orbit_identity::Identity,
+        selection: crate::nodes::SelectionConfig,
+        config: StorageConfig,
+    ) -> SatelliteApi {
+        SatelliteApi {
+            keys: ApiKeys::new(kv.clone()),
+            nodes: Nodes::new(kv.clone(), selection),
+            orders: Orders::new(kv.clone(), identity, 3600),
+            meta: Metainfo::new(kv),
+            config,
+        }
+    }
+
     /// The Nodes service.
     pub fn nodes_server(&self) -> pb::nodes_server::NodesServer<SatelliteApi> {
         pb::nodes_server::NodesServer::new(self.clone())

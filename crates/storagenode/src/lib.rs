@@ -5,7 +5,9 @@
 //! - [`serials`]: serials already used, so no order limit is used twice.
 //! - [`orders`]: served transfers not yet settled.
 //! - [`service`]: the piecestore gRPC service.
+//! - [`node`]: a running node: configuration, server, check-ins and settlement.
 
+pub mod node;
 pub mod orders;
 pub mod pieces;
 pub mod serials;

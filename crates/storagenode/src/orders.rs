@@ -35,22 +35,48 @@ impl Orders {
         f.sync_data()
     }
 
+    /// Drops the transfers `done` picks (settled, or refused for good), rewriting
+    /// the file atomically.
+    pub fn forget(&self, done: impl Fn(&Served) -> bool) -> std::io::Result<()> {
+        // Under the lock throughout: a transfer recorded meanwhile is not lost.
+        let mut f = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        let keep: Vec<Served> = read_all(&self.path)?
+            .into_iter()
+            .filter(|s| !done(s))
+            .collect();
+        let tmp = self.path.with_extension("tmp");
+        let mut out = std::fs::File::create(&tmp)?;
+        for s in &keep {
+            let body = bincode::serialize(s).expect("orders serialize");
+            out.write_all(&(body.len() as u32).to_be_bytes())?;
+            out.write_all(&body)?;
+        }
+        out.sync_all()?;
+        std::fs::rename(&tmp, &self.path)?;
+        *f = std::fs::OpenOptions::new().append(true).open(&self.path)?;
+        Ok(())
+    }
+
     /// Every recorded transfer not yet settled (a torn last record is skipped).
     pub fn unsettled(&self) -> std::io::Result<Vec<Served>> {
         let _g = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        let bytes = std::fs::read(&self.path)?;
-        let mut out = Vec::new();
-        let mut at = 0;
-        while at + 4 <= bytes.len() {
-            let len = u32::from_be_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
-            let Some(body) = bytes.get(at + 4..at + 4 + len) else {
-                break;
-            };
-            if let Ok(s) = bincode::deserialize(body) {
-                out.push(s);
-            }
-            at += 4 + len;
-        }
-        Ok(out)
+        read_all(&self.path)
     }
+}
+
+fn read_all(path: &Path) -> std::io::Result<Vec<Served>> {
+    let bytes = std::fs::read(path)?;
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at + 4 <= bytes.len() {
+        let len = u32::from_be_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
+        let Some(body) = bytes.get(at + 4..at + 4 + len) else {
+            break;
+        };
+        if let Ok(s) = bincode::deserialize(body) {
+            out.push(s);
+        }
+        at += 4 + len;
+    }
+    Ok(out)
 }

@@ -7,3 +7,4 @@ pub mod cli;
 pub mod crypt;
 pub mod erasure;
 pub mod keyfile;
+pub mod project;

@@ -1,0 +1,226 @@
+//! A running storage node: identity, piece store, piecestore server, and its chores —
+//! checking in with each trusted satellite and settling served orders.
+
+use crate::orders::Orders;
+use crate::pieces::PieceStore;
+use crate::serials::UsedSerials;
+use crate::service::{unix_now, PiecestoreService};
+use orbit_identity::{Identity, PublicKey};
+use orbit_protocol::{encode_served, CheckIn};
+use orbit_satellite_api::pb;
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A satellite the node trusts.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustedSatellite {
+    /// Its API URL.
+    pub url: String,
+    /// Its public key, hex.
+    pub key: String,
+}
+
+/// A node's configuration (`storagenode.toml`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Identity, pieces, serials and orders live here.
+    pub dir: PathBuf,
+    /// Where the piecestore listens (port 0: any).
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// The URL satellites and uplinks reach it on (default: `http://` + the bound
+    /// address).
+    #[serde(default)]
+    pub external_url: Option<String>,
+    /// Bytes of pieces it may store.
+    pub capacity: u64,
+    /// Satellites whose order limits it accepts.
+    #[serde(default, rename = "satellite")]
+    pub satellites: Vec<TrustedSatellite>,
+    /// Seconds between check-ins (and settlements).
+    #[serde(default = "default_interval")]
+    pub check_in_s: u64,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:7779".into()
+}
+fn default_interval() -> u64 {
+    60
+}
+
+impl TrustedSatellite {
+    /// The satellite's key.
+    pub fn public_key(&self) -> anyhow::Result<PublicKey> {
+        let b = orbit_identity::hex_decode(&self.key).map_err(anyhow::Error::msg)?;
+        Ok(PublicKey(b.try_into().map_err(|_| {
+            anyhow::anyhow!("satellite key {} is not 32 bytes of hex", self.key)
+        })?))
+    }
+}
+
+/// What checking in and settling need of a node.
+pub struct Reporter {
+    identity: Identity,
+    url: String,
+    pieces: Arc<PieceStore>,
+    orders: Arc<Orders>,
+}
+
+impl Reporter {
+    fn signed(&self, body: Vec<u8>) -> pb::SignedMsg {
+        pb::SignedMsg {
+            node_key: self.identity.public().0.to_vec(),
+            signature: self.identity.sign(&body),
+            body,
+        }
+    }
+
+    async fn client(url: &str) -> anyhow::Result<pb::nodes_client::NodesClient<tonic::transport::Channel>> {
+        Ok(pb::nodes_client::NodesClient::connect(url.to_string()).await?)
+    }
+
+    /// Tells a satellite where this node is and how much it can store.
+    pub async fn check_in(&self, s: &TrustedSatellite) -> anyhow::Result<()> {
+        let body = CheckIn {
+            address: self.url.clone(),
+            free: self.pieces.free(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            timestamp: unix_now(),
+        }
+        .encode();
+        Self::client(&s.url).await?.check_in(self.signed(body)).await?;
+        Ok(())
+    }
+
+    /// Hands the orders served under a satellite's limits to it; forgets those it
+    /// settled or refused for good. Returns how many it settled.
+    pub async fn settle(&self, s: &TrustedSatellite) -> anyhow::Result<usize> {
+        let sat = s.public_key()?.id();
+        let served: Vec<_> = self
+            .orders
+            .unsettled()?
+            .into_iter()
+            .filter(|o| o.limit.satellite == sat)
+            .collect();
+        if served.is_empty() {
+            return Ok(0);
+        }
+        let resp = Self::client(&s.url)
+            .await?
+            .settle(self.signed(encode_served(&served)))
+            .await?
+            .into_inner();
+        let done: std::collections::HashSet<Vec<u8>> =
+            resp.settled.iter().chain(&resp.rejected).cloned().collect();
+        self.orders.forget(|o| done.contains(&o.limit.serial.to_vec()))?;
+        Ok(resp.settled.len())
+    }
+
+    /// One round of chores: check in with and settle at every satellite.
+    pub async fn run_once(&self, satellites: &[TrustedSatellite]) {
+        for s in satellites {
+            if let Err(e) = self.check_in(s).await {
+                tracing::warn!(satellite = %s.url, error = %e, "check-in failed");
+            }
+            match self.settle(s).await {
+                Ok(n) if n > 0 => tracing::info!(satellite = %s.url, orders = n, "orders settled"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(satellite = %s.url, error = %e, "settlement failed"),
+            }
+        }
+    }
+}
+
+/// A running node.
+pub struct Node {
+    /// Its identity.
+    pub identity: Identity,
+    /// Its piecestore URL.
+    pub url: String,
+    /// Its piece store.
+    pub pieces: Arc<PieceStore>,
+    /// Check-ins and settlement.
+    pub reporter: Arc<Reporter>,
+    satellites: Vec<TrustedSatellite>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl Node {
+    /// Sets up (identity created once, 0600) and starts a node.
+    pub async fn start(config: NodeConfig) -> anyhow::Result<Node> {
+        std::fs::create_dir_all(&config.dir)?;
+        let identity = Identity::load_or_create(&config.dir.join("identity.key"))?;
+        let trusted = config
+            .satellites
+            .iter()
+            .map(|s| s.public_key())
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let pieces = Arc::new(PieceStore::open(&config.dir.join("storage"), config.capacity)?);
+        let serials = Arc::new(UsedSerials::open(&config.dir.join("serials"), unix_now())?);
+        let orders = Arc::new(Orders::open(&config.dir.join("orders"))?);
+        let listener = tokio::net::TcpListener::bind(&config.listen).await?;
+        let url = config
+            .external_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", listener.local_addr().expect("bound")));
+        let svc = PiecestoreService::new(identity.clone(), &trusted, pieces.clone(), serials, orders.clone());
+        let server = tokio::spawn(async move {
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+            if let Err(e) = tonic::transport::Server::builder()
+                .add_service(svc.server())
+                .serve_with_incoming(incoming)
+                .await
+            {
+                tracing::error!(error = %e, "piecestore server failed");
+            }
+        });
+        let reporter = Arc::new(Reporter {
+            identity: identity.clone(),
+            url: url.clone(),
+            pieces: pieces.clone(),
+            orders,
+        });
+        // The first check-in before returning: a started node is selectable.
+        for s in &config.satellites {
+            if let Err(e) = reporter.check_in(s).await {
+                tracing::warn!(satellite = %s.url, error = %e, "check-in failed; retrying later");
+            }
+        }
+        let chores = {
+            let (r, sats) = (reporter.clone(), config.satellites.clone());
+            let interval = Duration::from_secs(config.check_in_s.max(1));
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(interval).await;
+                    r.run_once(&sats).await;
+                }
+            })
+        };
+        Ok(Node {
+            identity,
+            url,
+            pieces,
+            reporter,
+            satellites: config.satellites,
+            tasks: vec![server, chores],
+        })
+    }
+
+    /// Runs the chores once now (tests trigger them instead of waiting).
+    pub async fn run_chores_once(&self) {
+        self.reporter.run_once(&self.satellites).await;
+    }
+}

@@ -1,0 +1,510 @@
+//! The uplink library: an access grant, and a project handle that stores and fetches
+//! objects — encrypted here, erasure coded into pieces, pieces uploaded to storage
+//! nodes in parallel with the slowest cancelled once enough have landed, downloaded
+//! from the fastest nodes that hold them.
+
+use crate::crypt::{self, ObjectMeta};
+use crate::erasure;
+use orbit_identity::{Identity, NodeId, PublicKey};
+use orbit_protocol::client as piece;
+use orbit_protocol::{OrderLimit, PieceHash};
+use orbit_satellite_api::pb;
+use orbit_satellite_api::pb::metainfo_client::MetainfoClient;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tonic::transport::Channel;
+
+/// Why an uplink operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum UplinkError {
+    /// The satellite refused or failed.
+    #[error("satellite: {0}")]
+    Satellite(#[from] tonic::Status),
+    /// Decryption failed.
+    #[error(transparent)]
+    Decrypt(#[from] crypt::DecryptError),
+    /// Not enough pieces could be stored or fetched.
+    #[error("{0}")]
+    Pieces(String),
+    /// Something else.
+    #[error("{0}")]
+    Other(String),
+    /// Local I/O.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Everything needed to use a project: where the satellite is (and its key), the API
+/// key, and the root encryption key derived from the passphrase.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Access {
+    /// Satellite API URL.
+    pub satellite: String,
+    /// Satellite's public key: it signs the order limits.
+    pub satellite_key: PublicKey,
+    /// API key (text form).
+    pub api_key: String,
+    /// Root encryption key.
+    pub root: [u8; 32],
+}
+
+const ACCESS_PREFIX: &str = "orbit-access1";
+
+impl Access {
+    /// A grant from a passphrase.
+    pub fn new(satellite: &str, satellite_key: PublicKey, api_key: &str, passphrase: &str) -> Result<Access, UplinkError> {
+        let key = orbit_satellite_api::apikey::ApiKey::parse(api_key)
+            .map_err(|e| UplinkError::Other(e.to_string()))?;
+        Ok(Access {
+            satellite: satellite.to_string(),
+            satellite_key,
+            api_key: api_key.to_string(),
+            root: crypt::root_key(passphrase, &key.head),
+        })
+    }
+
+    /// Its text form (a secret: it decrypts everything).
+    pub fn serialize(&self) -> String {
+        format!(
+            "{ACCESS_PREFIX}{}",
+            orbit_identity::hex_encode(&bincode::serialize(self).expect("grants serialize"))
+        )
+    }
+
+    /// Parses the text form.
+    pub fn parse(s: &str) -> Result<Access, UplinkError> {
+        let hex = s
+            .trim()
+            .strip_prefix(ACCESS_PREFIX)
+            .ok_or_else(|| UplinkError::Other(format!("an access grant starts with {ACCESS_PREFIX}")))?;
+        let b = orbit_identity::hex_decode(hex).map_err(UplinkError::Other)?;
+        bincode::deserialize(&b).map_err(|e| UplinkError::Other(format!("malformed access grant: {e}")))
+    }
+}
+
+/// Erasure coding and segmenting choices.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// Pieces needed to rebuild a segment.
+    pub k: u32,
+    /// Repair threshold.
+    pub repair: u32,
+    /// Pieces an upload waits for; the rest are cancelled.
+    pub success: u32,
+    /// Pieces an upload starts.
+    pub total: u32,
+    /// Plain bytes per segment.
+    pub segment_size: usize,
+    /// Segments at most this big are kept in the metainfo.
+    pub inline_max: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            k: 4,
+            repair: 6,
+            success: 8,
+            total: 10,
+            segment_size: 64 << 20,
+            inline_max: 4096,
+        }
+    }
+}
+
+/// One object in a listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listed {
+    /// Its key, decrypted.
+    pub key: String,
+    /// Its size.
+    pub size: u64,
+    /// Unix time (s) it was committed.
+    pub created: u64,
+}
+
+/// A project on a satellite, as an access grant opens it.
+pub struct Project {
+    access: Access,
+    meta: MetainfoClient<Channel>,
+    options: Options,
+    /// This session's key for orders and piece hashes.
+    session: Identity,
+}
+
+impl Project {
+    /// Connects to the grant's satellite.
+    pub async fn open(access: Access, options: Options) -> Result<Project, UplinkError> {
+        let ch = tonic::transport::Endpoint::from_shared(access.satellite.clone())
+            .map_err(|e| UplinkError::Other(format!("satellite URL: {e}")))?
+            .tcp_nodelay(true)
+            .connect()
+            .await
+            .map_err(|e| UplinkError::Other(format!("connecting to {}: {e}", access.satellite)))?;
+        Ok(Project {
+            access,
+            meta: MetainfoClient::new(ch)
+                .max_decoding_message_size(16 << 20)
+                .max_encoding_message_size(16 << 20),
+            options,
+            session: Identity::generate(),
+        })
+    }
+
+    fn key(&self) -> String {
+        self.access.api_key.clone()
+    }
+
+    /// Creates a bucket.
+    pub async fn create_bucket(&self, bucket: &str) -> Result<(), UplinkError> {
+        self.meta
+            .clone()
+            .create_bucket(pb::BucketRequest {
+                api_key: self.key(),
+                bucket: bucket.into(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes an empty bucket.
+    pub async fn delete_bucket(&self, bucket: &str) -> Result<(), UplinkError> {
+        self.meta
+            .clone()
+            .delete_bucket(pb::BucketRequest {
+                api_key: self.key(),
+                bucket: bucket.into(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// The project's buckets.
+    pub async fn list_buckets(&self) -> Result<Vec<String>, UplinkError> {
+        Ok(self
+            .meta
+            .clone()
+            .list_buckets(pb::ListBucketsRequest { api_key: self.key() })
+            .await?
+            .into_inner()
+            .buckets)
+    }
+
+    fn rs(&self) -> pb::RedundancyMsg {
+        pb::RedundancyMsg {
+            k: self.options.k,
+            repair: self.options.repair,
+            success: self.options.success,
+            total: self.options.total,
+        }
+    }
+
+    /// Uploads everything `reader` yields as `key` in `bucket`; `progress` hears the
+    /// plain bytes done so far. Returns the size.
+    pub async fn upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        mut reader: impl AsyncRead + Unpin,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<u64, UplinkError> {
+        let enc_key = crypt::encrypt_path(&self.access.root, bucket, key);
+        let stream = self
+            .meta
+            .clone()
+            .begin_object(pb::ObjectRequest {
+                api_key: self.key(),
+                bucket: bucket.into(),
+                key: enc_key.clone(),
+            })
+            .await?
+            .into_inner()
+            .stream_id;
+        let content_key: [u8; 32] = rand::random();
+        let mut total = 0u64;
+        let mut index = 0u32;
+        loop {
+            let mut plain = Vec::with_capacity(self.options.segment_size.min(1 << 20));
+            (&mut reader)
+                .take(self.options.segment_size as u64)
+                .read_to_end(&mut plain)
+                .await?;
+            if plain.is_empty() && index > 0 {
+                break;
+            }
+            let last = plain.len() < self.options.segment_size;
+            let enc = crypt::encrypt_segment(&content_key, index, &plain);
+            if plain.len() <= self.options.inline_max {
+                self.meta
+                    .clone()
+                    .commit_segment(pb::CommitSegmentRequest {
+                        api_key: self.key(),
+                        stream_id: stream.clone(),
+                        index,
+                        redundancy: Some(self.rs()),
+                        inline: true,
+                        encrypted_size: enc.len() as u64,
+                        inline_data: enc,
+                        ..Default::default()
+                    })
+                    .await?;
+            } else {
+                self.upload_segment(&stream, index, enc).await?;
+            }
+            total += plain.len() as u64;
+            progress(total);
+            index += 1;
+            if last {
+                break;
+            }
+        }
+        let meta = ObjectMeta {
+            v: 1,
+            content_key,
+            size: total,
+            segment_size: self.options.segment_size as u64,
+        };
+        self.meta
+            .clone()
+            .commit_object(pb::CommitObjectRequest {
+                api_key: self.key(),
+                stream_id: stream,
+                metadata: crypt::seal_meta(&self.access.root, bucket, &enc_key, &meta),
+            })
+            .await?;
+        Ok(total)
+    }
+
+    async fn upload_segment(&self, stream: &[u8], index: u32, enc: Vec<u8>) -> Result<(), UplinkError> {
+        use futures::StreamExt;
+        let o = self.options;
+        let pieces = erasure::encode(&enc, o.k as usize, o.total as usize)
+            .map_err(|e| UplinkError::Other(e.to_string()))?;
+        let piece_size = pieces[0].len() as u64;
+        let begun = self
+            .meta
+            .clone()
+            .begin_segment(pb::BeginSegmentRequest {
+                api_key: self.key(),
+                stream_id: stream.to_vec(),
+                index,
+                redundancy: Some(self.rs()),
+                piece_size,
+                uplink_key: self.session.public().0.to_vec(),
+            })
+            .await?
+            .into_inner();
+        let mut uploads = futures::stream::FuturesUnordered::new();
+        for l in &begun.limits {
+            let data = pieces[l.piece_number as usize].clone();
+            let session = self.session.clone();
+            let l = l.clone();
+            uploads.push(async move {
+                let limit = OrderLimit::decode(&l.limit).map_err(|e| e.to_string())?;
+                let key = node_key(&l.node_key)?;
+                let mut c = piece::connect(&l.address).await.map_err(|e| e.to_string())?;
+                let receipt = piece::upload(&mut c, &limit, data, &session, &key)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok::<_, String>((l.piece_number, limit.node, receipt))
+            });
+        }
+        let mut done: Vec<pb::PieceReceipt> = Vec::new();
+        let mut failures = Vec::new();
+        while let Some(r) = uploads.next().await {
+            match r {
+                Ok((n, node, receipt)) => done.push(piece_receipt(n, node, &receipt)),
+                Err(e) => failures.push(e),
+            }
+            if done.len() as u32 >= o.success {
+                // Long tail: the slowest uploads are dropped, which cancels them.
+                break;
+            }
+        }
+        drop(uploads);
+        if (done.len() as u32) < o.success {
+            return Err(UplinkError::Pieces(format!(
+                "segment {index}: {} of {} pieces stored, {} needed ({})",
+                done.len(),
+                o.total,
+                o.success,
+                failures.join("; ")
+            )));
+        }
+        self.meta
+            .clone()
+            .commit_segment(pb::CommitSegmentRequest {
+                api_key: self.key(),
+                stream_id: stream.to_vec(),
+                index,
+                redundancy: Some(self.rs()),
+                root_piece_id: begun.root_piece_id,
+                pieces: done,
+                piece_size,
+                encrypted_size: enc.len() as u64,
+                inline_data: Vec::new(),
+                inline: false,
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Downloads `key` from `bucket` into `writer`; `progress` hears the plain bytes
+    /// written so far. Returns the size.
+    pub async fn download(
+        &self,
+        bucket: &str,
+        key: &str,
+        mut writer: impl AsyncWrite + Unpin,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<u64, UplinkError> {
+        let enc_key = crypt::encrypt_path(&self.access.root, bucket, key);
+        let obj = self
+            .meta
+            .clone()
+            .get_object(pb::ObjectRequest {
+                api_key: self.key(),
+                bucket: bucket.into(),
+                key: enc_key.clone(),
+            })
+            .await?
+            .into_inner();
+        let meta = crypt::open_meta(&self.access.root, bucket, &enc_key, &obj.metadata)?;
+        let mut segments = obj.segments;
+        segments.sort_by_key(|s| s.index);
+        let mut written = 0u64;
+        for s in &segments {
+            let seg = self
+                .meta
+                .clone()
+                .download_segment(pb::DownloadSegmentRequest {
+                    api_key: self.key(),
+                    bucket: bucket.into(),
+                    key: enc_key.clone(),
+                    index: s.index,
+                    uplink_key: self.session.public().0.to_vec(),
+                })
+                .await?
+                .into_inner();
+            let enc = if seg.inline {
+                seg.inline_data
+            } else {
+                self.fetch_pieces(&seg).await?
+            };
+            let plain = crypt::decrypt_segment(&meta.content_key, s.index, &enc)?;
+            writer.write_all(&plain).await?;
+            written += plain.len() as u64;
+            progress(written);
+        }
+        writer.flush().await?;
+        if written != meta.size {
+            return Err(UplinkError::Other(format!(
+                "object should have {} bytes, its segments gave {written}",
+                meta.size
+            )));
+        }
+        Ok(written)
+    }
+
+    /// Fetches the fastest `k` good pieces of a segment and rebuilds it.
+    async fn fetch_pieces(&self, seg: &pb::DownloadSegmentResponse) -> Result<Vec<u8>, UplinkError> {
+        use futures::StreamExt;
+        let rs = seg
+            .redundancy
+            .ok_or_else(|| UplinkError::Other("segment without redundancy".into()))?;
+        let k = rs.k as usize;
+        let mut fetches = futures::stream::FuturesUnordered::new();
+        for l in &seg.limits {
+            let session = self.session.clone();
+            let sat = self.access.satellite_key;
+            let l = l.clone();
+            let size = seg.piece_size;
+            fetches.push(async move {
+                let limit = OrderLimit::decode(&l.limit).map_err(|e| e.to_string())?;
+                let mut c = piece::connect(&l.address).await.map_err(|e| e.to_string())?;
+                let (data, _) = piece::download(&mut c, &limit, 0, size, &session, &sat)
+                    .await
+                    .map_err(|e| format!("node {}: {e}", limit.node))?;
+                Ok::<_, String>((l.piece_number as usize, data))
+            });
+        }
+        let mut got = Vec::new();
+        let mut failures = Vec::new();
+        while let Some(r) = fetches.next().await {
+            match r {
+                Ok(p) => got.push(p),
+                // A node that is down or sent bad bytes: the next piece serves.
+                Err(e) => failures.push(e),
+            }
+            if got.len() >= k {
+                break;
+            }
+        }
+        drop(fetches);
+        if got.len() < k {
+            return Err(UplinkError::Pieces(format!(
+                "{} good pieces of {} needed ({})",
+                got.len(),
+                k,
+                failures.join("; ")
+            )));
+        }
+        erasure::decode(&got, k, rs.total as usize, seg.encrypted_size as usize)
+            .map_err(|e| UplinkError::Other(e.to_string()))
+    }
+
+    /// Objects in `bucket` under `prefix` (whole path components).
+    pub async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<Listed>, UplinkError> {
+        let enc_prefix = crypt::encrypt_path(&self.access.root, bucket, prefix);
+        let items = self
+            .meta
+            .clone()
+            .list_objects(pb::ListObjectsRequest {
+                api_key: self.key(),
+                bucket: bucket.into(),
+                prefix: enc_prefix,
+            })
+            .await?
+            .into_inner()
+            .items;
+        items
+            .into_iter()
+            .map(|i| {
+                let key = crypt::decrypt_path(&self.access.root, bucket, &i.key)?;
+                let meta = crypt::open_meta(&self.access.root, bucket, &i.key, &i.metadata)?;
+                Ok(Listed {
+                    key,
+                    size: meta.size,
+                    created: i.created,
+                })
+            })
+            .collect()
+    }
+
+    /// Deletes an object.
+    pub async fn delete(&self, bucket: &str, key: &str) -> Result<(), UplinkError> {
+        self.meta
+            .clone()
+            .delete_object(pb::ObjectRequest {
+                api_key: self.key(),
+                bucket: bucket.into(),
+                key: crypt::encrypt_path(&self.access.root, bucket, key),
+            })
+            .await?;
+        Ok(())
+    }
+}
+
+fn node_key(b: &[u8]) -> Result<PublicKey, String> {
+    Ok(PublicKey(
+        b.try_into().map_err(|_| "node key is not 32 bytes".to_string())?,
+    ))
+}
+
+fn piece_receipt(n: u32, node: NodeId, receipt: &PieceHash) -> pb::PieceReceipt {
+    pb::PieceReceipt {
+        piece_number: n,
+        node_id: node.0.to_vec(),
+        receipt: receipt.encode(),
+    }
+}
