@@ -130,12 +130,15 @@ struct KeyRecord {
     project: String,
 }
 
+/// A key's secret and project.
+type Secret = ([u8; 32], String);
+
 /// The satellite's API keys, in the store.
 #[derive(Clone)]
 pub struct ApiKeys {
     kv: Arc<dyn Kv>,
     /// Secrets never change: kept once read.
-    secrets: Arc<Mutex<HashMap<[u8; 16], ([u8; 32], String)>>>,
+    secrets: Arc<Mutex<HashMap<[u8; 16], Secret>>>,
 }
 
 fn key_record(head: &[u8; 16]) -> String {
@@ -181,7 +184,7 @@ impl ApiKeys {
         Ok(())
     }
 
-    async fn secret(&self, head: &[u8; 16]) -> Result<([u8; 32], String), AuthError> {
+    async fn secret(&self, head: &[u8; 16]) -> Result<Secret, AuthError> {
         if let Some(s) = self
             .secrets
             .lock()

@@ -128,3 +128,62 @@ impl Orders {
         Ok((settled, rejected))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use orbit_protocol::{encode_served, Order, Served};
+    use orbit_testkit::{OrbitCluster, Timings};
+
+    #[tokio::test]
+    async fn an_order_settles_once_even_through_two_replicas() {
+        let cluster = OrbitCluster::start(1, Timings::FAST).await;
+        let sat = Identity::generate();
+        let a = Orders::new(Arc::new(cluster.embedded(0)), sat.clone(), 60);
+        let b = Orders::new(Arc::new(cluster.embedded(0)), sat.clone(), 60);
+        let (node, uplink) = (Identity::generate(), Identity::generate());
+        let rec = NodeRecord {
+            v: 1,
+            id: node.id(),
+            key: node.public(),
+            address: "http://127.0.0.1:1".into(),
+            free: 1 << 30,
+            version: "t".into(),
+            last_seen: 0,
+            disqualified: false,
+        };
+        let limit = a.limit(
+            &rec,
+            PieceId::random(),
+            Action::Get,
+            1000,
+            uplink.public(),
+            100,
+        );
+        let served = vec![Served {
+            order: Order::sign(&limit, 700, &uplink),
+            limit: limit.clone(),
+        }];
+        let body = encode_served(&served);
+        let sig = node.sign(&body);
+        let (ok, no) = a.settle(node.public(), &body, &sig, 100).await.unwrap();
+        assert_eq!((ok.len(), no.len()), (1, 0));
+        let (ok, no) = b.settle(node.public(), &body, &sig, 101).await.unwrap();
+        assert_eq!(
+            (ok.len(), no.len()),
+            (0, 1),
+            "the second replica refuses it"
+        );
+        // Another node cannot settle this node's orders; a bad signature is refused.
+        let other = Identity::generate();
+        let (ok, no) = a
+            .settle(other.public(), &body, &other.sign(&body), 102)
+            .await
+            .unwrap();
+        assert_eq!((ok.len(), no.len()), (0, 1));
+        assert!(a
+            .settle(node.public(), &body, &other.sign(&body), 102)
+            .await
+            .is_err());
+    }
+}

@@ -80,7 +80,9 @@ impl Reporter {
         }
     }
 
-    async fn client(url: &str) -> anyhow::Result<pb::nodes_client::NodesClient<tonic::transport::Channel>> {
+    async fn client(
+        url: &str,
+    ) -> anyhow::Result<pb::nodes_client::NodesClient<tonic::transport::Channel>> {
         Ok(pb::nodes_client::NodesClient::connect(url.to_string()).await?)
     }
 
@@ -93,7 +95,10 @@ impl Reporter {
             timestamp: unix_now(),
         }
         .encode();
-        Self::client(&s.url).await?.check_in(self.signed(body)).await?;
+        Self::client(&s.url)
+            .await?
+            .check_in(self.signed(body))
+            .await?;
         Ok(())
     }
 
@@ -117,8 +122,14 @@ impl Reporter {
             .into_inner();
         let done: std::collections::HashSet<Vec<u8>> =
             resp.settled.iter().chain(&resp.rejected).cloned().collect();
-        self.orders.forget(|o| done.contains(&o.limit.serial.to_vec()))?;
+        self.orders
+            .forget(|o| done.contains(o.limit.serial.as_slice()))?;
         Ok(resp.settled.len())
+    }
+
+    /// Transfers served and not yet settled.
+    pub fn unsettled_count(&self) -> usize {
+        self.orders.unsettled().map(|v| v.len()).unwrap_or(0)
     }
 
     /// One round of chores: check in with and settle at every satellite.
@@ -168,7 +179,10 @@ impl Node {
             .iter()
             .map(|s| s.public_key())
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let pieces = Arc::new(PieceStore::open(&config.dir.join("storage"), config.capacity)?);
+        let pieces = Arc::new(PieceStore::open(
+            &config.dir.join("storage"),
+            config.capacity,
+        )?);
         let serials = Arc::new(UsedSerials::open(&config.dir.join("serials"), unix_now())?);
         let orders = Arc::new(Orders::open(&config.dir.join("orders"))?);
         let listener = tokio::net::TcpListener::bind(&config.listen).await?;
@@ -176,7 +190,13 @@ impl Node {
             .external_url
             .clone()
             .unwrap_or_else(|| format!("http://{}", listener.local_addr().expect("bound")));
-        let svc = PiecestoreService::new(identity.clone(), &trusted, pieces.clone(), serials, orders.clone());
+        let svc = PiecestoreService::new(
+            identity.clone(),
+            &trusted,
+            pieces.clone(),
+            serials,
+            orders.clone(),
+        );
         let server = tokio::spawn(async move {
             let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
             if let Err(e) = tonic::transport::Server::builder()

@@ -54,7 +54,10 @@ pub async fn serve(api: &SatelliteApi) -> ApiReplica {
     let (meta, nodes) = (api.metainfo_server(), api.nodes_server());
     let server = tokio::spawn(async move {
         tonic::transport::Server::builder()
-            .add_service(meta.max_decoding_message_size(16 << 20).max_encoding_message_size(16 << 20))
+            .add_service(
+                meta.max_decoding_message_size(16 << 20)
+                    .max_encoding_message_size(16 << 20),
+            )
             .add_service(nodes)
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
             .await
@@ -105,8 +108,13 @@ impl Planet {
             node_dirs.push(dir);
         }
         let key = api.keys.create("test").await.expect("creating an API key");
-        let access = Access::new(&replica.url, satellite.public(), &key.serialize(), "correct horse")
-            .expect("access grant");
+        let access = Access::new(
+            &replica.url,
+            satellite.public(),
+            &key.serialize(),
+            "correct horse",
+        )
+        .expect("access grant");
         Planet {
             store,
             satellite,

@@ -35,16 +35,27 @@ async fn objects_of_every_size_come_back_byte_for_byte() {
     p.create_bucket("sizes").await.unwrap();
     for size in [0usize, 1, 4096, 4097, 1 << 20] {
         let data = random(size);
-        assert!(round_trip(&p, "sizes", &format!("obj/{size}"), &data).await == data, "size {size}");
+        assert!(
+            round_trip(&p, "sizes", &format!("obj/{size}"), &data).await == data,
+            "size {size}"
+        );
     }
     let big = (64 << 20) + 1;
     let data = random(big);
-    assert!(round_trip(&p, "sizes", "big/64MiB+1", &data).await == data, "64 MiB + 1");
+    assert!(
+        round_trip(&p, "sizes", "big/64MiB+1", &data).await == data,
+        "64 MiB + 1"
+    );
     let listed = p.list("sizes", "obj/").await.unwrap();
     assert_eq!(listed.len(), 5);
     assert!(listed.iter().any(|l| l.key == "obj/4097" && l.size == 4097));
     // The satellite sees only encrypted keys.
-    let raw = planet.api.meta.list_objects("test", "sizes", "").await.unwrap();
+    let raw = planet
+        .api
+        .meta
+        .list_objects("test", "sizes", "")
+        .await
+        .unwrap();
     assert!(raw.iter().all(|(k, _)| !k.contains("obj")));
 }
 
@@ -60,8 +71,12 @@ async fn two_hundred_mib_round_trip() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn downloads_survive_lost_and_corrupt_pieces() {
     let mut planet = Planet::start(10).await;
+    // Every one of the 10 pieces stored (success = total): then losing any
+    // total − k = 6 nodes leaves k pieces. (With the default success of 8, the long
+    // tail's two are cancelled, and any success − k = 4 may be lost.)
     let options = Options {
         segment_size: 1 << 20,
+        success: 10,
         ..Options::default()
     };
     let p = planet.project(options).await;
@@ -77,15 +92,18 @@ async fn downloads_survive_lost_and_corrupt_pieces() {
         std::fs::write(&e, b).unwrap();
         corrupted += 1;
     }
-    // total − k = 6 nodes gone (nodes 4..10 stopped), node 0 corrupt: the pieces of
-    // the other 3 nodes plus whatever the corrupt node cannot give... so keep exactly
-    // k good ones: stop 5 others.
+    // Five more nodes stopped: exactly k = 4 good pieces are left, beside the corrupt.
     for i in 5..10 {
         planet.stop_node(i);
     }
     let mut back = Vec::new();
-    p.download("durable", "x", &mut back, &|_| {}).await.unwrap();
-    assert!(back == data, "identical with 5 nodes down and one corrupt ({corrupted} pieces)");
+    p.download("durable", "x", &mut back, &|_| {})
+        .await
+        .unwrap();
+    assert!(
+        back == data,
+        "identical with 5 nodes down and one corrupt ({corrupted} pieces)"
+    );
     // With total − k = 6 nodes down (and nothing corrupt beyond them): still identical.
     let mut planet2 = Planet::start(10).await;
     let p2 = planet2.project(options).await;
@@ -95,11 +113,16 @@ async fn downloads_survive_lost_and_corrupt_pieces() {
         planet2.stop_node(i);
     }
     let mut back = Vec::new();
-    p2.download("durable", "x", &mut back, &|_| {}).await.unwrap();
+    p2.download("durable", "x", &mut back, &|_| {})
+        .await
+        .unwrap();
     assert!(back == data, "identical with total − k nodes down");
     // One more down: fewer than k pieces, a clear error.
     planet2.stop_node(6);
-    let err = p2.download("durable", "x", &mut Vec::new(), &|_| {}).await.unwrap_err();
+    let err = p2
+        .download("durable", "x", &mut Vec::new(), &|_| {})
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("good pieces"), "{err}");
 }
 
@@ -121,13 +144,29 @@ async fn a_wrong_passphrase_gives_an_error_never_garbage() {
     let planet = Planet::start(10).await;
     let p = planet.project(Options::default()).await;
     p.create_bucket("secret").await.unwrap();
-    p.upload("secret", "note", &b"the plans"[..], &|_| {}).await.unwrap();
-    p.upload("secret", "big", &random(100_000)[..], &|_| {}).await.unwrap();
-    let wrong = Access::new(&planet.access.satellite, planet.satellite.public(), &planet.access.api_key, "wrong horse").unwrap();
+    p.upload("secret", "note", &b"the plans"[..], &|_| {})
+        .await
+        .unwrap();
+    p.upload("secret", "big", &random(100_000)[..], &|_| {})
+        .await
+        .unwrap();
+    let wrong = Access::new(
+        &planet.access.satellite,
+        planet.satellite.public(),
+        &planet.access.api_key,
+        "wrong horse",
+    )
+    .unwrap();
     let q = Project::open(wrong, Options::default()).await.unwrap();
     for key in ["note", "big"] {
-        let err = q.download("secret", key, &mut Vec::new(), &|_| {}).await.unwrap_err();
-        assert!(err.to_string().contains("wrong passphrase") || err.to_string().contains("not found"), "{err}");
+        let err = q
+            .download("secret", key, &mut Vec::new(), &|_| {})
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("wrong passphrase") || err.to_string().contains("not found"),
+            "{err}"
+        );
     }
     // Listing with the wrong key: an error too, not garbage names.
     assert!(q.list("secret", "").await.is_err());
@@ -148,9 +187,120 @@ async fn an_object_uploaded_through_one_replica_is_served_by_another() {
     let q = Project::open(access, Options::default()).await.unwrap();
     assert_eq!(q.list("shared", "a/").await.unwrap()[0].key, "a/b");
     let mut back = Vec::new();
-    q.download("shared", "a/b", &mut back, &|_| {}).await.unwrap();
+    q.download("shared", "a/b", &mut back, &|_| {})
+        .await
+        .unwrap();
     assert!(back == data);
     q.delete("shared", "a/b").await.unwrap();
     assert!(p.list("shared", "").await.unwrap().is_empty());
     p.delete_bucket("shared").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn api_key_caveats_hold_and_a_revoked_key_is_refused_by_every_replica() {
+    use orbit_satellite_api::apikey::{ApiKey, Caveat};
+    let planet = Planet::start(10).await;
+    let p = planet.project(Options::default()).await;
+    p.create_bucket("keys").await.unwrap();
+    p.upload("keys", "docs/a", &b"a"[..], &|_| {})
+        .await
+        .unwrap();
+    let full = ApiKey::parse(&planet.access.api_key).unwrap();
+    let with = |key: &ApiKey, url: &str| Access {
+        satellite: url.to_string(),
+        api_key: key.serialize(),
+        ..planet.access.clone()
+    };
+    let other = planet.another_replica().await;
+    // Read-only: reads, no writes.
+    let ro = full.restrict(Caveat::ReadOnly);
+    let q = Project::open(with(&ro, &planet.replica.url), Options::default())
+        .await
+        .unwrap();
+    q.download("keys", "docs/a", &mut Vec::new(), &|_| {})
+        .await
+        .unwrap();
+    let err = q
+        .upload("keys", "docs/b", &b"b"[..], &|_| {})
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("read-only"), "{err}");
+    // Expired.
+    let old = full.restrict(Caveat::NotAfter(1));
+    let q = Project::open(with(&old, &planet.replica.url), Options::default())
+        .await
+        .unwrap();
+    assert!(q
+        .list("keys", "")
+        .await
+        .unwrap_err()
+        .to_string()
+        .contains("expired"));
+    // A caveat cannot be dropped from a key.
+    let mut lifted = ro.clone();
+    lifted.caveats.clear();
+    let q = Project::open(with(&lifted, &planet.replica.url), Options::default())
+        .await
+        .unwrap();
+    assert!(q
+        .upload("keys", "docs/c", &b"c"[..], &|_| {})
+        .await
+        .is_err());
+    // Revoking the read-only key: refused on both replicas; the full key still works.
+    planet.api.keys.revoke(&ro).await.unwrap();
+    for url in [&planet.replica.url, &other.url] {
+        let q = Project::open(with(&ro, url), Options::default())
+            .await
+            .unwrap();
+        let err = q.list("keys", "").await.unwrap_err();
+        assert!(err.to_string().contains("revoked"), "{err}");
+        // And a key restricted from the revoked one.
+        let narrower = ro.restrict(Caveat::NotAfter(u64::MAX));
+        let q = Project::open(with(&narrower, url), Options::default())
+            .await
+            .unwrap();
+        assert!(q
+            .list("keys", "")
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("revoked"));
+        let q = Project::open(with(&full, url), Options::default())
+            .await
+            .unwrap();
+        assert_eq!(q.list("keys", "").await.unwrap().len(), 1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nodes_settle_their_orders_once() {
+    let planet = Planet::start(10).await;
+    let p = planet.project(Options::default()).await;
+    p.create_bucket("orders").await.unwrap();
+    p.upload("orders", "x", &random(50_000)[..], &|_| {})
+        .await
+        .unwrap();
+    p.download("orders", "x", &mut Vec::new(), &|_| {})
+        .await
+        .unwrap();
+    let mut settled = 0;
+    for n in planet.nodes.iter().flatten() {
+        let before = n.reporter.unsettled_count();
+        n.run_chores_once().await;
+        settled += before - n.reporter.unsettled_count();
+        assert_eq!(n.reporter.unsettled_count(), 0);
+    }
+    // 8 uploads kept (long tail cancelled) and at least 4 downloads.
+    assert!(settled >= 12, "{settled}");
+    let rows = planet.store.embedded(0);
+    use orbit_kv::Kv;
+    let count = rows
+        .range(orbit_kv::RangeRequest {
+            count_only: true,
+            ..orbit_kv::RangeRequest::prefix("/orbit/sat/settled/")
+        })
+        .await
+        .unwrap()
+        .count;
+    assert_eq!(count as usize, settled);
 }

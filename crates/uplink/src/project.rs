@@ -52,7 +52,12 @@ const ACCESS_PREFIX: &str = "orbit-access1";
 
 impl Access {
     /// A grant from a passphrase.
-    pub fn new(satellite: &str, satellite_key: PublicKey, api_key: &str, passphrase: &str) -> Result<Access, UplinkError> {
+    pub fn new(
+        satellite: &str,
+        satellite_key: PublicKey,
+        api_key: &str,
+        passphrase: &str,
+    ) -> Result<Access, UplinkError> {
         let key = orbit_satellite_api::apikey::ApiKey::parse(api_key)
             .map_err(|e| UplinkError::Other(e.to_string()))?;
         Ok(Access {
@@ -73,12 +78,12 @@ impl Access {
 
     /// Parses the text form.
     pub fn parse(s: &str) -> Result<Access, UplinkError> {
-        let hex = s
-            .trim()
-            .strip_prefix(ACCESS_PREFIX)
-            .ok_or_else(|| UplinkError::Other(format!("an access grant starts with {ACCESS_PREFIX}")))?;
+        let hex = s.trim().strip_prefix(ACCESS_PREFIX).ok_or_else(|| {
+            UplinkError::Other(format!("an access grant starts with {ACCESS_PREFIX}"))
+        })?;
         let b = orbit_identity::hex_decode(hex).map_err(UplinkError::Other)?;
-        bincode::deserialize(&b).map_err(|e| UplinkError::Other(format!("malformed access grant: {e}")))
+        bincode::deserialize(&b)
+            .map_err(|e| UplinkError::Other(format!("malformed access grant: {e}")))
     }
 }
 
@@ -184,7 +189,9 @@ impl Project {
         Ok(self
             .meta
             .clone()
-            .list_buckets(pb::ListBucketsRequest { api_key: self.key() })
+            .list_buckets(pb::ListBucketsRequest {
+                api_key: self.key(),
+            })
             .await?
             .into_inner()
             .buckets)
@@ -275,7 +282,12 @@ impl Project {
         Ok(total)
     }
 
-    async fn upload_segment(&self, stream: &[u8], index: u32, enc: Vec<u8>) -> Result<(), UplinkError> {
+    async fn upload_segment(
+        &self,
+        stream: &[u8],
+        index: u32,
+        enc: Vec<u8>,
+    ) -> Result<(), UplinkError> {
         use futures::StreamExt;
         let o = self.options;
         let pieces = erasure::encode(&enc, o.k as usize, o.total as usize)
@@ -302,7 +314,9 @@ impl Project {
             uploads.push(async move {
                 let limit = OrderLimit::decode(&l.limit).map_err(|e| e.to_string())?;
                 let key = node_key(&l.node_key)?;
-                let mut c = piece::connect(&l.address).await.map_err(|e| e.to_string())?;
+                let mut c = piece::connect(&l.address)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 let receipt = piece::upload(&mut c, &limit, data, &session, &key)
                     .await
                     .map_err(|e| e.to_string())?;
@@ -407,7 +421,10 @@ impl Project {
     }
 
     /// Fetches the fastest `k` good pieces of a segment and rebuilds it.
-    async fn fetch_pieces(&self, seg: &pb::DownloadSegmentResponse) -> Result<Vec<u8>, UplinkError> {
+    async fn fetch_pieces(
+        &self,
+        seg: &pb::DownloadSegmentResponse,
+    ) -> Result<Vec<u8>, UplinkError> {
         use futures::StreamExt;
         let rs = seg
             .redundancy
@@ -421,7 +438,9 @@ impl Project {
             let size = seg.piece_size;
             fetches.push(async move {
                 let limit = OrderLimit::decode(&l.limit).map_err(|e| e.to_string())?;
-                let mut c = piece::connect(&l.address).await.map_err(|e| e.to_string())?;
+                let mut c = piece::connect(&l.address)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 let (data, _) = piece::download(&mut c, &limit, 0, size, &session, &sat)
                     .await
                     .map_err(|e| format!("node {}: {e}", limit.node))?;
@@ -497,7 +516,8 @@ impl Project {
 
 fn node_key(b: &[u8]) -> Result<PublicKey, String> {
     Ok(PublicKey(
-        b.try_into().map_err(|_| "node key is not 32 bytes".to_string())?,
+        b.try_into()
+            .map_err(|_| "node key is not 32 bytes".to_string())?,
     ))
 }
 
