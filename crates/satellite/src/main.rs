@@ -1,5 +1,6 @@
 //! `satellite`: the orbit satellite's command line. Thin: parsing and composition.
 
+mod apikey;
 mod escrow;
 mod run;
 mod storage;
@@ -20,6 +21,11 @@ enum Command {
     Storage {
         #[command(subcommand)]
         command: storage::StorageCommand,
+    },
+    /// API keys of the storage API (operator).
+    Apikey {
+        #[command(subcommand)]
+        command: apikey::ApiKeyCommand,
     },
     /// The payments escrow ledger: deposits, claims, inspection (operator).
     Escrow {
@@ -55,6 +61,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Storage { command } => storage::run(command).await,
+        Command::Apikey { command } => apikey::run(command).await,
         Command::Escrow { command } => escrow::run(command).await,
         Command::Run { process } => run::run(process).await,
     }

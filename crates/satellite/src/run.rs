@@ -2,8 +2,11 @@
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use orbit_identity::Identity;
 use orbit_payments::{Escrow, PaymentsConfig, PaymentsService};
 use orbit_replica::{Mode, Replica, ReplicaConfig};
+use orbit_satellite_api::nodes::SelectionConfig;
+use orbit_satellite_api::service::{SatelliteApi, StorageConfig};
 use serde::Deserialize;
 use std::path::PathBuf;
 
@@ -59,6 +62,32 @@ struct SatelliteConfig {
     replica: ReplicaConfig,
     api: ApiSection,
     payments: Option<PaymentsConfig>,
+    storage: Option<StorageSection>,
+}
+
+/// The `[storage]` section: the storage network API (metainfo, nodes, orders).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StorageSection {
+    /// The satellite's identity file, relative to the data dir; created if missing.
+    #[serde(default = "default_identity")]
+    identity: PathBuf,
+    /// Seconds since its last check-in within which a node counts as online.
+    #[serde(default = "default_online_window")]
+    online_window_s: u64,
+    /// At most one node per /24 network per segment (turn off for one-machine networks).
+    #[serde(default = "default_true")]
+    distinct_networks: bool,
+}
+
+fn default_identity() -> PathBuf {
+    PathBuf::from("satellite.key")
+}
+fn default_online_window() -> u64 {
+    3600
+}
+fn default_true() -> bool {
+    true
 }
 
 impl SatelliteConfig {
@@ -75,11 +104,17 @@ impl SatelliteConfig {
             .map(|v| v.try_into::<PaymentsConfig>())
             .transpose()
             .context("[payments]")?;
+        let storage = table
+            .remove("storage")
+            .map(|v| v.try_into::<StorageSection>())
+            .transpose()
+            .context("[storage]")?;
         let replica = ReplicaConfig::parse_unchecked(&toml::to_string(&table)?)?;
         Ok(SatelliteConfig {
             replica,
             api,
             payments,
+            storage,
         })
     }
 }
@@ -98,6 +133,7 @@ async fn api(a: ApiArgs) -> anyhow::Result<()> {
         replica: mut config,
         mut api,
         payments,
+        storage,
     } = SatelliteConfig::parse(&text).with_context(|| format!("in {}", a.config.display()))?;
     if let Some(addr) = a.api_addr {
         api.addr = addr;
@@ -119,16 +155,50 @@ async fn api(a: ApiArgs) -> anyhow::Result<()> {
         .validate()
         .with_context(|| format!("in {}", a.config.display()))?;
     let replica = Replica::start(config).await?;
-    if let Some(p) = payments {
+    let payments = payments.map(|p| {
+        let escrow = Escrow::new(replica.kv(), p.escrow);
+        PaymentsService::new(escrow, p).server()
+    });
+    let storage = match storage {
+        Some(st) => {
+            let path = replica.config().data_dir.join(&st.identity);
+            let identity = Identity::load_or_create(&path)
+                .with_context(|| format!("satellite identity {}", path.display()))?;
+            println!(
+                "satellite {} (key {})",
+                identity.id(),
+                orbit_identity::hex_encode(&identity.public().0)
+            );
+            let sat = SatelliteApi::new(
+                replica.kv(),
+                identity,
+                SelectionConfig {
+                    online_window_s: st.online_window_s,
+                    distinct_networks: st.distinct_networks,
+                    ..SelectionConfig::default()
+                },
+                StorageConfig::default(),
+            );
+            Some((
+                sat.metainfo_server()
+                    .max_decoding_message_size(16 << 20)
+                    .max_encoding_message_size(16 << 20),
+                sat.nodes_server(),
+            ))
+        }
+        None => None,
+    };
+    if payments.is_some() || storage.is_some() {
         let listener = tokio::net::TcpListener::bind(&api.addr)
             .await
             .with_context(|| format!("API address {}", api.addr))?;
-        println!("payments API on http://{}", listener.local_addr()?);
-        let escrow = Escrow::new(replica.kv(), p.escrow);
-        let service = PaymentsService::new(escrow, p).server();
+        println!("API on http://{}", listener.local_addr()?);
+        let (meta, nodes) = storage.unzip();
         tokio::spawn(async move {
             if let Err(e) = tonic::transport::Server::builder()
-                .add_service(service)
+                .add_optional_service(payments)
+                .add_optional_service(meta)
+                .add_optional_service(nodes)
                 .serve_with_incoming(orbit_store::no_delay(listener))
                 .await
             {

@@ -34,6 +34,51 @@ enum Command {
         #[arg(long)]
         amount: u64,
     },
+    /// Access grants: satellite, API key and encryption key in one string.
+    Access {
+        #[command(subcommand)]
+        command: AccessCommand,
+    },
+    /// Make a bucket: `uplink mb orbit://bucket`.
+    Mb {
+        /// The bucket.
+        bucket: String,
+        #[command(flatten)]
+        access: AccessArg,
+    },
+    /// Remove an empty bucket: `uplink rb orbit://bucket`.
+    Rb {
+        /// The bucket.
+        bucket: String,
+        #[command(flatten)]
+        access: AccessArg,
+    },
+    /// List buckets, or objects: `uplink ls [orbit://bucket[/prefix]]`.
+    Ls {
+        /// What to list.
+        path: Option<String>,
+        #[command(flatten)]
+        access: AccessArg,
+    },
+    /// Copy a file to an object or an object to a file.
+    Cp {
+        /// Source: a local path or orbit://bucket/key.
+        src: String,
+        /// Destination: orbit://bucket/key or a local path.
+        dst: String,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+        #[command(flatten)]
+        access: AccessArg,
+    },
+    /// Remove an object: `uplink rm orbit://bucket/key`.
+    Rm {
+        /// The object.
+        path: String,
+        #[command(flatten)]
+        access: AccessArg,
+    },
     /// Payment channels to a satellite.
     Channel {
         #[command(subcommand)]
@@ -53,6 +98,176 @@ enum KeyCommand {
         #[command(flatten)]
         key: KeyArg,
     },
+}
+
+#[derive(Subcommand)]
+enum AccessCommand {
+    /// Make a grant from an API key and a passphrase; prints it.
+    Create {
+        /// The satellite's API URL.
+        #[arg(long, env = "ORBIT_SATELLITE")]
+        satellite: String,
+        /// The satellite's public key (hex).
+        #[arg(long)]
+        satellite_key: String,
+        /// The API key.
+        #[arg(long, env = "ORBIT_API_KEY")]
+        api_key: String,
+        /// The encryption passphrase (read from ORBIT_PASSPHRASE if not given).
+        #[arg(long, env = "ORBIT_PASSPHRASE")]
+        passphrase: String,
+    },
+}
+
+#[derive(Args)]
+struct AccessArg {
+    /// The access grant (see `uplink access create`).
+    #[arg(long, env = "ORBIT_ACCESS")]
+    access: String,
+}
+
+impl AccessArg {
+    async fn project(&self) -> anyhow::Result<crate::project::Project> {
+        let access = crate::project::Access::parse(&self.access)?;
+        Ok(crate::project::Project::open(access, crate::project::Options::default()).await?)
+    }
+}
+
+/// Splits `orbit://bucket/key` into bucket and key (key may be empty).
+fn object_path(p: &str) -> Option<(String, String)> {
+    let rest = p.strip_prefix("orbit://")?;
+    let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+    (!bucket.is_empty()).then(|| (bucket.to_string(), key.to_string()))
+}
+
+fn bar(len: u64, quiet: bool) -> indicatif::ProgressBar {
+    if quiet {
+        return indicatif::ProgressBar::hidden();
+    }
+    let b = indicatif::ProgressBar::with_draw_target(
+        Some(len),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    b.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+        )
+        .expect("a valid template"),
+    );
+    b
+}
+
+async fn objects(c: Command, out: &mut dyn Write) -> anyhow::Result<()> {
+    let need = |p: &str| {
+        object_path(p).ok_or_else(|| anyhow::anyhow!("{p:?} is not orbit://bucket[/key]"))
+    };
+    match c {
+        Command::Access {
+            command:
+                AccessCommand::Create {
+                    satellite,
+                    satellite_key,
+                    api_key,
+                    passphrase,
+                },
+        } => {
+            let key = orbit_identity::hex_decode(&satellite_key).map_err(anyhow::Error::msg)?;
+            let key = orbit_identity::PublicKey(
+                key.try_into()
+                    .map_err(|_| anyhow::anyhow!("the satellite key is 32 bytes of hex"))?,
+            );
+            let a = crate::project::Access::new(&satellite, key, &api_key, &passphrase)?;
+            writeln!(out, "{}", a.serialize())?;
+        }
+        Command::Mb { bucket, access } => {
+            let (b, _) = need(&bucket)?;
+            access.project().await?.create_bucket(&b).await?;
+            writeln!(out, "bucket {b} created")?;
+        }
+        Command::Rb { bucket, access } => {
+            let (b, _) = need(&bucket)?;
+            access.project().await?.delete_bucket(&b).await?;
+            writeln!(out, "bucket {b} removed")?;
+        }
+        Command::Ls { path, access } => {
+            let p = access.project().await?;
+            match path {
+                None => {
+                    for b in p.list_buckets().await? {
+                        writeln!(out, "BKT orbit://{b}")?;
+                    }
+                }
+                Some(path) => {
+                    let (b, prefix) = need(&path)?;
+                    for o in p.list(&b, &prefix).await? {
+                        writeln!(out, "OBJ {:>12} {}", o.size, o.key)?;
+                    }
+                }
+            }
+        }
+        Command::Cp {
+            src,
+            dst,
+            quiet,
+            access,
+        } => {
+            let p = access.project().await?;
+            match (object_path(&src), object_path(&dst)) {
+                (None, Some((b, k))) => {
+                    let k = if k.is_empty() || k.ends_with('/') {
+                        let name = std::path::Path::new(&src)
+                            .file_name()
+                            .ok_or_else(|| anyhow::anyhow!("{src} has no file name"))?;
+                        format!("{k}{}", name.to_string_lossy())
+                    } else {
+                        k
+                    };
+                    let file = tokio::fs::File::open(&src).await?;
+                    let len = file.metadata().await?.len();
+                    let pb = bar(len, quiet);
+                    let n = p
+                        .upload(&b, &k, tokio::io::BufReader::new(file), &|d| {
+                            pb.set_position(d)
+                        })
+                        .await?;
+                    pb.finish_and_clear();
+                    writeln!(out, "uploaded {n} bytes to orbit://{b}/{k}")?;
+                }
+                (Some((b, k)), None) => {
+                    let listed = p.list(&b, &k).await?;
+                    let len = listed.iter().find(|o| o.key == k).map_or(0, |o| o.size);
+                    let tmp = format!("{dst}.part");
+                    let file = tokio::fs::File::create(&tmp).await?;
+                    let pb = bar(len, quiet);
+                    let n = p
+                        .download(&b, &k, tokio::io::BufWriter::new(file), &|d| {
+                            pb.set_position(d)
+                        })
+                        .await;
+                    pb.finish_and_clear();
+                    match n {
+                        Ok(n) => {
+                            // Only a complete, verified download takes the name.
+                            tokio::fs::rename(&tmp, &dst).await?;
+                            writeln!(out, "downloaded {n} bytes to {dst}")?;
+                        }
+                        Err(e) => {
+                            let _ = tokio::fs::remove_file(&tmp).await;
+                            return Err(e.into());
+                        }
+                    }
+                }
+                _ => anyhow::bail!("copy a local file to orbit://bucket/key, or the other way"),
+            }
+        }
+        Command::Rm { path, access } => {
+            let (b, k) = need(&path)?;
+            access.project().await?.delete(&b, &k).await?;
+            writeln!(out, "removed orbit://{b}/{k}")?;
+        }
+        _ => unreachable!("only object commands come here"),
+    }
+    Ok(())
 }
 
 #[derive(Args)]
@@ -177,6 +392,7 @@ where
             show_account(out, &p, &a)?;
         }
         Command::Channel { command } => channel(command, out).await?,
+        other => objects(other, out).await?,
     }
     Ok(())
 }

@@ -1,0 +1,95 @@
+//! `storagenode`: set up and run an orbit storage node. Thin: the work is in
+//! [`storagenode::node`].
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use storagenode::node::{Node, NodeConfig};
+
+/// orbit storage node.
+#[derive(Parser)]
+#[command(name = "storagenode", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a node's directory: its identity (0600) and `storagenode.toml`.
+    Setup {
+        /// The node's directory.
+        #[arg(long, env = "ORBIT_NODE_DIR")]
+        dir: PathBuf,
+        /// The satellite's API URL.
+        #[arg(long)]
+        satellite_url: String,
+        /// The satellite's public key (hex; `satellite run api` prints it).
+        #[arg(long)]
+        satellite_key: String,
+        /// Bytes of pieces to store.
+        #[arg(long, default_value_t = 10 << 30)]
+        capacity: u64,
+        /// Where to listen.
+        #[arg(long, default_value = "127.0.0.1:7779")]
+        listen: String,
+        /// Seconds between check-ins.
+        #[arg(long, default_value_t = 60)]
+        check_in_s: u64,
+    },
+    /// Run the node set up in a directory.
+    Run {
+        /// The node's directory.
+        #[arg(long, env = "ORBIT_NODE_DIR")]
+        dir: PathBuf,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ORBIT_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    match Cli::parse().command {
+        Command::Setup {
+            dir,
+            satellite_url,
+            satellite_key,
+            capacity,
+            listen,
+            check_in_s,
+        } => {
+            std::fs::create_dir_all(&dir)?;
+            let id = orbit_identity::Identity::load_or_create(&dir.join("identity.key"))?;
+            let config = format!(
+                "dir = {dir:?}\nlisten = {listen:?}\ncapacity = {capacity}\ncheck_in_s = {check_in_s}\n\n[[satellite]]\nurl = {satellite_url:?}\nkey = {satellite_key:?}\n",
+                dir = dir.display().to_string()
+            );
+            let path = dir.join("storagenode.toml");
+            std::fs::write(&path, config)?;
+            println!("node {} set up in {}", id.id(), dir.display());
+        }
+        Command::Run { dir } => {
+            let path = dir.join("storagenode.toml");
+            let text = std::fs::read_to_string(&path).with_context(|| {
+                format!("reading {} (run storagenode setup first)", path.display())
+            })?;
+            let config: NodeConfig =
+                toml::from_str(&text).with_context(|| format!("in {}", path.display()))?;
+            let node = Node::start(config).await?;
+            println!("node {} serving pieces on {}", node.identity.id(), node.url);
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            tokio::select! {
+                r = tokio::signal::ctrl_c() => r?,
+                _ = term.recv() => {}
+            }
+        }
+    }
+    Ok(())
+}
