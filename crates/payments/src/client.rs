@@ -270,6 +270,22 @@ impl Payer {
         ))
     }
 
+    /// Records that the satellite accepted `p` (sent inside some other request).
+    pub fn accepted(&self, p: &Payment) {
+        self.known
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(p.channel_id, (p.nonce, p.amount));
+    }
+
+    /// Forgets what it knows of a channel: the next payment reads its state first.
+    pub fn forget(&self, channel_id: u64) {
+        self.known
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&channel_id);
+    }
+
     /// Sends a payment for one request of `kind`.
     pub async fn send(&self, kind: &str, p: &Payment) -> Result<Channel, ClientError> {
         let r = self

@@ -99,6 +99,24 @@ impl Payment {
         }
     }
 
+    /// Its encoding for carrying inside other requests (format version byte, JSON).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![1u8];
+        out.extend(serde_json::to_vec(self).expect("payments serialize"));
+        out
+    }
+
+    /// Decodes [`Payment::encode`]'s output.
+    pub fn decode(b: &[u8]) -> Result<Payment, String> {
+        match b.split_first() {
+            Some((1, rest)) => {
+                serde_json::from_slice(rest).map_err(|e| format!("malformed payment: {e}"))
+            }
+            Some((v, _)) => Err(format!("payment format version {v}, this build reads 1")),
+            None => Err("empty payment".into()),
+        }
+    }
+
     /// Who signed it.
     pub fn signer(&self, escrow: &Address) -> Result<Address, SignatureError> {
         recover_signer(

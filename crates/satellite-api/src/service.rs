@@ -33,9 +33,23 @@ impl Default for StorageConfig {
     }
 }
 
+/// What the satellite charges for, through payment channels.
+#[derive(Clone)]
+pub struct Charges {
+    /// The escrow ledger.
+    pub escrow: orbit_payments::Escrow,
+    /// Price by request kind (`upload_segment`, `download_segment`); kinds not listed
+    /// are free.
+    pub prices: std::collections::BTreeMap<String, u64>,
+    /// Channels expiring within this many seconds take no payments.
+    pub expiry_threshold_s: u64,
+}
+
 /// The storage API of one satellite replica.
 #[derive(Clone)]
 pub struct SatelliteApi {
+    /// Payments for paid requests, if the satellite charges.
+    pub charges: Option<Charges>,
     /// API keys.
     pub keys: ApiKeys,
     /// Node table.
@@ -90,6 +104,7 @@ impl SatelliteApi {
         config: StorageConfig,
     ) -> SatelliteApi {
         SatelliteApi {
+            charges: None,
             keys: ApiKeys::new(kv.clone()),
             nodes: Nodes::new(kv.clone(), selection),
             orders: Orders::new(kv.clone(), identity, 3600),
@@ -106,6 +121,28 @@ impl SatelliteApi {
     /// The Metainfo service.
     pub fn metainfo_server(&self) -> pb::metainfo_server::MetainfoServer<SatelliteApi> {
         pb::metainfo_server::MetainfoServer::new(self.clone())
+    }
+
+    /// Takes the payment for one request of `kind`, if the satellite charges for it.
+    async fn charge(&self, kind: &str, payment: &[u8]) -> Result<(), Status> {
+        let Some(c) = &self.charges else {
+            return Ok(());
+        };
+        let Some(&price) = c.prices.get(kind) else {
+            return Ok(());
+        };
+        if payment.is_empty() {
+            return Err(ApiError::Precondition(format!(
+                "payment required: {kind} costs {price}; pay through a payment channel"
+            ))
+            .into());
+        }
+        let p = orbit_payments::Payment::decode(payment).map_err(ApiError::Invalid)?;
+        c.escrow
+            .pay(&p, price, unix_now(), c.expiry_threshold_s)
+            .await
+            .map_err(Status::from)?;
+        Ok(())
     }
 
     async fn auth(
@@ -314,6 +351,8 @@ impl pb::metainfo_server::Metainfo for SatelliteApi {
             .nodes
             .select(rs.total as usize, r.piece_size, now)
             .await?;
+        // Charged once the request is known to be servable.
+        self.charge("upload_segment", &r.payment).await?;
         let root = PieceId::random();
         let limits = nodes
             .iter()
@@ -399,6 +438,7 @@ impl pb::metainfo_server::Metainfo for SatelliteApi {
             return Ok(Response::new(resp));
         }
         let uplink = public_key(&r.uplink_key, "uplink key")?;
+        self.charge("download_segment", &r.payment).await?;
         let now = unix_now();
         for (number, node) in &seg.pieces {
             let Some(rec) = self.nodes.get(node).await? else {

@@ -6,7 +6,7 @@ use orbit_identity::Identity;
 use orbit_payments::{Escrow, PaymentsConfig, PaymentsService};
 use orbit_replica::{Mode, Replica, ReplicaConfig};
 use orbit_satellite_api::nodes::SelectionConfig;
-use orbit_satellite_api::service::{SatelliteApi, StorageConfig};
+use orbit_satellite_api::service::{Charges, SatelliteApi, StorageConfig};
 use serde::Deserialize;
 use std::path::PathBuf;
 
@@ -155,6 +155,12 @@ async fn api(a: ApiArgs) -> anyhow::Result<()> {
         .validate()
         .with_context(|| format!("in {}", a.config.display()))?;
     let replica = Replica::start(config).await?;
+    // Paid storage requests are validated on the same ledger as the payments API.
+    let charges = payments.as_ref().map(|p| Charges {
+        escrow: Escrow::new(replica.kv(), p.escrow),
+        prices: p.prices.clone(),
+        expiry_threshold_s: p.expiry_threshold_s,
+    });
     let payments = payments.map(|p| {
         let escrow = Escrow::new(replica.kv(), p.escrow);
         PaymentsService::new(escrow, p).server()
@@ -169,7 +175,7 @@ async fn api(a: ApiArgs) -> anyhow::Result<()> {
                 identity.id(),
                 orbit_identity::hex_encode(&identity.public().0)
             );
-            let sat = SatelliteApi::new(
+            let mut sat = SatelliteApi::new(
                 replica.kv(),
                 identity,
                 SelectionConfig {
@@ -179,6 +185,7 @@ async fn api(a: ApiArgs) -> anyhow::Result<()> {
                 },
                 StorageConfig::default(),
             );
+            sat.charges = charges;
             Some((
                 sat.metainfo_server()
                     .max_decoding_message_size(16 << 20)

@@ -5,7 +5,7 @@
 use orbit_identity::Identity;
 use orbit_kv::Kv;
 use orbit_satellite_api::nodes::SelectionConfig;
-use orbit_satellite_api::service::{SatelliteApi, StorageConfig};
+use orbit_satellite_api::service::{Charges, SatelliteApi, StorageConfig};
 use orbit_testkit::{OrbitCluster, Timings};
 use std::sync::Arc;
 use storagenode::node::{Node, NodeConfig, TrustedSatellite};
@@ -45,8 +45,23 @@ pub struct Planet {
     pub access: Access,
 }
 
-/// Serves the satellite API `api` on a free port.
+/// Serves the satellite API `api` on a free port (with the payments API when it
+/// charges).
 pub async fn serve(api: &SatelliteApi) -> ApiReplica {
+    let payments = api.charges.as_ref().map(|c| {
+        orbit_payments::PaymentsService::new(
+            c.escrow.clone(),
+            orbit_payments::PaymentsConfig {
+                escrow: c.escrow.address(),
+                recipient: orbit_payments::Wallet::random().address(),
+                group_id: [0; 32],
+                expiry_threshold_s: c.expiry_threshold_s,
+                request_skew_s: 300,
+                prices: c.prices.clone(),
+            },
+        )
+        .server()
+    });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("binding the API");
@@ -59,6 +74,7 @@ pub async fn serve(api: &SatelliteApi) -> ApiReplica {
                     .max_encoding_message_size(16 << 20),
             )
             .add_service(nodes)
+            .add_optional_service(payments)
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
             .await
             .expect("API server");
@@ -71,12 +87,33 @@ impl Planet {
     pub async fn start(n: usize) -> Planet {
         let store = OrbitCluster::start(1, Timings::FAST).await;
         let kv: Arc<dyn Kv> = Arc::new(store.embedded(0));
-        Self::on(store, kv, n).await
+        Self::on(store, kv, n, None).await
     }
 
-    async fn on(store: OrbitCluster, kv: Arc<dyn Kv>, n: usize) -> Planet {
+    /// Like [`Planet::start`], charging `prices` (by request kind) through payment
+    /// channels on a fresh escrow.
+    pub async fn start_paid(n: usize, prices: &[(&str, u64)]) -> Planet {
+        let store = OrbitCluster::start(1, Timings::FAST).await;
+        let kv: Arc<dyn Kv> = Arc::new(store.embedded(0));
+        let charges = Charges {
+            escrow: orbit_payments::Escrow::new(
+                kv.clone(),
+                orbit_payments::Wallet::random().address(),
+            ),
+            prices: prices.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            expiry_threshold_s: 60,
+        };
+        Self::on(store, kv, n, Some(charges)).await
+    }
+
+    async fn on(
+        store: OrbitCluster,
+        kv: Arc<dyn Kv>,
+        n: usize,
+        charges: Option<Charges>,
+    ) -> Planet {
         let satellite = Identity::generate();
-        let api = SatelliteApi::new(
+        let mut api = SatelliteApi::new(
             kv,
             satellite.clone(),
             // Every node is on 127.0.0.1: one per /24 would allow only one.
@@ -86,6 +123,7 @@ impl Planet {
             },
             StorageConfig::default(),
         );
+        api.charges = charges;
         let replica = serve(&api).await;
         let mut nodes = Vec::new();
         let mut node_dirs = Vec::new();
@@ -145,7 +183,7 @@ impl Planet {
 
     /// Another API replica on the same store.
     pub async fn another_replica(&self) -> ApiReplica {
-        let api = SatelliteApi::new(
+        let mut api = SatelliteApi::new(
             Arc::new(self.store.embedded(0)),
             self.satellite.clone(),
             SelectionConfig {
@@ -154,6 +192,7 @@ impl Planet {
             },
             StorageConfig::default(),
         );
+        api.charges = self.api.charges.clone();
         serve(&api).await
     }
 }

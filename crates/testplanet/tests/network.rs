@@ -304,3 +304,54 @@ async fn nodes_settle_their_orders_once() {
         .count;
     assert_eq!(count as usize, settled);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn paid_requests_are_paid_through_a_payment_channel() {
+    use orbit_payments::{Payer, Wallet};
+    let planet = Planet::start_paid(10, &[("upload_segment", 7), ("download_segment", 3)]).await;
+    let charges = planet.api.charges.clone().unwrap();
+    let user = Wallet::random();
+    charges
+        .escrow
+        .deposit(&user.address(), 10_000)
+        .await
+        .unwrap();
+    let payer = std::sync::Arc::new(Payer::connect(&planet.replica.url, user).await.unwrap());
+    let ch = payer
+        .open(1_000, orbit_payments::api::unix_now() + 3600, None)
+        .await
+        .unwrap();
+    let options = Options {
+        segment_size: 1 << 20,
+        ..Options::default()
+    };
+    // Without paying: refused, with a message saying why.
+    let free = planet.project(options).await;
+    free.create_bucket("paid").await.unwrap();
+    let err = free
+        .upload("paid", "x", &random(100_000)[..], &|_| {})
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("payment required"), "{err}");
+    // Paying: 3 segments up (7 each), 3 down (3 each).
+    let p = planet
+        .project(options)
+        .await
+        .with_payments(payer.clone(), ch.id);
+    let data = random(3 << 20);
+    p.upload("paid", "x", &data[..], &|_| {}).await.unwrap();
+    let mut back = Vec::new();
+    p.download("paid", "x", &mut back, &|_| {}).await.unwrap();
+    assert!(back == data);
+    assert_eq!(
+        charges.escrow.channel(ch.id).await.unwrap().authorized,
+        3 * 7 + 3 * 3
+    );
+    // A claim moves the channel's nonce behind the uplink's back: it catches up.
+    charges.escrow.start_claim(ch.id).await.unwrap().unwrap();
+    p.download("paid", "x", &mut Vec::new(), &|_| {})
+        .await
+        .unwrap();
+    let after = charges.escrow.channel(ch.id).await.unwrap();
+    assert_eq!((after.nonce, after.authorized), (1, 3 * 3));
+}

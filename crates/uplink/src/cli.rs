@@ -124,12 +124,26 @@ struct AccessArg {
     /// The access grant (see `uplink access create`).
     #[arg(long, env = "ORBIT_ACCESS")]
     access: String,
+    /// Pay for paid requests on this payment channel (see `uplink channel open`).
+    #[arg(long, env = "ORBIT_PAY_CHANNEL")]
+    pay_channel: Option<u64>,
+    /// The key that signs payments.
+    #[arg(long, env = "ORBIT_KEY", default_value = "uplink.key")]
+    key: PathBuf,
 }
 
 impl AccessArg {
     async fn project(&self) -> anyhow::Result<crate::project::Project> {
         let access = crate::project::Access::parse(&self.access)?;
-        Ok(crate::project::Project::open(access, crate::project::Options::default()).await?)
+        let url = access.satellite.clone();
+        let p = crate::project::Project::open(access, crate::project::Options::default()).await?;
+        Ok(match self.pay_channel {
+            Some(ch) => {
+                let payer = Payer::connect(&url, keyfile::load(&self.key)?).await?;
+                p.with_payments(std::sync::Arc::new(payer), ch)
+            }
+            None => p,
+        })
     }
 }
 

@@ -135,6 +135,8 @@ pub struct Project {
     options: Options,
     /// This session's key for orders and piece hashes.
     session: Identity,
+    /// Pays for paid requests: a payer and its channel.
+    payer: Option<(std::sync::Arc<orbit_payments::Payer>, u64)>,
 }
 
 impl Project {
@@ -153,7 +155,50 @@ impl Project {
                 .max_encoding_message_size(16 << 20),
             options,
             session: Identity::generate(),
+            payer: None,
         })
+    }
+
+    /// Pays for the satellite's paid requests (segment uploads and downloads) on
+    /// `channel` through `payer`.
+    pub fn with_payments(
+        mut self,
+        payer: std::sync::Arc<orbit_payments::Payer>,
+        channel: u64,
+    ) -> Project {
+        self.payer = Some((payer, channel));
+        self
+    }
+
+    /// Makes a request of `kind`, paying for it if the satellite charges for that kind:
+    /// `call` gets the encoded payment (empty when free). If the satellite's channel
+    /// state moved on (a claim advanced the nonce), reads it and pays once more.
+    async fn paid<T, F, Fut>(&self, kind: &str, call: F) -> Result<T, UplinkError>
+    where
+        F: Fn(Vec<u8>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+    {
+        let Some((payer, channel)) = &self.payer else {
+            return Ok(call(Vec::new()).await?);
+        };
+        if !payer.info().prices.contains_key(kind) {
+            return Ok(call(Vec::new()).await?);
+        }
+        for attempt in 0..2 {
+            let p = payer
+                .next_payment(*channel, kind)
+                .await
+                .map_err(|e| UplinkError::Other(format!("payment: {e}")))?;
+            match call(p.encode()).await {
+                Ok(v) => {
+                    payer.accepted(&p);
+                    return Ok(v);
+                }
+                Err(s) if attempt == 0 && stale_channel(&s) => payer.forget(*channel),
+                Err(s) => return Err(s.into()),
+            }
+        }
+        unreachable!("the second attempt returns")
     }
 
     fn key(&self) -> String {
@@ -294,15 +339,18 @@ impl Project {
             .map_err(|e| UplinkError::Other(e.to_string()))?;
         let piece_size = pieces[0].len() as u64;
         let begun = self
-            .meta
-            .clone()
-            .begin_segment(pb::BeginSegmentRequest {
-                api_key: self.key(),
-                stream_id: stream.to_vec(),
-                index,
-                redundancy: Some(self.rs()),
-                piece_size,
-                uplink_key: self.session.public().0.to_vec(),
+            .paid("upload_segment", |payment| {
+                let mut meta = self.meta.clone();
+                let req = pb::BeginSegmentRequest {
+                    api_key: self.key(),
+                    stream_id: stream.to_vec(),
+                    index,
+                    redundancy: Some(self.rs()),
+                    piece_size,
+                    uplink_key: self.session.public().0.to_vec(),
+                    payment,
+                };
+                async move { meta.begin_segment(req).await }
             })
             .await?
             .into_inner();
@@ -389,14 +437,17 @@ impl Project {
         let mut written = 0u64;
         for s in &segments {
             let seg = self
-                .meta
-                .clone()
-                .download_segment(pb::DownloadSegmentRequest {
-                    api_key: self.key(),
-                    bucket: bucket.into(),
-                    key: enc_key.clone(),
-                    index: s.index,
-                    uplink_key: self.session.public().0.to_vec(),
+                .paid("download_segment", |payment| {
+                    let mut meta = self.meta.clone();
+                    let req = pb::DownloadSegmentRequest {
+                        api_key: self.key(),
+                        bucket: bucket.into(),
+                        key: enc_key.clone(),
+                        index: s.index,
+                        uplink_key: self.session.public().0.to_vec(),
+                        payment,
+                    };
+                    async move { meta.download_segment(req).await }
                 })
                 .await?
                 .into_inner();
@@ -512,6 +563,16 @@ impl Project {
             .await?;
         Ok(())
     }
+}
+
+/// Whether a refusal says the client's idea of its channel is out of date.
+fn stale_channel(s: &tonic::Status) -> bool {
+    matches!(
+        s.metadata()
+            .get(orbit_payments::api::REASON)
+            .and_then(|v| v.to_str().ok()),
+        Some("incorrect-nonce" | "wrong-amount")
+    )
 }
 
 fn node_key(b: &[u8]) -> Result<PublicKey, String> {
