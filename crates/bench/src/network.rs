@@ -1,0 +1,129 @@
+//! `network-bench`: upload and download MB/s of one large object through a network of
+//! ten storage nodes on loopback (testplanet: a satellite API on a real store member,
+//! real piece files), and in the same run the physical limits of this machine for
+//! the same bytes — Reed-Solomon encoding and decoding alone, encryption alone, and
+//! writing the bytes to disk — as a table of ratios.
+
+use clap::Parser;
+use orbit_testplanet::Planet;
+use std::io::Write;
+use std::time::Instant;
+use uplink::project::Options;
+use uplink::{crypt, erasure};
+
+/// Network throughput against the machine's limits.
+#[derive(Parser)]
+struct Args {
+    /// Object size, MiB.
+    #[arg(long, default_value_t = 1024)]
+    mib: usize,
+    /// Storage nodes.
+    #[arg(long, default_value_t = 10)]
+    nodes: usize,
+}
+
+fn mbps(bytes: usize, secs: f64) -> f64 {
+    bytes as f64 / (1 << 20) as f64 / secs
+}
+
+fn random(n: usize) -> Vec<u8> {
+    let mut v = vec![0u8; n];
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for chunk in v.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let b = x.to_le_bytes();
+        chunk.copy_from_slice(&b[..chunk.len()]);
+    }
+    v
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let o = Options::default();
+    let size = args.mib << 20;
+    let data = random(size);
+    let seg = o.segment_size;
+
+    // The limits, each over the same bytes in the same segments.
+    let t = Instant::now();
+    let key = [7u8; 32];
+    let enc: Vec<Vec<u8>> = data
+        .chunks(seg)
+        .enumerate()
+        .map(|(i, c)| crypt::encrypt_segment(&key, i as u32, c))
+        .collect();
+    let encrypt = mbps(size, t.elapsed().as_secs_f64());
+    let t = Instant::now();
+    let pieces: Vec<Vec<Vec<u8>>> = enc
+        .iter()
+        .map(|e| erasure::encode(e, o.k as usize, o.total as usize).expect("encode"))
+        .collect();
+    let rs_encode = mbps(size, t.elapsed().as_secs_f64());
+    let t = Instant::now();
+    for (e, p) in enc.iter().zip(&pieces) {
+        // The worst case: only recovery pieces (every original rebuilt).
+        let chosen: Vec<(usize, Vec<u8>)> = (o.total as usize - o.k as usize..o.total as usize)
+            .map(|n| (n, p[n].clone()))
+            .collect();
+        let back = erasure::decode(&chosen, o.k as usize, o.total as usize, e.len()).expect("decode");
+        assert_eq!(back.len(), e.len());
+    }
+    let rs_decode = mbps(size, t.elapsed().as_secs_f64());
+    drop(pieces);
+    drop(enc);
+    let dir = tempfile::tempdir()?;
+    let t = Instant::now();
+    {
+        let mut f = std::fs::File::create(dir.path().join("limit.bin"))?;
+        for c in data.chunks(seg) {
+            f.write_all(c)?;
+        }
+        f.sync_all()?;
+    }
+    let disk = mbps(size, t.elapsed().as_secs_f64());
+    std::fs::remove_file(dir.path().join("limit.bin"))?;
+
+    eprintln!("starting a network of {} nodes", args.nodes);
+    let planet = Planet::start(args.nodes).await;
+    let p = planet.project(o).await;
+    p.create_bucket("bench").await?;
+    let t = Instant::now();
+    p.upload("bench", "object", &data[..], &|_| {}).await?;
+    let upload = mbps(size, t.elapsed().as_secs_f64());
+    let t = Instant::now();
+    let n = p.download("bench", "object", tokio::io::sink(), &|_| {}).await?;
+    let download = mbps(size, t.elapsed().as_secs_f64());
+    anyhow::ensure!(n as usize == size, "downloaded {n} bytes of {size}");
+
+    let slowest = [encrypt, rs_encode, rs_decode, disk]
+        .into_iter()
+        .fold(f64::MAX, f64::min);
+    println!("| what | MB/s | vs slowest limit |");
+    println!("|---|---:|---:|");
+    for (what, v) in [
+        ("upload through the network", upload),
+        ("download through the network", download),
+        ("limit: AES-256-GCM encryption alone", encrypt),
+        ("limit: Reed-Solomon encode alone", rs_encode),
+        ("limit: Reed-Solomon decode alone (recovery pieces only)", rs_decode),
+        ("limit: writing the bytes to disk (fsync)", disk),
+    ] {
+        println!("| {what} | {v:.0} | {:.2}x |", v / slowest);
+    }
+    println!();
+    println!(
+        "One {} MiB object, {}/{}/{}/{} Reed-Solomon, {} MiB segments, {} storage nodes in one process on loopback (each piece fsynced on its node before the node answers), one 2-core machine. Upload writes {}x the object to the nodes' disks before the long tail is cancelled.",
+        args.mib,
+        o.k,
+        o.repair,
+        o.success,
+        o.total,
+        o.segment_size >> 20,
+        args.nodes,
+        o.success as f64 / o.k as f64
+    );
+    Ok(())
+}
