@@ -41,7 +41,8 @@ pub fn encode(data: &[u8], k: usize, total: usize) -> Result<Vec<Vec<u8>>, Erasu
         return Ok(pieces);
     }
     let mut recovery: Vec<Vec<u8>> = (0..m).map(|_| Vec::with_capacity(size)).collect();
-    let mut enc = reed_solomon_simd::ReedSolomonEncoder::new(k, m, STRIPE.min(size)).map_err(err)?;
+    let mut enc =
+        reed_solomon_simd::ReedSolomonEncoder::new(k, m, STRIPE.min(size)).map_err(err)?;
     let mut at = 0;
     while at < size {
         let len = STRIPE.min(size - at);
@@ -60,7 +61,12 @@ pub fn encode(data: &[u8], k: usize, total: usize) -> Result<Vec<Vec<u8>>, Erasu
 }
 
 /// Rebuilds the original `len` bytes from any `k` pieces of `total` (by number).
-pub fn decode(pieces: &[(usize, Vec<u8>)], k: usize, total: usize, len: usize) -> Result<Vec<u8>, ErasureError> {
+pub fn decode(
+    pieces: &[(usize, Vec<u8>)],
+    k: usize,
+    total: usize,
+    len: usize,
+) -> Result<Vec<u8>, ErasureError> {
     let err = |e: reed_solomon_simd::Error| ErasureError(e.to_string());
     let size = pieces.first().map_or(0, |(_, p)| p.len());
     if pieces.iter().any(|(n, p)| p.len() != size || *n >= total) {
@@ -76,7 +82,8 @@ pub fn decode(pieces: &[(usize, Vec<u8>)], k: usize, total: usize, len: usize) -
     let mut restored: Vec<Vec<u8>> = missing.iter().map(|_| Vec::with_capacity(size)).collect();
     if !missing.is_empty() {
         let m = total - k;
-        let mut dec = reed_solomon_simd::ReedSolomonDecoder::new(k, m, STRIPE.min(size).max(2)).map_err(err)?;
+        let mut dec = reed_solomon_simd::ReedSolomonDecoder::new(k, m, STRIPE.min(size).max(2))
+            .map_err(err)?;
         let mut at = 0;
         while at < size {
             let l = STRIPE.min(size - at);
@@ -85,11 +92,13 @@ pub fn decode(pieces: &[(usize, Vec<u8>)], k: usize, total: usize, len: usize) -
                 if *n < k {
                     dec.add_original_shard(*n, &p[at..at + l]).map_err(err)?;
                 } else {
-                    dec.add_recovery_shard(*n - k, &p[at..at + l]).map_err(err)?;
+                    dec.add_recovery_shard(*n - k, &p[at..at + l])
+                        .map_err(err)?;
                 }
             }
             let out = dec.decode().map_err(err)?;
-            let got: std::collections::BTreeMap<usize, &[u8]> = out.restored_original_iter().collect();
+            let got: std::collections::BTreeMap<usize, &[u8]> =
+                out.restored_original_iter().collect();
             for (slot, i) in restored.iter_mut().zip(&missing) {
                 slot.extend_from_slice(
                     got.get(i)
@@ -104,7 +113,10 @@ pub fn decode(pieces: &[(usize, Vec<u8>)], k: usize, total: usize, len: usize) -
         match o {
             Some(p) => out.extend_from_slice(p),
             None => {
-                let at = missing.iter().position(|m| *m == i).expect("missing is listed");
+                let at = missing
+                    .iter()
+                    .position(|m| *m == i)
+                    .expect("missing is listed");
                 out.extend_from_slice(&restored[at]);
             }
         }
@@ -145,9 +157,14 @@ mod tests {
 
     #[test]
     fn pieces_larger_than_a_stripe_code_stripe_by_stripe() {
-        let data: Vec<u8> = (0..(3 * STRIPE * 4 + 1000)).map(|i| (i % 251) as u8).collect();
+        let data: Vec<u8> = (0..(3 * STRIPE * 4 + 1000))
+            .map(|i| (i % 251) as u8)
+            .collect();
         let pieces = encode(&data, 4, 10).unwrap();
-        let chosen: Vec<(usize, Vec<u8>)> = [1, 6, 8, 9].iter().map(|&n| (n, pieces[n].clone())).collect();
+        let chosen: Vec<(usize, Vec<u8>)> = [1, 6, 8, 9]
+            .iter()
+            .map(|&n| (n, pieces[n].clone()))
+            .collect();
         assert!(decode(&chosen, 4, 10, data.len()).unwrap() == data);
         let mut bad = chosen.clone();
         bad[0].1.pop();

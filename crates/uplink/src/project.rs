@@ -273,42 +273,50 @@ impl Project {
             .into_inner()
             .stream_id;
         let content_key: [u8; 32] = rand::random();
+        let o = self.options;
         let mut total = 0u64;
-        let mut index = 0u32;
-        loop {
-            let mut plain = Vec::with_capacity(self.options.segment_size.min(1 << 20));
-            (&mut reader)
-                .take(self.options.segment_size as u64)
-                .read_to_end(&mut plain)
-                .await?;
-            if plain.is_empty() && index > 0 {
-                break;
+        // Segment i + 1 is read, encrypted and erasure coded (on a blocking thread)
+        // while segment i uploads.
+        let first = read_segment(&mut reader, o.segment_size).await?;
+        let mut job = Some(tokio::task::spawn_blocking(move || {
+            prepare(&content_key, 0, first, o)
+        }));
+        while let Some(j) = job.take() {
+            let p = j
+                .await
+                .map_err(|e| UplinkError::Other(format!("preparing a segment: {e}")))??;
+            if !p.last {
+                let next = read_segment(&mut reader, o.segment_size).await?;
+                if !next.is_empty() {
+                    let index = p.index + 1;
+                    job = Some(tokio::task::spawn_blocking(move || {
+                        prepare(&content_key, index, next, o)
+                    }));
+                }
             }
-            let last = plain.len() < self.options.segment_size;
-            let enc = crypt::encrypt_segment(&content_key, index, &plain);
-            if plain.len() <= self.options.inline_max {
-                self.meta
-                    .clone()
-                    .commit_segment(pb::CommitSegmentRequest {
-                        api_key: self.key(),
-                        stream_id: stream.clone(),
-                        index,
-                        redundancy: Some(self.rs()),
-                        inline: true,
-                        encrypted_size: enc.len() as u64,
-                        inline_data: enc,
-                        ..Default::default()
-                    })
-                    .await?;
-            } else {
-                self.upload_segment(&stream, index, enc).await?;
+            match p.body {
+                Body::Inline(enc) => {
+                    self.meta
+                        .clone()
+                        .commit_segment(pb::CommitSegmentRequest {
+                            api_key: self.key(),
+                            stream_id: stream.clone(),
+                            index: p.index,
+                            redundancy: Some(self.rs()),
+                            inline: true,
+                            encrypted_size: enc.len() as u64,
+                            inline_data: enc,
+                            ..Default::default()
+                        })
+                        .await?;
+                }
+                Body::Pieces { enc_len, pieces } => {
+                    self.upload_segment(&stream, p.index, enc_len, pieces)
+                        .await?;
+                }
             }
-            total += plain.len() as u64;
+            total += p.plain_len;
             progress(total);
-            index += 1;
-            if last {
-                break;
-            }
         }
         let meta = ObjectMeta {
             v: 1,
@@ -331,12 +339,11 @@ impl Project {
         &self,
         stream: &[u8],
         index: u32,
-        enc: Vec<u8>,
+        enc_len: usize,
+        pieces: Vec<Vec<u8>>,
     ) -> Result<(), UplinkError> {
         use futures::StreamExt;
         let o = self.options;
-        let pieces = erasure::encode(&enc, o.k as usize, o.total as usize)
-            .map_err(|e| UplinkError::Other(e.to_string()))?;
         let piece_size = pieces[0].len() as u64;
         let begun = self
             .paid("upload_segment", |payment| {
@@ -354,9 +361,15 @@ impl Project {
             })
             .await?
             .into_inner();
+        let mut pieces: Vec<Option<Vec<u8>>> = pieces.into_iter().map(Some).collect();
         let mut uploads = futures::stream::FuturesUnordered::new();
         for l in &begun.limits {
-            let data = pieces[l.piece_number as usize].clone();
+            let data = pieces
+                .get_mut(l.piece_number as usize)
+                .and_then(Option::take)
+                .ok_or_else(|| {
+                    UplinkError::Other("the satellite gave a piece number twice".into())
+                })?;
             let session = self.session.clone();
             let l = l.clone();
             uploads.push(async move {
@@ -403,7 +416,7 @@ impl Project {
                 root_piece_id: begun.root_piece_id,
                 pieces: done,
                 piece_size,
-                encrypted_size: enc.len() as u64,
+                encrypted_size: enc_len as u64,
                 inline_data: Vec::new(),
                 inline: false,
             })
@@ -563,6 +576,61 @@ impl Project {
             .await?;
         Ok(())
     }
+}
+
+/// A segment ready to store.
+struct Prepared {
+    index: u32,
+    plain_len: u64,
+    /// Shorter than a full segment: nothing follows.
+    last: bool,
+    body: Body,
+}
+
+enum Body {
+    /// Small enough for the metainfo: the encrypted bytes.
+    Inline(Vec<u8>),
+    /// Erasure coded.
+    Pieces {
+        enc_len: usize,
+        pieces: Vec<Vec<u8>>,
+    },
+}
+
+/// Reads up to one segment.
+async fn read_segment(
+    reader: &mut (impl AsyncRead + Unpin),
+    size: usize,
+) -> Result<Vec<u8>, UplinkError> {
+    let mut plain = Vec::with_capacity(size.min(1 << 20));
+    reader.take(size as u64).read_to_end(&mut plain).await?;
+    Ok(plain)
+}
+
+/// Encrypts a segment and, unless it is small, erasure codes it (CPU work).
+fn prepare(
+    content_key: &[u8; 32],
+    index: u32,
+    plain: Vec<u8>,
+    o: Options,
+) -> Result<Prepared, UplinkError> {
+    let enc = crypt::encrypt_segment(content_key, index, &plain);
+    let body = if plain.len() <= o.inline_max {
+        Body::Inline(enc)
+    } else {
+        let pieces = erasure::encode(&enc, o.k as usize, o.total as usize)
+            .map_err(|e| UplinkError::Other(e.to_string()))?;
+        Body::Pieces {
+            enc_len: enc.len(),
+            pieces,
+        }
+    };
+    Ok(Prepared {
+        index,
+        plain_len: plain.len() as u64,
+        last: plain.len() < o.segment_size,
+        body,
+    })
 }
 
 /// Whether a refusal says the client's idea of its channel is out of date.
