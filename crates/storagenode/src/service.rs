@@ -128,6 +128,15 @@ fn order_for(limit: &OrderLimit, bytes: &[u8]) -> Result<Order, Status> {
     Ok(order)
 }
 
+/// Runs disk work without holding up the runtime's other tasks (other transfers),
+/// where the runtime allows it.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 type DownloadStream =
     std::pin::Pin<Box<dyn futures::Stream<Item = Result<DownloadResponse, Status>> + Send>>;
 
@@ -168,7 +177,7 @@ impl Piecestore for PiecestoreService {
                             "{after} bytes sent, the uplink's orders allow {allowed}"
                         )));
                     }
-                    writer.write(&data)?;
+                    blocking(|| writer.write(&data))?;
                 }
                 Some(upload_request::Msg::Done(h)) => {
                     let hash = PieceHash::decode(&h)
@@ -188,7 +197,7 @@ impl Piecestore for PiecestoreService {
                         hash: hash.clone(),
                         stored_at: unix_now(),
                     };
-                    writer.commit(&header)?;
+                    blocking(|| writer.commit(&header))?;
                     if let Some(order) = last_order {
                         self.orders
                             .record(&Served {

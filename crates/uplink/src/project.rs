@@ -494,13 +494,15 @@ impl Project {
             .redundancy
             .ok_or_else(|| UplinkError::Other("segment without redundancy".into()))?;
         let k = rs.k as usize;
-        let mut fetches = futures::stream::FuturesUnordered::new();
-        for l in &seg.limits {
+        // Originals first (no decoding needed when they all arrive), and only k plus
+        // a margin at once; a failure starts the next piece.
+        let mut queue: Vec<pb::AddressedLimit> = seg.limits.clone();
+        queue.sort_by_key(|l| std::cmp::Reverse(l.piece_number));
+        let fetch = |l: pb::AddressedLimit| {
             let session = self.session.clone();
             let sat = self.access.satellite_key;
-            let l = l.clone();
             let size = seg.piece_size;
-            fetches.push(async move {
+            async move {
                 let limit = OrderLimit::decode(&l.limit).map_err(|e| e.to_string())?;
                 let mut c = piece::connect(&l.address)
                     .await
@@ -509,7 +511,12 @@ impl Project {
                     .await
                     .map_err(|e| format!("node {}: {e}", limit.node))?;
                 Ok::<_, String>((l.piece_number as usize, data))
-            });
+            }
+        };
+        let mut fetches = futures::stream::FuturesUnordered::new();
+        while fetches.len() < k + DOWNLOAD_MARGIN {
+            let Some(l) = queue.pop() else { break };
+            fetches.push(fetch(l));
         }
         let mut got = Vec::new();
         let mut failures = Vec::new();
@@ -517,7 +524,12 @@ impl Project {
             match r {
                 Ok(p) => got.push(p),
                 // A node that is down or sent bad bytes: the next piece serves.
-                Err(e) => failures.push(e),
+                Err(e) => {
+                    failures.push(e);
+                    if let Some(l) = queue.pop() {
+                        fetches.push(fetch(l));
+                    }
+                }
             }
             if got.len() >= k {
                 break;
@@ -577,6 +589,10 @@ impl Project {
         Ok(())
     }
 }
+
+/// Pieces fetched beyond the k a download needs, so the slowest of them does not
+/// hold it up (the rest start only when one fails).
+const DOWNLOAD_MARGIN: usize = 2;
 
 /// A segment ready to store.
 struct Prepared {
