@@ -177,7 +177,8 @@ impl Piecestore for PiecestoreService {
                             "{after} bytes sent, the uplink's orders allow {allowed}"
                         )));
                     }
-                    blocking(|| writer.write(&data))?;
+                    // Buffered by the page cache: cheap; the fsync at commit is not.
+                    writer.write(&data)?;
                 }
                 Some(upload_request::Msg::Done(h)) => {
                     let hash = PieceHash::decode(&h)
