@@ -26,25 +26,12 @@ fn mbps(bytes: usize, secs: f64) -> f64 {
     bytes as f64 / (1 << 20) as f64 / secs
 }
 
-fn random(n: usize) -> Vec<u8> {
-    let mut v = vec![0u8; n];
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    for chunk in v.chunks_mut(8) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        let b = x.to_le_bytes();
-        chunk.copy_from_slice(&b[..chunk.len()]);
-    }
-    v
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let o = Options::default();
     let size = args.mib << 20;
-    let data = random(size);
+    let data = orbit_testplanet::random_bytes(size, 0x9e37_79b9_7f4a_7c15);
     let seg = o.segment_size;
 
     // The limits, each over the same bytes in the same segments, one segment at a

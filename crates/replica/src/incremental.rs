@@ -21,9 +21,11 @@
 //!   failed its health check (its peer URL does not answer) for `member_dead_ms`; dead members are removed first, then, while voters > required,
 //!   the member of the highest replica id other than the coordinator's own. The store
 //!   refuses a removal that would leave the remaining voters without a live quorum.
-//! - **Leaving.** A replica whose member was removed (it applied its own removal, or a
-//!   peer refused it for that reason) stops it and moves its data dir aside to
-//!   `store.retired`; if asked again it joins as a new member.
+//! - **Leaving.** A replica whose member was removed (it applied its own removal, a
+//!   peer refused it for that reason, or — leaderless for a learner timeout — the
+//!   cluster asked through another replica's peer URL no longer lists it) stops it and
+//!   moves its data dir aside to `store.retired`; if asked again it joins as a new
+//!   member.
 
 use crate::table::{self, number_of_nodes, table_prefix};
 use crate::{store_config, NodeSlot, ReplicaConfig, ReplicaError};
@@ -128,6 +130,8 @@ pub(crate) struct Manager {
     runs_node: Arc<AtomicBool>,
     /// When this replica's member was first seen not being a voter.
     learner_since: Option<Instant>,
+    /// When this replica's member was first seen without a known leader.
+    leaderless_since: Option<Instant>,
     /// Member ids this replica gave up on; never started again.
     given_up: BTreeSet<u64>,
     coordinator: Coordinator,
@@ -146,6 +150,7 @@ impl Manager {
             slot,
             runs_node,
             learner_since: None,
+            leaderless_since: None,
             given_up: BTreeSet::new(),
             coordinator: Coordinator::default(),
         }
@@ -158,7 +163,7 @@ impl Manager {
             loop {
                 self.tend_own_member().await;
                 match self.slot.get() {
-                    Some(node) if node.is_leader() => {
+                    Some(node) if node.leads_with_quorum() => {
                         if let Err(e) = self.coordinate(&node).await {
                             tracing::debug!(error = %e, "coordination step failed; retrying");
                         }
@@ -188,6 +193,10 @@ impl Manager {
             self.retire("it was removed from the cluster").await;
             return;
         }
+        if self.forgotten(&node).await {
+            self.retire("the cluster no longer lists it").await;
+            return;
+        }
         if node.voters().contains(&node.id()) {
             self.learner_since = None;
             self.runs_node.store(true, Ordering::Relaxed);
@@ -200,6 +209,35 @@ impl Manager {
         if since.elapsed() > self.learner_timeout() + self.learner_timeout() / 4 {
             self.given_up.insert(node.id());
             self.retire("it did not catch up in time").await;
+        }
+    }
+
+    /// Whether the member has gone without a leader for a learner timeout while the
+    /// cluster, asked through another replica's peer URL, does not list it: removed
+    /// while this replica was away, with no peer left that could say so (the members
+    /// it knew are gone, or their URLs now serve their successors).
+    async fn forgotten(&mut self, node: &StoreNode) -> bool {
+        let leader = node.status().leader;
+        // A leader no quorum answers is no leader.
+        let led = leader != 0 && (leader != node.id() || node.leads_with_quorum());
+        if led {
+            self.leaderless_since = None;
+            return false;
+        }
+        let since = *self.leaderless_since.get_or_insert_with(Instant::now);
+        if since.elapsed() < self.learner_timeout() {
+            return false;
+        }
+        let others: Vec<String> = self
+            .config
+            .replicas
+            .iter()
+            .filter(|r| r.id != self.config.replica_id)
+            .map(|r| r.peer_url.clone())
+            .collect();
+        match find_cluster(&others, PROBE_TIMEOUT).await {
+            Some(members) => !members.is_empty() && !members.iter().any(|m| m.id == node.id()),
+            None => false,
         }
     }
 
@@ -247,6 +285,7 @@ impl Manager {
     async fn retire(&mut self, why: &str) {
         self.runs_node.store(false, Ordering::Relaxed);
         self.learner_since = None;
+        self.leaderless_since = None;
         if let Some(node) = self.slot.set(None) {
             tracing::warn!(
                 member = format_args!("{:x}", node.id()),

@@ -774,6 +774,17 @@ impl StoreNode {
         m.state == ServerState::Leader && m.current_leader == Some(self.id)
     }
 
+    /// Whether this member leads and a quorum has acknowledged it within two election
+    /// timeouts — a member restarted from an old leader's state may believe it leads
+    /// a cluster that has long moved on without it.
+    pub fn leads_with_quorum(&self) -> bool {
+        let m = self.raft.metrics().borrow().clone();
+        m.state == ServerState::Leader
+            && m.current_leader == Some(self.id)
+            && m.millis_since_quorum_ack
+                .is_some_and(|ms| ms < 2 * self.config.election_ms)
+    }
+
     /// The voting members of the membership Raft is using.
     pub fn voters(&self) -> BTreeSet<NodeId> {
         let m = self.raft.metrics().borrow().membership_config.clone();

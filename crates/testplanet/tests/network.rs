@@ -5,17 +5,7 @@ use orbit_testplanet::Planet;
 use uplink::project::{Access, Options, Project};
 
 fn random(n: usize) -> Vec<u8> {
-    let mut v = vec![0u8; n];
-    let mut x: u64 = rand::random();
-    for chunk in v.chunks_mut(8) {
-        // xorshift: fast enough for hundreds of MiB in a debug build.
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        let b = x.to_le_bytes();
-        chunk.copy_from_slice(&b[..chunk.len()]);
-    }
-    v
+    orbit_testplanet::random_bytes(n, rand::random())
 }
 
 async fn round_trip(p: &Project, bucket: &str, key: &str, data: &[u8]) -> Vec<u8> {
