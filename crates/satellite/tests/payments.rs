@@ -181,9 +181,24 @@ async fn sixty_four_clients_through_three_replicas_lose_and_double_nothing_when_
     eprintln!(
         "{total} payments by {clients} clients, one replica SIGKILLed, ledger equal to the sum"
     );
-    // Claims move exactly the accepted total to the recipient, once.
-    assert_eq!(ledger.claim_all().await.unwrap(), total * PRICE);
-    assert_eq!(ledger.claim_all().await.unwrap(), 0);
+    // Claims move exactly the accepted total to the recipient, once — also when a
+    // run is cut short by the store (right after the kill a request can meet the dead
+    // leader and fail in doubt): the next run completes it.
+    let claim_until_done = || async {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match ledger.claim_all().await {
+                Ok(n) => return n,
+                Err(e) if e.reason() == "store" && Instant::now() < deadline => {
+                    eprintln!("claim run cut short, running again: {e}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => panic!("claims: {e}"),
+            }
+        }
+    };
+    claim_until_done().await;
+    assert_eq!(claim_until_done().await, 0, "nothing left to claim");
     assert_eq!(
         ledger.account(&recipient.address()).await.unwrap().balance,
         total * PRICE
