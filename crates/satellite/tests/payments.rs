@@ -169,7 +169,7 @@ async fn sixty_four_clients_through_three_replicas_lose_and_double_nothing_when_
     let mut total = 0;
     for t in tasks {
         let (id, paid) = t.await.unwrap();
-        let ch = ledger.channel(id).await.unwrap();
+        let ch = patiently(|| ledger.channel(id)).await;
         assert_eq!(
             ch.authorized,
             paid * PRICE,
@@ -184,25 +184,37 @@ async fn sixty_four_clients_through_three_replicas_lose_and_double_nothing_when_
     // Claims move exactly the accepted total to the recipient, once — also when a
     // run is cut short by the store (right after the kill a request can meet the dead
     // leader and fail in doubt): the next run completes it.
-    let claim_until_done = || async {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            match ledger.claim_all().await {
-                Ok(n) => return n,
-                Err(e) if e.reason() == "store" && Instant::now() < deadline => {
-                    eprintln!("claim run cut short, running again: {e}");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                Err(e) => panic!("claims: {e}"),
-            }
-        }
-    };
-    claim_until_done().await;
-    assert_eq!(claim_until_done().await, 0, "nothing left to claim");
+    patiently(|| ledger.claim_all()).await;
+    let paid_to = recipient.address();
     assert_eq!(
-        ledger.account(&recipient.address()).await.unwrap().balance,
+        patiently(|| ledger.claim_all()).await,
+        0,
+        "nothing left to claim"
+    );
+    assert_eq!(
+        patiently(|| ledger.account(&paid_to)).await.balance,
         total * PRICE
     );
+}
+
+/// Runs a ledger call again while the store fails it in doubt (a timeout, a dead
+/// leader): the reads and the claim runs here are safe to repeat.
+async fn patiently<T, F, Fut>(call: F) -> T
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, orbit_payments::PayError>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match call().await {
+            Ok(v) => return v,
+            Err(e) if e.reason() == "store" && Instant::now() < deadline => {
+                eprintln!("store busy, again: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -82,7 +82,7 @@ pub struct Replicas {
 }
 
 impl Replicas {
-    /// `n` replicas in `mode` with the rows in `table`; `extra` adds settings.
+    /// `n` replicas of the `bin` satellite in `mode` with the rows in `table`.
     pub fn new(bin: &Path, table: &str, mode: &str, n: usize) -> Replicas {
         Self::with(bin, table, mode, n, "")
     }
