@@ -13,6 +13,10 @@ use std::time::{Duration, Instant};
 
 const PRICE: u64 = 10;
 
+/// The tests here each run three replicas under load; two at once on a 2-core machine
+/// starve each other into store timeouts, so they take turns.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// `n` replicas, all running store members, all serving payments of one escrow.
 async fn replicas(n: usize, escrow: Address, recipient: Address) -> Replicas {
     let table: String = (1..=n)
@@ -55,6 +59,7 @@ fn in_an_hour() -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_same_payment_sent_to_three_replicas_is_accepted_once() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let (escrow, recipient, user) = (Wallet::random(), Wallet::random(), Wallet::random());
     let r = replicas(3, escrow.address(), recipient.address()).await;
     ledger(&r, escrow.address())
@@ -133,6 +138,7 @@ async fn pay_through(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sixty_four_clients_through_three_replicas_lose_and_double_nothing_when_one_dies() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let (escrow, recipient) = (Wallet::random(), Wallet::random());
     let mut r = replicas(3, escrow.address(), recipient.address()).await;
     let ledger = ledger(&r, escrow.address()).await;
@@ -142,14 +148,19 @@ async fn sixty_four_clients_through_three_replicas_lose_and_double_nothing_when_
         ledger.deposit(&u.address(), 100_000).await.unwrap();
     }
     let run_for = Duration::from_secs(8);
-    let started = Instant::now();
-    let mut tasks = Vec::new();
+    // Every channel open before any client pays.
+    let mut opened = Vec::new();
     for (c, u) in users.iter().enumerate() {
         let payers = futures::future::join_all((0..3).map(|i| payer(&r, i, u))).await;
         let ch: Channel = payers[c % 3]
             .open(100_000, in_an_hour(), None)
             .await
             .unwrap();
+        opened.push((c, u, payers, ch));
+    }
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for (c, u, payers, ch) in opened {
         let (u, escrow) = (u.clone(), escrow.address());
         tasks.push(tokio::spawn(async move {
             let mut order: Vec<usize> = (0..3).map(|k| (c + k) % 3).collect();
@@ -219,6 +230,7 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bad_payments_get_a_clear_error_and_change_nothing() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let (escrow, recipient, user) = (Wallet::random(), Wallet::random(), Wallet::random());
     let r = replicas(1, escrow.address(), recipient.address()).await;
     let ledger = ledger(&r, escrow.address()).await;
@@ -320,6 +332,7 @@ print(bytes(signed.signature).hex())
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn payments_signed_by_python_eth_account_are_accepted() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let (escrow, recipient, user) = (Wallet::random(), Wallet::random(), Wallet::random());
     let r = replicas(1, escrow.address(), recipient.address()).await;
     ledger(&r, escrow.address())
@@ -366,6 +379,7 @@ async fn payments_signed_by_python_eth_account_are_accepted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn uplink_and_operator_commands() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let (escrow, recipient) = (Wallet::random(), Wallet::random());
     let r = replicas(1, escrow.address(), recipient.address()).await;
     let dir = tempfile::tempdir().unwrap();
