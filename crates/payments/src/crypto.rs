@@ -97,29 +97,8 @@ impl std::str::FromStr for Address {
     }
 }
 
-/// Lower-case hex of `b`.
-pub fn encode_hex(b: &[u8]) -> String {
-    use std::fmt::Write;
-    b.iter()
-        .fold(String::with_capacity(b.len() * 2), |mut s, x| {
-            let _ = write!(s, "{x:02x}");
-            s
-        })
-}
-
-/// Bytes of a hex string (no prefix).
-pub fn decode_hex(s: &str) -> Result<Vec<u8>, String> {
-    if !s.len().is_multiple_of(2) {
-        return Err(format!("odd number of hex digits in {s:?}"));
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| {
-            u8::from_str_radix(s.get(i..i + 2).unwrap_or("zz"), 16)
-                .map_err(|_| format!("not hex: {s:?}"))
-        })
-        .collect()
-}
+/// Hex encoding as the rest of orbit writes it (one implementation for all crates).
+pub use orbit_identity::{hex_decode as decode_hex, hex_encode as encode_hex};
 
 /// Why a signature was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
