@@ -116,7 +116,10 @@ async fn pay_through(
     p: &Payment,
 ) -> Result<(), ClientError> {
     let mut in_doubt = false;
-    for _ in 0..20 {
+    // Long enough to ride out a leader election on a loaded two-core machine.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last = None;
+    while Instant::now() < deadline {
         let i = order[0];
         match payers[i].send("get", p).await {
             Ok(_) => return Ok(()),
@@ -127,13 +130,14 @@ async fn pay_through(
                     || e.reason() == Some("conflict") =>
             {
                 in_doubt = true;
+                last = Some(e);
                 order.rotate_left(1);
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             Err(e) => return Err(e),
         }
     }
-    Err(ClientError::Transport("no replica answered".into()))
+    Err(last.unwrap_or_else(|| ClientError::Transport("no replica answered".into())))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

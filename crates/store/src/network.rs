@@ -94,6 +94,22 @@ fn decode<T: DeserializeOwned>(b: &Blob) -> Result<T, tonic::Status> {
         .map_err(|e| tonic::Status::invalid_argument(format!("undecodable peer message: {e}")))
 }
 
+/// Most bytes of entries in one AppendEntries message (one entry is always sent, however
+/// large: the proposer bounds a write batch).
+const MAX_APPEND_BYTES: u64 = 1 << 20;
+
+/// How many of `entries`, from the first, fit in `budget` bytes (at least one).
+fn entries_within(entries: &[Entry], budget: u64) -> usize {
+    let mut used = 0u64;
+    for (i, e) in entries.iter().enumerate() {
+        used += bincode::serialized_size(e).unwrap_or(u64::MAX);
+        if i > 0 && used > budget {
+            return i;
+        }
+    }
+    entries.len()
+}
+
 /// Connections to other members, by peer URL.
 #[derive(Clone, Default)]
 pub struct Peers {
@@ -229,15 +245,30 @@ impl PeerNetwork {
 impl RaftNetwork<TypeConfig> for PeerNetwork {
     async fn append_entries(
         &mut self,
-        rpc: AppendEntriesRequest<TypeConfig>,
+        mut rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, PeerNode, RaftError<NodeId>>> {
-        self.call(
-            |mut c, r| Box::pin(async move { c.append_entries(r).await }),
-            &rpc,
-            &option,
-        )
-        .await
+        // openraft bounds a message by entry count only, and entries are whole write
+        // batches: a follower far behind would be sent more than it can take in within
+        // the RPC time limit, again and again. Send a prefix of bounded size instead
+        // and tell openraft how far it got.
+        let whole = rpc.entries.len();
+        rpc.entries
+            .truncate(entries_within(&rpc.entries, MAX_APPEND_BYTES));
+        let sent_up_to = rpc.entries.last().map(|e| e.log_id);
+        let resp = self
+            .call(
+                |mut c, r| Box::pin(async move { c.append_entries(r).await }),
+                &rpc,
+                &option,
+            )
+            .await?;
+        Ok(match resp {
+            AppendEntriesResponse::Success if rpc.entries.len() < whole => {
+                AppendEntriesResponse::PartialSuccess(sent_up_to)
+            }
+            other => other,
+        })
     }
 
     async fn install_snapshot(
@@ -359,5 +390,30 @@ impl Peer for PeerService {
         let req: ForwardRequest = decode(request.get_ref())?;
         let res = node.serve_as_leader(req).await;
         Ok(tonic::Response::new(encode(&res)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(index: u64, bytes: usize) -> Entry {
+        Entry {
+            log_id: LogId::new(openraft::CommittedLeaderId::new(1, 7), index),
+            payload: openraft::EntryPayload::Normal(Request::Write(
+                crate::mvcc::WriteCommand::Put(orbit_kv::PutRequest::new("k", vec![0; bytes])),
+            )),
+        }
+    }
+
+    #[test]
+    fn append_messages_are_bounded_by_size_but_always_carry_one_entry() {
+        let small: Vec<Entry> = (1..=10).map(|i| entry(i, 100)).collect();
+        assert_eq!(entries_within(&small, 1 << 20), 10);
+        let big: Vec<Entry> = (1..=10).map(|i| entry(i, 300 << 10)).collect();
+        assert_eq!(entries_within(&big, 1 << 20), 3);
+        let huge = vec![entry(1, 2 << 20), entry(2, 10)];
+        assert_eq!(entries_within(&huge, 1 << 20), 1);
+        assert_eq!(entries_within(&[], 1 << 20), 0);
     }
 }

@@ -171,7 +171,12 @@ impl StoreNode {
 
         let raft_config = openraft::Config {
             cluster_name: config.token.clone(),
-            heartbeat_interval: config.heartbeat_ms,
+            // openraft also uses this as the time limit of every AppendEntries call; a
+            // follower slowed by a loaded machine then never answers in time and the
+            // leader stalls retrying. The limit is a third of the election timeout;
+            // heartbeats are sent every `heartbeat_ms` by `spawn_heartbeats` instead.
+            heartbeat_interval: rpc_timeout_ms(&config),
+            enable_heartbeat: false,
             election_timeout_min: config.election_ms,
             election_timeout_max: config.election_ms * 2,
             install_snapshot_timeout: 10_000,
@@ -223,6 +228,7 @@ impl StoreNode {
             }
         }
         node.spawn_chores();
+        node.spawn_heartbeats();
         tracing::info!(
             id = format_args!("{id:x}"),
             name = %node.config.name,
@@ -665,6 +671,26 @@ impl StoreNode {
         }
     }
 
+    /// Sends a heartbeat every `heartbeat_ms` while this member leads (openraft's own
+    /// heartbeats are off: their period is also its RPC time limit, see `start`).
+    fn spawn_heartbeats(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        let mut stop = self.shutdown_signal();
+        let period = Duration::from_millis(self.config.heartbeat_ms);
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop.changed() => return,
+                    _ = tokio::time::sleep(period) => {}
+                }
+                let Some(node) = weak.upgrade() else { return };
+                if node.is_leader() && node.raft().trigger().heartbeat().await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+
     fn spawn_chores(self: &Arc<Self>) {
         let weak = Arc::downgrade(self);
         let mut stop = self.shutdown_signal();
@@ -770,7 +796,8 @@ impl StoreNode {
 
     /// Whether this member currently leads its cluster.
     pub fn is_leader(&self) -> bool {
-        let m = self.raft.metrics().borrow().clone();
+        let m = self.raft.metrics();
+        let m = m.borrow();
         m.state == ServerState::Leader && m.current_leader == Some(self.id)
     }
 
@@ -854,6 +881,12 @@ pub struct NodeStatus {
     pub db_size: i64,
     /// Whether it is a learner.
     pub is_learner: bool,
+}
+
+/// The time limit of one Raft RPC (see `StoreNode::start`): a third of the election
+/// timeout, at least the heartbeat interval (always below the election timeout).
+fn rpc_timeout_ms(config: &StoreConfig) -> u64 {
+    (config.election_ms / 3).max(config.heartbeat_ms)
 }
 
 async fn bind(url: &str) -> Result<tokio::net::TcpListener, StoreError> {
