@@ -9,8 +9,10 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyValue {
     /// The key.
+    #[serde(with = "serde_bytes")]
     pub key: Vec<u8>,
     /// The value (empty when the request asked for keys only).
+    #[serde(with = "serde_bytes")]
     pub value: Vec<u8>,
     /// Revision of the last creation of this key.
     pub create_revision: i64,
@@ -54,8 +56,10 @@ pub enum SortTarget {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RangeRequest {
     /// First key.
+    #[serde(with = "serde_bytes")]
     pub key: Vec<u8>,
     /// End of the range, exclusive; empty for the single key; `[0]` for every key from `key` on.
+    #[serde(with = "serde_bytes")]
     pub range_end: Vec<u8>,
     /// Most keys to return; 0 for no limit.
     pub limit: i64,
@@ -123,8 +127,10 @@ pub struct RangeResponse {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PutRequest {
     /// The key.
+    #[serde(with = "serde_bytes")]
     pub key: Vec<u8>,
     /// The value.
+    #[serde(with = "serde_bytes")]
     pub value: Vec<u8>,
     /// Lease to attach, 0 for none.
     pub lease: i64,
@@ -160,8 +166,10 @@ pub struct PutResponse {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeleteRequest {
     /// First key.
+    #[serde(with = "serde_bytes")]
     pub key: Vec<u8>,
     /// End of the range as in [`RangeRequest::range_end`].
+    #[serde(with = "serde_bytes")]
     pub range_end: Vec<u8>,
     /// Return the deleted versions.
     pub prev_kv: bool,
@@ -202,7 +210,7 @@ pub struct DeleteResponse {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CompareTarget {
     /// The value.
-    Value(Vec<u8>),
+    Value(#[serde(with = "serde_bytes")] Vec<u8>),
     /// The version (0 for a missing key).
     Version(i64),
     /// The create revision (0 for a missing key).
@@ -230,8 +238,10 @@ pub enum CompareOp {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Compare {
     /// The key (or first key of the range).
+    #[serde(with = "serde_bytes")]
     pub key: Vec<u8>,
     /// End of the range; empty for one key.
+    #[serde(with = "serde_bytes")]
     pub range_end: Vec<u8>,
     /// The comparison.
     pub op: CompareOp,
@@ -349,6 +359,7 @@ pub struct Event {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WatchOptions {
     /// End of the range as in [`RangeRequest::range_end`].
+    #[serde(with = "serde_bytes")]
     pub range_end: Vec<u8>,
     /// First revision to report; 0 for changes after now.
     pub start_revision: i64,

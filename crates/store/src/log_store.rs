@@ -423,6 +423,34 @@ mod tests {
         assert_eq!(a, b);
     }
 
+    #[test]
+    fn byte_fields_keep_the_format_of_a_plain_sequence() {
+        // Keys and values serialize as bytes (fast), which bincode writes exactly as it
+        // wrote them as a sequence of u8 before: logs and snapshots stay readable.
+        #[derive(Serialize)]
+        struct Plain {
+            key: Vec<u8>,
+            value: Vec<u8>,
+            lease: i64,
+            prev_kv: bool,
+            ignore_value: bool,
+            ignore_lease: bool,
+        }
+        let put = orbit_kv::PutRequest::new("key", vec![1, 2, 3, 250]);
+        let plain = Plain {
+            key: put.key.clone(),
+            value: put.value.clone(),
+            lease: put.lease,
+            prev_kv: put.prev_kv,
+            ignore_value: put.ignore_value,
+            ignore_lease: put.ignore_lease,
+        };
+        assert_eq!(
+            bincode::serialize(&put).unwrap(),
+            bincode::serialize(&plain).unwrap()
+        );
+    }
+
     #[tokio::test]
     async fn reopen_keeps_vote_and_cuts_a_torn_tail() {
         let dir = tempfile::tempdir().unwrap();

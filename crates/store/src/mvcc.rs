@@ -25,6 +25,7 @@ struct Version {
     create_revision: i64,
     version: i64,
     lease: i64,
+    #[serde(with = "serde_bytes")]
     value: Vec<u8>,
     /// A delete: the key does not exist from `mod_revision` on.
     tombstone: bool,

@@ -98,6 +98,9 @@ fn decode<T: DeserializeOwned>(b: &Blob) -> Result<T, tonic::Status> {
 /// large: the proposer bounds a write batch).
 const MAX_APPEND_BYTES: u64 = 1 << 20;
 
+/// The least the AppendEntries bound shrinks to.
+const MIN_APPEND_BYTES: u64 = 16 << 10;
+
 /// How many of `entries`, from the first, fit in `budget` bytes (at least one).
 fn entries_within(entries: &[Entry], budget: u64) -> usize {
     let mut used = 0u64;
@@ -186,6 +189,8 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             target,
             url: node.peer_url.clone(),
             peers: self.peers.clone(),
+            append_budget: MAX_APPEND_BYTES,
+            append_in_flight: false,
         }
     }
 }
@@ -202,6 +207,11 @@ pub struct PeerNetwork {
     target: NodeId,
     url: String,
     peers: Peers,
+    /// Bytes of entries the next AppendEntries may carry (see `append_entries`).
+    append_budget: u64,
+    /// Set while an AppendEntries call runs; still set at the next call when openraft
+    /// dropped the last one at its time limit.
+    append_in_flight: bool,
 }
 
 impl PeerNetwork {
@@ -251,24 +261,33 @@ impl RaftNetwork<TypeConfig> for PeerNetwork {
         // openraft bounds a message by entry count only, and entries are whole write
         // batches: a follower far behind would be sent more than it can take in within
         // the RPC time limit, again and again. Send a prefix of bounded size instead
-        // and tell openraft how far it got.
+        // and tell openraft how far it got; halve the bound after a call that ran out
+        // of time, double it after one that did not, so a slow link still progresses.
+        if self.append_in_flight {
+            self.append_budget = (self.append_budget / 2).max(MIN_APPEND_BYTES);
+        }
         let whole = rpc.entries.len();
         rpc.entries
-            .truncate(entries_within(&rpc.entries, MAX_APPEND_BYTES));
+            .truncate(entries_within(&rpc.entries, self.append_budget));
+        let partial = rpc.entries.len() < whole;
         let sent_up_to = rpc.entries.last().map(|e| e.log_id);
+        self.append_in_flight = true;
         let resp = self
             .call(
                 |mut c, r| Box::pin(async move { c.append_entries(r).await }),
                 &rpc,
                 &option,
             )
-            .await?;
-        Ok(match resp {
-            AppendEntriesResponse::Success if rpc.entries.len() < whole => {
-                AppendEntriesResponse::PartialSuccess(sent_up_to)
+            .await;
+        self.append_in_flight = false;
+        let resp = resp?;
+        if resp == AppendEntriesResponse::Success {
+            self.append_budget = (self.append_budget * 2).min(MAX_APPEND_BYTES);
+            if partial {
+                return Ok(AppendEntriesResponse::PartialSuccess(sent_up_to));
             }
-            other => other,
-        })
+        }
+        Ok(resp)
     }
 
     async fn install_snapshot(

@@ -79,6 +79,7 @@ impl Shared {
 struct SnapshotFile {
     format: u32,
     meta: SnapshotMeta,
+    #[serde(with = "serde_bytes")]
     data: Vec<u8>,
 }
 
