@@ -7,7 +7,7 @@ use orbit_identity::{Identity, PublicKey};
 use tonic::transport::Channel;
 
 /// Bytes per upload message, each preceded by an order for it.
-pub const CHUNK: usize = 256 * 1024;
+pub const CHUNK: usize = 1 << 20;
 
 /// Why a piece transfer failed.
 #[derive(Debug, thiserror::Error)]
@@ -66,17 +66,19 @@ pub async fn upload(
     let mut msgs = vec![UploadRequest {
         msg: Some(upload_request::Msg::Limit(limit.encode())),
     }];
-    let mut sent = 0u64;
-    for chunk in data.chunks(CHUNK) {
-        sent += chunk.len() as u64;
+    let data = bytes::Bytes::from(data);
+    let mut at = 0;
+    while at < data.len() {
+        let end = (at + CHUNK).min(data.len());
         msgs.push(UploadRequest {
             msg: Some(upload_request::Msg::Order(
-                Order::sign(limit, sent, uplink).encode(),
+                Order::sign(limit, end as u64, uplink).encode(),
             )),
         });
         msgs.push(UploadRequest {
-            msg: Some(upload_request::Msg::Chunk(chunk.to_vec())),
+            msg: Some(upload_request::Msg::Chunk(data.slice(at..end))),
         });
+        at = end;
     }
     msgs.push(UploadRequest {
         msg: Some(upload_request::Msg::Done(hash.encode())),

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status, Streaming};
 
 /// Bytes per download message.
-const CHUNK: usize = 256 * 1024;
+const CHUNK: usize = 1 << 20;
 
 /// Seconds since the Unix epoch.
 pub fn unix_now() -> u64 {
@@ -256,7 +256,7 @@ impl Piecestore for PiecestoreService {
                     Ok(chunk) => {
                         let (hash, original_limit) = first.take().unwrap_or_default();
                         Ok(DownloadResponse {
-                            chunk,
+                            chunk: chunk.into(),
                             hash,
                             original_limit,
                         })

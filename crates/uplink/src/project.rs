@@ -5,6 +5,7 @@
 
 use crate::crypt::{self, ObjectMeta};
 use crate::erasure;
+use futures::StreamExt;
 use orbit_identity::{Identity, NodeId, PublicKey};
 use orbit_protocol::client as piece;
 use orbit_protocol::{OrderLimit, PieceHash};
@@ -137,6 +138,8 @@ pub struct Project {
     session: Identity,
     /// Pays for paid requests: a payer and its channel.
     payer: Option<(std::sync::Arc<orbit_payments::Payer>, u64)>,
+    /// One payment at a time: each is the channel's next (nonce, amount).
+    pay_turn: tokio::sync::Mutex<()>,
 }
 
 impl Project {
@@ -156,6 +159,7 @@ impl Project {
             options,
             session: Identity::generate(),
             payer: None,
+            pay_turn: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -184,6 +188,7 @@ impl Project {
         if !payer.info().prices.contains_key(kind) {
             return Ok(call(Vec::new()).await?);
         }
+        let _turn = self.pay_turn.lock().await;
         for attempt in 0..2 {
             let p = payer
                 .next_payment(*channel, kind)
@@ -274,50 +279,32 @@ impl Project {
             .stream_id;
         let content_key: [u8; 32] = rand::random();
         let o = self.options;
-        let mut total = 0u64;
-        // Segment i + 1 is read, encrypted and erasure coded (on a blocking thread)
-        // while segment i uploads.
-        let first = read_segment(&mut reader, o.segment_size).await?;
-        let mut job = Some(tokio::task::spawn_blocking(move || {
-            prepare(&content_key, 0, first, o)
-        }));
-        while let Some(j) = job.take() {
-            let p = j
-                .await
-                .map_err(|e| UplinkError::Other(format!("preparing a segment: {e}")))??;
-            if !p.last {
-                let next = read_segment(&mut reader, o.segment_size).await?;
-                if !next.is_empty() {
-                    let index = p.index + 1;
-                    job = Some(tokio::task::spawn_blocking(move || {
-                        prepare(&content_key, index, next, o)
-                    }));
+        // Segments are read in order; up to SEGMENTS_IN_FLIGHT are encrypted, coded
+        // (on blocking threads) and uploaded at once, so one's CPU work overlaps
+        // another's transfers and long tail.
+        let mut inflight = futures::stream::FuturesUnordered::new();
+        let (mut index, mut more, mut total) = (0u32, true, 0u64);
+        loop {
+            while more && inflight.len() < SEGMENTS_IN_FLIGHT {
+                let plain = read_segment(&mut reader, o.segment_size).await?;
+                // An empty object is one empty (inline) segment.
+                if plain.is_empty() && index > 0 {
+                    more = false;
+                    break;
                 }
+                more = plain.len() == o.segment_size;
+                inflight.push(self.store_segment(&stream, &content_key, index, plain));
+                index += 1;
             }
-            match p.body {
-                Body::Inline(enc) => {
-                    self.meta
-                        .clone()
-                        .commit_segment(pb::CommitSegmentRequest {
-                            api_key: self.key(),
-                            stream_id: stream.clone(),
-                            index: p.index,
-                            redundancy: Some(self.rs()),
-                            inline: true,
-                            encrypted_size: enc.len() as u64,
-                            inline_data: enc,
-                            ..Default::default()
-                        })
-                        .await?;
+            match inflight.next().await {
+                Some(stored) => {
+                    total += stored?;
+                    progress(total);
                 }
-                Body::Pieces { enc_len, pieces } => {
-                    self.upload_segment(&stream, p.index, enc_len, pieces)
-                        .await?;
-                }
+                None => break,
             }
-            total += p.plain_len;
-            progress(total);
         }
+        drop(inflight);
         let meta = ObjectMeta {
             v: 1,
             content_key,
@@ -333,6 +320,41 @@ impl Project {
             })
             .await?;
         Ok(total)
+    }
+
+    /// Encrypts, codes and stores segment `index`; returns its plain size.
+    async fn store_segment(
+        &self,
+        stream: &[u8],
+        content_key: &[u8; 32],
+        index: u32,
+        plain: Vec<u8>,
+    ) -> Result<u64, UplinkError> {
+        let (o, key) = (self.options, *content_key);
+        let p = tokio::task::spawn_blocking(move || prepare(&key, index, plain, o))
+            .await
+            .map_err(|e| UplinkError::Other(format!("preparing a segment: {e}")))??;
+        match p.body {
+            Body::Inline(enc) => {
+                self.meta
+                    .clone()
+                    .commit_segment(pb::CommitSegmentRequest {
+                        api_key: self.key(),
+                        stream_id: stream.to_vec(),
+                        index,
+                        redundancy: Some(self.rs()),
+                        inline: true,
+                        encrypted_size: enc.len() as u64,
+                        inline_data: enc,
+                        ..Default::default()
+                    })
+                    .await?;
+            }
+            Body::Pieces { enc_len, pieces } => {
+                self.upload_segment(stream, index, enc_len, pieces).await?;
+            }
+        }
+        Ok(p.plain_len)
     }
 
     async fn upload_segment(
@@ -447,29 +469,16 @@ impl Project {
         let meta = crypt::open_meta(&self.access.root, bucket, &enc_key, &obj.metadata)?;
         let mut segments = obj.segments;
         segments.sort_by_key(|s| s.index);
+        // Segment i + 1 is fetched and decoded while segment i is written.
+        let mut fetched = futures::stream::iter(
+            segments
+                .iter()
+                .map(|s| self.fetch_segment(bucket, &enc_key, &meta.content_key, s.index)),
+        )
+        .buffered(SEGMENTS_IN_FLIGHT);
         let mut written = 0u64;
-        for s in &segments {
-            let seg = self
-                .paid("download_segment", |payment| {
-                    let mut meta = self.meta.clone();
-                    let req = pb::DownloadSegmentRequest {
-                        api_key: self.key(),
-                        bucket: bucket.into(),
-                        key: enc_key.clone(),
-                        index: s.index,
-                        uplink_key: self.session.public().0.to_vec(),
-                        payment,
-                    };
-                    async move { meta.download_segment(req).await }
-                })
-                .await?
-                .into_inner();
-            let enc = if seg.inline {
-                seg.inline_data
-            } else {
-                self.fetch_pieces(&seg).await?
-            };
-            let plain = crypt::decrypt_segment(&meta.content_key, s.index, &enc)?;
+        while let Some(plain) = fetched.next().await {
+            let plain = plain?;
             writer.write_all(&plain).await?;
             written += plain.len() as u64;
             progress(written);
@@ -484,16 +493,53 @@ impl Project {
         Ok(written)
     }
 
-    /// Fetches the fastest `k` good pieces of a segment and rebuilds it.
-    async fn fetch_pieces(
+    /// Fetches segment `index` and decrypts it.
+    async fn fetch_segment(
         &self,
-        seg: &pb::DownloadSegmentResponse,
+        bucket: &str,
+        enc_key: &str,
+        content_key: &[u8; 32],
+        index: u32,
     ) -> Result<Vec<u8>, UplinkError> {
-        use futures::StreamExt;
+        let seg = self
+            .paid("download_segment", |payment| {
+                let mut meta = self.meta.clone();
+                let req = pb::DownloadSegmentRequest {
+                    api_key: self.key(),
+                    bucket: bucket.into(),
+                    key: enc_key.to_string(),
+                    index,
+                    uplink_key: self.session.public().0.to_vec(),
+                    payment,
+                };
+                async move { meta.download_segment(req).await }
+            })
+            .await?
+            .into_inner();
+        let key = *content_key;
+        if seg.inline {
+            return Ok(crypt::decrypt_segment(&key, index, &seg.inline_data)?);
+        }
         let rs = seg
             .redundancy
             .ok_or_else(|| UplinkError::Other("segment without redundancy".into()))?;
-        let k = rs.k as usize;
+        let pieces = self.fetch_pieces(&seg, rs.k as usize).await?;
+        let enc_len = seg.encrypted_size as usize;
+        tokio::task::spawn_blocking(move || {
+            let enc = erasure::decode(&pieces, rs.k as usize, rs.total as usize, enc_len)
+                .map_err(|e| UplinkError::Other(e.to_string()))?;
+            Ok(crypt::decrypt_segment(&key, index, &enc)?)
+        })
+        .await
+        .map_err(|e| UplinkError::Other(format!("decoding a segment: {e}")))?
+    }
+
+    /// Fetches the fastest `k` good pieces of a segment.
+    async fn fetch_pieces(
+        &self,
+        seg: &pb::DownloadSegmentResponse,
+        k: usize,
+    ) -> Result<Vec<(usize, Vec<u8>)>, UplinkError> {
         // Originals first (no decoding needed when they all arrive), and only k plus
         // a margin at once; a failure starts the next piece.
         let mut queue: Vec<pb::AddressedLimit> = seg.limits.clone();
@@ -544,8 +590,7 @@ impl Project {
                 failures.join("; ")
             )));
         }
-        erasure::decode(&got, k, rs.total as usize, seg.encrypted_size as usize)
-            .map_err(|e| UplinkError::Other(e.to_string()))
+        Ok(got)
     }
 
     /// Objects in `bucket` under `prefix` (whole path components).
@@ -594,12 +639,12 @@ impl Project {
 /// hold it up (the rest start only when one fails).
 const DOWNLOAD_MARGIN: usize = 2;
 
+/// Segments uploaded or downloaded at once (each up to a segment's pieces in memory).
+const SEGMENTS_IN_FLIGHT: usize = 2;
+
 /// A segment ready to store.
 struct Prepared {
-    index: u32,
     plain_len: u64,
-    /// Shorter than a full segment: nothing follows.
-    last: bool,
     body: Body,
 }
 
@@ -618,7 +663,8 @@ async fn read_segment(
     reader: &mut (impl AsyncRead + Unpin),
     size: usize,
 ) -> Result<Vec<u8>, UplinkError> {
-    let mut plain = Vec::with_capacity(size.min(1 << 20));
+    // Reserved whole (untouched pages cost nothing): growing by doubling would copy.
+    let mut plain = Vec::with_capacity(size);
     reader.take(size as u64).read_to_end(&mut plain).await?;
     Ok(plain)
 }
@@ -642,9 +688,7 @@ fn prepare(
         }
     };
     Ok(Prepared {
-        index,
         plain_len: plain.len() as u64,
-        last: plain.len() < o.segment_size,
         body,
     })
 }
