@@ -9,6 +9,11 @@ use tonic::transport::Channel;
 /// Bytes per upload message, each preceded by an order for it.
 pub const CHUNK: usize = 1 << 20;
 
+/// HTTP/2 flow-control window of one piece transfer, both ways (see `connect`).
+pub const WINDOW: u32 = 8 << 20;
+/// Largest HTTP/2 frame a node accepts.
+pub const FRAME: u32 = 1 << 20;
+
 /// Why a piece transfer failed.
 #[derive(Debug, thiserror::Error)]
 pub enum TransferError {
@@ -37,6 +42,8 @@ pub async fn connect(url: &str) -> Result<PiecestoreClient<Channel>, TransferErr
     let ch = tonic::transport::Endpoint::from_shared(url.to_string())
         .map_err(|e| err(e.to_string()))?
         .tcp_nodelay(true)
+        .initial_stream_window_size(WINDOW)
+        .initial_connection_window_size(4 * WINDOW)
         .connect_timeout(std::time::Duration::from_secs(5))
         .connect()
         .await
@@ -52,10 +59,11 @@ pub async fn connect(url: &str) -> Result<PiecestoreClient<Channel>, TransferErr
 pub async fn upload(
     client: &mut PiecestoreClient<Channel>,
     limit: &OrderLimit,
-    data: Vec<u8>,
+    data: impl Into<bytes::Bytes>,
     uplink: &Identity,
     node_key: &PublicKey,
 ) -> Result<PieceHash, TransferError> {
+    let data: bytes::Bytes = data.into();
     let hash = PieceHash::sign(
         limit.piece,
         *blake3::hash(&data).as_bytes(),
@@ -66,7 +74,6 @@ pub async fn upload(
     let mut msgs = vec![UploadRequest {
         msg: Some(upload_request::Msg::Limit(limit.encode())),
     }];
-    let data = bytes::Bytes::from(data);
     let mut at = 0;
     while at < data.len() {
         let end = (at + CHUNK).min(data.len());

@@ -1,6 +1,11 @@
 //! `storagenode`: set up and run an orbit storage node. Thin: the work is in
 //! [`storagenode::node`].
 
+/// mimalloc: large piece and segment buffers are reused instead of being mapped and
+/// zeroed afresh by the system allocator each time (docs/network.md).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;

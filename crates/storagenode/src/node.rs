@@ -199,7 +199,12 @@ impl Node {
         );
         let server = tokio::spawn(async move {
             let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+            // Pieces are MiBs: large HTTP/2 windows and frames spare a flow-control
+            // round trip per 64 KiB and a frame per 16 KiB.
             if let Err(e) = tonic::transport::Server::builder()
+                .initial_stream_window_size(orbit_protocol::client::WINDOW)
+                .initial_connection_window_size(4 * orbit_protocol::client::WINDOW)
+                .max_frame_size(orbit_protocol::client::FRAME)
                 .add_service(svc.server())
                 .serve_with_incoming(incoming)
                 .await

@@ -22,19 +22,19 @@ pub fn piece_size(len: usize, k: usize) -> usize {
 pub const STRIPE: usize = 64 * 1024;
 
 /// Splits `data` into `k` original pieces and `total - k` recovery pieces, all of
-/// [`piece_size`] bytes (the last original zero-padded).
-pub fn encode(data: &[u8], k: usize, total: usize) -> Result<Vec<Vec<u8>>, ErasureError> {
+/// [`piece_size`] bytes (the last original zero-padded). The originals share `data`'s
+/// buffer: no copy.
+pub fn encode(
+    mut data: Vec<u8>,
+    k: usize,
+    total: usize,
+) -> Result<Vec<bytes::Bytes>, ErasureError> {
     let size = piece_size(data.len(), k);
     let err = |e: reed_solomon_simd::Error| ErasureError(e.to_string());
-    let mut pieces: Vec<Vec<u8>> = (0..k)
-        .map(|i| {
-            let start = (i * size).min(data.len());
-            let end = ((i + 1) * size).min(data.len());
-            let mut p = Vec::with_capacity(size);
-            p.extend_from_slice(&data[start..end]);
-            p.resize(size, 0);
-            p
-        })
+    data.resize(size * k, 0);
+    let data = bytes::Bytes::from(data);
+    let mut pieces: Vec<bytes::Bytes> = (0..k)
+        .map(|i| data.slice(i * size..(i + 1) * size))
         .collect();
     let m = total - k;
     if m == 0 {
@@ -56,7 +56,7 @@ pub fn encode(data: &[u8], k: usize, total: usize) -> Result<Vec<Vec<u8>>, Erasu
         }
         at += len;
     }
-    pieces.extend(recovery);
+    pieces.extend(recovery.into_iter().map(bytes::Bytes::from));
     Ok(pieces)
 }
 
@@ -139,11 +139,11 @@ mod tests {
     fn any_k_pieces_rebuild_the_data() {
         let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7 + 3) as u8).collect();
         let (k, total) = (4, 10);
-        let pieces = encode(&data, k, total).unwrap();
+        let pieces = encode(data.clone(), k, total).unwrap();
         assert_eq!(pieces.len(), total);
         for pick in [[0, 1, 2, 3], [6, 7, 8, 9], [0, 5, 7, 9], [3, 4, 1, 8]] {
             let chosen: Vec<(usize, Vec<u8>)> =
-                pick.iter().map(|&n| (n, pieces[n].clone())).collect();
+                pick.iter().map(|&n| (n, pieces[n].to_vec())).collect();
             assert_eq!(
                 decode(&chosen, k, total, data.len()).unwrap(),
                 data,
@@ -151,7 +151,7 @@ mod tests {
             );
         }
         let three: Vec<(usize, Vec<u8>)> =
-            [0, 5, 9].iter().map(|&n| (n, pieces[n].clone())).collect();
+            [0, 5, 9].iter().map(|&n| (n, pieces[n].to_vec())).collect();
         assert!(decode(&three, k, total, data.len()).is_err());
     }
 
@@ -160,10 +160,10 @@ mod tests {
         let data: Vec<u8> = (0..(3 * STRIPE * 4 + 1000))
             .map(|i| (i % 251) as u8)
             .collect();
-        let pieces = encode(&data, 4, 10).unwrap();
+        let pieces = encode(data.clone(), 4, 10).unwrap();
         let chosen: Vec<(usize, Vec<u8>)> = [1, 6, 8, 9]
             .iter()
-            .map(|&n| (n, pieces[n].clone()))
+            .map(|&n| (n, pieces[n].to_vec()))
             .collect();
         assert!(decode(&chosen, 4, 10, data.len()).unwrap() == data);
         let mut bad = chosen.clone();
@@ -173,8 +173,8 @@ mod tests {
 
     #[test]
     fn tiny_inputs_work() {
-        let pieces = encode(b"x", 4, 6).unwrap();
-        let chosen: Vec<(usize, Vec<u8>)> = (2..6).map(|n| (n, pieces[n].clone())).collect();
+        let pieces = encode(b"x".to_vec(), 4, 6).unwrap();
+        let chosen: Vec<(usize, Vec<u8>)> = (2..6).map(|n| (n, pieces[n].to_vec())).collect();
         assert_eq!(decode(&chosen, 4, 6, 1).unwrap(), b"x");
     }
 }

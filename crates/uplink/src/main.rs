@@ -1,5 +1,10 @@
 //! `uplink`: the orbit user's command line. Thin: the work is in [`uplink::cli`].
 
+/// mimalloc: large piece and segment buffers are reused instead of being mapped and
+/// zeroed afresh by the system allocator each time (docs/network.md).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match uplink::cli::run(std::env::args_os(), &mut std::io::stdout()).await {

@@ -362,7 +362,7 @@ impl Project {
         stream: &[u8],
         index: u32,
         enc_len: usize,
-        pieces: Vec<Vec<u8>>,
+        pieces: Vec<bytes::Bytes>,
     ) -> Result<(), UplinkError> {
         use futures::StreamExt;
         let o = self.options;
@@ -383,7 +383,7 @@ impl Project {
             })
             .await?
             .into_inner();
-        let mut pieces: Vec<Option<Vec<u8>>> = pieces.into_iter().map(Some).collect();
+        let mut pieces: Vec<Option<bytes::Bytes>> = pieces.into_iter().map(Some).collect();
         let mut uploads = futures::stream::FuturesUnordered::new();
         for l in &begun.limits {
             let data = pieces
@@ -518,7 +518,7 @@ impl Project {
             .into_inner();
         let key = *content_key;
         if seg.inline {
-            return Ok(crypt::decrypt_segment(&key, index, &seg.inline_data)?);
+            return Ok(crypt::decrypt_segment(&key, index, seg.inline_data)?);
         }
         let rs = seg
             .redundancy
@@ -528,7 +528,7 @@ impl Project {
         tokio::task::spawn_blocking(move || {
             let enc = erasure::decode(&pieces, rs.k as usize, rs.total as usize, enc_len)
                 .map_err(|e| UplinkError::Other(e.to_string()))?;
-            Ok(crypt::decrypt_segment(&key, index, &enc)?)
+            Ok(crypt::decrypt_segment(&key, index, enc)?)
         })
         .await
         .map_err(|e| UplinkError::Other(format!("decoding a segment: {e}")))?
@@ -654,7 +654,7 @@ enum Body {
     /// Erasure coded.
     Pieces {
         enc_len: usize,
-        pieces: Vec<Vec<u8>>,
+        pieces: Vec<bytes::Bytes>,
     },
 }
 
@@ -664,7 +664,8 @@ async fn read_segment(
     size: usize,
 ) -> Result<Vec<u8>, UplinkError> {
     // Reserved whole (untouched pages cost nothing): growing by doubling would copy.
-    let mut plain = Vec::with_capacity(size);
+    // The room beyond is for the tag and the erasure coder's padding, added in place.
+    let mut plain = Vec::with_capacity(size + (64 << 10));
     reader.take(size as u64).read_to_end(&mut plain).await?;
     Ok(plain)
 }
@@ -676,21 +677,17 @@ fn prepare(
     plain: Vec<u8>,
     o: Options,
 ) -> Result<Prepared, UplinkError> {
-    let enc = crypt::encrypt_segment(content_key, index, &plain);
-    let body = if plain.len() <= o.inline_max {
+    let plain_len = plain.len() as u64;
+    let enc = crypt::encrypt_segment(content_key, index, plain);
+    let body = if plain_len as usize <= o.inline_max {
         Body::Inline(enc)
     } else {
-        let pieces = erasure::encode(&enc, o.k as usize, o.total as usize)
+        let enc_len = enc.len();
+        let pieces = erasure::encode(enc, o.k as usize, o.total as usize)
             .map_err(|e| UplinkError::Other(e.to_string()))?;
-        Body::Pieces {
-            enc_len: enc.len(),
-            pieces,
-        }
+        Body::Pieces { enc_len, pieces }
     };
-    Ok(Prepared {
-        plain_len: plain.len() as u64,
-        body,
-    })
+    Ok(Prepared { plain_len, body })
 }
 
 /// Whether a refusal says the client's idea of its channel is out of date.
