@@ -188,23 +188,7 @@ async fn lagging_member_catches_up_from_a_snapshot() {
         .revision;
     c.spawn(2);
     let lagging = c.client_of(2).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let r = lagging
-            .range(RangeRequest {
-                serializable: true,
-                count_only: true,
-                ..RangeRequest::prefix("s/")
-            })
-            .await;
-        if let Ok(r) = r {
-            if r.count == 2600 && r.revision >= rev {
-                break;
-            }
-        }
-        assert!(Instant::now() < deadline, "member 2 did not catch up");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    orbit_testkit::wait_caught_up(&lagging, "s/", 2600, rev, Duration::from_secs(30)).await;
     assert!(
         std::fs::metadata(c.dir.path().join("m2/raft/snapshot")).is_ok(),
         "member 2 caught up through a snapshot"

@@ -327,3 +327,29 @@ impl Drop for EtcdCluster {
         }
     }
 }
+
+/// Waits until `member` serves, from its own state, `count` keys under `prefix` at a
+/// revision of at least `revision`: a member that was behind has caught up.
+pub async fn wait_caught_up(
+    member: &dyn Kv,
+    prefix: &str,
+    count: i64,
+    revision: i64,
+    timeout: Duration,
+) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let r = member
+            .range(orbit_kv::RangeRequest {
+                serializable: true,
+                count_only: true,
+                ..orbit_kv::RangeRequest::prefix(prefix)
+            })
+            .await;
+        if matches!(&r, Ok(r) if r.count == count && r.revision >= revision) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never caught up: {r:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

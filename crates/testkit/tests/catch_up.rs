@@ -2,8 +2,8 @@
 //! messages, entry for entry.
 
 use orbit_kv::*;
-use orbit_testkit::{OrbitCluster, Timings};
-use std::time::{Duration, Instant};
+use orbit_testkit::{wait_caught_up, OrbitCluster, Timings};
+use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_member_behind_by_many_large_entries_catches_up_exactly() {
@@ -31,21 +31,7 @@ async fn a_member_behind_by_many_large_entries_catches_up_exactly() {
         serializable: true,
         ..RangeRequest::key(key)
     };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let r = lagging
-            .range(RangeRequest {
-                serializable: true,
-                count_only: true,
-                ..RangeRequest::prefix("big/")
-            })
-            .await;
-        if matches!(&r, Ok(r) if r.count == 48 && r.revision >= rev) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never caught up: {r:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_caught_up(&lagging, "big/", 48, rev, Duration::from_secs(30)).await;
     for i in 0..48 {
         let r = lagging.range(local(format!("big/{i:02}"))).await.unwrap();
         assert_eq!(r.kvs.len(), 1, "big/{i:02} missing");
