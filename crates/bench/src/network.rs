@@ -43,8 +43,8 @@ async fn main() -> anyhow::Result<()> {
     let key = [7u8; 32];
     let (mut t_enc, mut t_rs, mut t_unrs) = (0f64, 0f64, 0f64);
     for (i, c) in data.chunks(seg).enumerate() {
-        // With the room for the tag and padding the uplink's segment buffers have.
-        let mut plain = Vec::with_capacity(c.len() + (64 << 10));
+        // In a buffer as the uplink reads segments into.
+        let mut plain = uplink::project::segment_buffer(c.len());
         plain.extend_from_slice(c);
         let t = Instant::now();
         let e = crypt::encrypt_segment(&key, i as u32, plain);

@@ -97,7 +97,7 @@ fn segment_nonce(index: u32) -> [u8; 12] {
 }
 
 /// Encrypts segment `index` of an object under its content key.
-/// In place: the buffer gains the 16-byte tag ([`TAG`] spare capacity avoids a copy).
+/// In place: the buffer gains the [`TAG`] (spare capacity for it avoids a copy).
 pub fn encrypt_segment(content_key: &[u8; 32], index: u32, mut plain: Vec<u8>) -> Vec<u8> {
     cipher(content_key)
         .encrypt_in_place(&gcm_nonce(&segment_nonce(index)), b"", &mut plain)

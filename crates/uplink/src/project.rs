@@ -364,7 +364,6 @@ impl Project {
         enc_len: usize,
         pieces: Vec<bytes::Bytes>,
     ) -> Result<(), UplinkError> {
-        use futures::StreamExt;
         let o = self.options;
         let piece_size = pieces[0].len() as u64;
         let begun = self
@@ -658,14 +657,19 @@ enum Body {
     },
 }
 
+/// An empty buffer for a segment of up to `size` plain bytes, reserved whole
+/// (untouched pages cost nothing; growing by doubling would copy) with room for the
+/// GCM tag and the erasure coder's padding, which are added in place.
+pub fn segment_buffer(size: usize) -> Vec<u8> {
+    Vec::with_capacity(size + (64 << 10))
+}
+
 /// Reads up to one segment.
 async fn read_segment(
     reader: &mut (impl AsyncRead + Unpin),
     size: usize,
 ) -> Result<Vec<u8>, UplinkError> {
-    // Reserved whole (untouched pages cost nothing): growing by doubling would copy.
-    // The room beyond is for the tag and the erasure coder's padding, added in place.
-    let mut plain = Vec::with_capacity(size + (64 << 10));
+    let mut plain = segment_buffer(size);
     reader.take(size as u64).read_to_end(&mut plain).await?;
     Ok(plain)
 }
