@@ -20,6 +20,8 @@ use std::sync::{mpsc, Arc, Mutex};
 
 /// Version of the log file format, written as the first record.
 const FORMAT_VERSION: u32 = 1;
+/// Most bytes of entries replication reads for one AppendEntries message.
+pub(crate) const MAX_APPEND_BYTES: u64 = 1 << 20;
 /// Dead bytes tolerated before the file is rewritten.
 const REWRITE_SLACK: u64 = 16 << 20;
 
@@ -292,6 +294,27 @@ impl RaftLogReader<TypeConfig> for LogStore {
             .map(|(_, (e, _))| e.clone())
             .collect())
     }
+
+    /// What replication sends next: at most [`MAX_APPEND_BYTES`] of records (at least
+    /// one entry), so a follower far behind is not sent — nor this member made to
+    /// copy — up to `max_payload_entries` whole write batches at once.
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let g = self.lock();
+        let mut used = 0u64;
+        let mut out = Vec::new();
+        for (e, size) in g.entries.range(start..end).map(|(_, v)| v) {
+            used += size;
+            if !out.is_empty() && used > MAX_APPEND_BYTES {
+                break;
+            }
+            out.push(e.clone());
+        }
+        Ok(out)
+    }
 }
 
 impl RaftLogStorage<TypeConfig> for LogStore {
@@ -421,6 +444,27 @@ mod tests {
         frame_entry(&e, &mut a);
         frame(&Record::Entry(e), &mut b);
         assert_eq!(a, b);
+    }
+
+    #[tokio::test]
+    async fn replication_reads_are_bounded_by_size_but_carry_one_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = LogStore::open(dir.path()).unwrap();
+        let big = |index: u64| Entry {
+            log_id: LogId::new(openraft::CommittedLeaderId::new(1, 7), index),
+            payload: openraft::EntryPayload::Normal(crate::raft_types::Request::Write(
+                crate::mvcc::WriteCommand::Put(orbit_kv::PutRequest::new("k", vec![0; 300 << 10])),
+            )),
+        };
+        for i in 1..=10 {
+            log.append_synced(big(i)).unwrap();
+        }
+        let sent = log.limited_get_log_entries(1, 11).await.unwrap();
+        assert_eq!(sent.len(), 3, "3 x 300 KiB fit in 1 MiB, 4 do not");
+        assert_eq!(sent[0].log_id.index, 1);
+        let small = log.limited_get_log_entries(4, 5).await.unwrap();
+        assert_eq!(small.len(), 1);
+        assert_eq!(log.try_get_log_entries(1..11).await.unwrap().len(), 10);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Member-to-member transport: Raft RPCs and forwarded client requests over gRPC.
 
+use crate::log_store::MAX_APPEND_BYTES;
 use crate::node::StoreNode;
 use crate::raft_types::*;
 use openraft::error::{
@@ -93,10 +94,6 @@ fn decode<T: DeserializeOwned>(b: &Blob) -> Result<T, tonic::Status> {
     bincode::deserialize(&b.data)
         .map_err(|e| tonic::Status::invalid_argument(format!("undecodable peer message: {e}")))
 }
-
-/// Most bytes of entries in one AppendEntries message (one entry is always sent, however
-/// large: the proposer bounds a write batch).
-const MAX_APPEND_BYTES: u64 = 1 << 20;
 
 /// The least the AppendEntries bound shrinks to.
 const MIN_APPEND_BYTES: u64 = 16 << 10;
@@ -258,11 +255,10 @@ impl RaftNetwork<TypeConfig> for PeerNetwork {
         mut rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, PeerNode, RaftError<NodeId>>> {
-        // openraft bounds a message by entry count only, and entries are whole write
-        // batches: a follower far behind would be sent more than it can take in within
-        // the RPC time limit, again and again. Send a prefix of bounded size instead
-        // and tell openraft how far it got; halve the bound after a call that ran out
-        // of time, double it after one that did not, so a slow link still progresses.
+        // The log reader bounds a message to MAX_APPEND_BYTES. A follower that still
+        // cannot take that in within the RPC time limit would be sent it again and
+        // again: halve the bound after a call that ran out of time (send a prefix and
+        // tell openraft how far it got), double it after one that did not.
         if self.append_in_flight {
             self.append_budget = (self.append_budget / 2).max(MIN_APPEND_BYTES);
         }
