@@ -6,10 +6,12 @@
 
 mod error;
 pub mod pb;
+pub mod pin;
 mod remote;
 mod types;
 
 pub use error::{KvError, KvResult};
+pub use pin::{pin_revision, unpin, PIN_PREFIX};
 pub use remote::RemoteKv;
 pub use types::*;
 

@@ -65,6 +65,10 @@ pub fn range_req_from_pb(r: PbRangeRequest) -> RangeRequest {
         serializable: r.serializable,
         keys_only: r.keys_only,
         count_only: r.count_only,
+        min_mod_revision: r.min_mod_revision,
+        max_mod_revision: r.max_mod_revision,
+        min_create_revision: r.min_create_revision,
+        max_create_revision: r.max_create_revision,
     }
 }
 
@@ -80,7 +84,10 @@ pub fn range_req_to_pb(r: RangeRequest) -> PbRangeRequest {
         serializable: r.serializable,
         keys_only: r.keys_only,
         count_only: r.count_only,
-        ..Default::default()
+        min_mod_revision: r.min_mod_revision,
+        max_mod_revision: r.max_mod_revision,
+        min_create_revision: r.min_create_revision,
+        max_create_revision: r.max_create_revision,
     }
 }
 

@@ -58,6 +58,13 @@ fn get_options(r: &RangeRequest) -> ec::GetOptions {
     if r.serializable {
         o = o.with_serializable();
     }
+    if r.has_revision_filters() {
+        o = o
+            .with_min_mod_revision(r.min_mod_revision)
+            .with_max_mod_revision(r.max_mod_revision)
+            .with_min_create_revision(r.min_create_revision)
+            .with_max_create_revision(r.max_create_revision);
+    }
     if r.keys_only {
         o = o.with_keys_only();
     }

@@ -75,6 +75,20 @@ pub struct RangeRequest {
     pub keys_only: bool,
     /// Return only the count.
     pub count_only: bool,
+    /// Only keys last modified at or after this revision (0: no bound). Like the
+    /// other three filters it is a read option: not replicated (the log's format
+    /// predates it), so a txn's range refuses it.
+    #[serde(skip)]
+    pub min_mod_revision: i64,
+    /// Only keys last modified at or before this revision (0: no bound).
+    #[serde(skip)]
+    pub max_mod_revision: i64,
+    /// Only keys created at or after this revision (0: no bound).
+    #[serde(skip)]
+    pub min_create_revision: i64,
+    /// Only keys created at or before this revision (0: no bound).
+    #[serde(skip)]
+    pub max_create_revision: i64,
 }
 
 impl RangeRequest {
@@ -94,6 +108,26 @@ impl RangeRequest {
             key,
             ..Default::default()
         }
+    }
+}
+
+impl RangeRequest {
+    /// Whether any of the revision filters is set.
+    pub fn has_revision_filters(&self) -> bool {
+        self.min_mod_revision != 0
+            || self.max_mod_revision != 0
+            || self.min_create_revision != 0
+            || self.max_create_revision != 0
+    }
+
+    /// Whether `kv` passes the revision filters.
+    pub fn passes_filters(&self, kv: &KeyValue) -> bool {
+        let above = |v: i64, min: i64| min == 0 || v >= min;
+        let below = |v: i64, max: i64| max == 0 || v <= max;
+        above(kv.mod_revision, self.min_mod_revision)
+            && below(kv.mod_revision, self.max_mod_revision)
+            && above(kv.create_revision, self.min_create_revision)
+            && below(kv.create_revision, self.max_create_revision)
     }
 }
 

@@ -98,6 +98,13 @@ pub struct ReplicaConfig {
     /// health check before it is removed from the cluster, ms.
     #[serde(default = "default_member_dead_ms")]
     pub member_dead_ms: u64,
+    /// Automatic compaction of the store member this replica runs: `periodic`,
+    /// `revision` or `off` (as etcd's `--auto-compaction-mode`).
+    #[serde(default = "default_auto_compaction_mode")]
+    pub auto_compaction_mode: String,
+    /// What it keeps: a duration (`1h`) in periodic mode, a count in revision mode.
+    #[serde(default = "default_auto_compaction_retention")]
+    pub auto_compaction_retention: String,
     /// The replica table.
     #[serde(default, rename = "replica")]
     pub replicas: Vec<ReplicaRow>,
@@ -132,6 +139,12 @@ fn default_learner_timeout_ms() -> u64 {
 }
 fn default_member_dead_ms() -> u64 {
     10_000
+}
+fn default_auto_compaction_mode() -> String {
+    "periodic".into()
+}
+fn default_auto_compaction_retention() -> String {
+    "1h".into()
 }
 
 /// Why a configuration was refused.
@@ -179,9 +192,19 @@ impl ReplicaConfig {
         self.replicas.iter().filter(|r| r.store_node)
     }
 
+    /// The automatic compaction its store member runs with.
+    pub fn auto_compaction(&self) -> Result<orbit_store::AutoCompaction, ConfigError> {
+        orbit_store::AutoCompaction::parse(
+            &self.auto_compaction_mode,
+            &self.auto_compaction_retention,
+        )
+        .map_err(ConfigError)
+    }
+
     /// Checks the table, saying what to fix.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let err = |m: String| Err(ConfigError(m));
+        self.auto_compaction()?;
         if self.replicas.is_empty() {
             return err("the replica table is empty: add a [[replica]] row per replica".into());
         }

@@ -83,6 +83,9 @@ pub(crate) fn store_config(config: &ReplicaConfig) -> StoreConfig {
         token: config.token.clone(),
         heartbeat_ms: config.heartbeat_ms,
         election_ms: config.election_ms,
+        auto_compaction: config
+            .auto_compaction()
+            .unwrap_or(orbit_store::compactor::DEFAULT_AUTO_COMPACTION),
         ..StoreConfig::single(
             &me.store_name,
             config.data_dir.join("store"),

@@ -72,6 +72,22 @@ pub struct InitArgs {
     /// Log entries between snapshots.
     #[arg(long, default_value_t = orbit_store::config::DEFAULT_SNAPSHOT_ENTRIES)]
     snapshot_entries: u64,
+    /// Automatic compaction: `periodic` (keep a time span of history), `revision`
+    /// (keep a number of revisions) or `off`.
+    #[arg(
+        long,
+        env = "ORBIT_STORE_AUTO_COMPACTION_MODE",
+        default_value = "periodic"
+    )]
+    auto_compaction_mode: String,
+    /// What automatic compaction keeps: a duration in periodic mode (`1h`, `30m`, or a
+    /// bare number of hours, as etcd), a revision count in revision mode; 0 turns it off.
+    #[arg(
+        long,
+        env = "ORBIT_STORE_AUTO_COMPACTION_RETENTION",
+        default_value = "1h"
+    )]
+    auto_compaction_retention: String,
 }
 
 /// Flags of `storage status`.
@@ -125,6 +141,11 @@ async fn init(a: InitArgs) -> anyhow::Result<()> {
         election_ms: a.election_ms,
         quota_bytes: a.quota_bytes,
         snapshot_entries: a.snapshot_entries,
+        auto_compaction: orbit_store::AutoCompaction::parse(
+            &a.auto_compaction_mode,
+            &a.auto_compaction_retention,
+        )
+        .map_err(anyhow::Error::msg)?,
         ..StoreConfig::single(&a.name, data_dir, &a.client_url, &a.peer_url)
     };
     let data_dir = config.data_dir.clone();

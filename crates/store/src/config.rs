@@ -66,6 +66,10 @@ pub struct StoreConfig {
     /// token, name and peer URL (new cluster) or asks the cluster (existing). Set when a
     /// cluster may be created more than once under one name, so ids are never reused.
     pub member_id: Option<u64>,
+    /// Automatic compaction (etcd's `--auto-compaction-mode` and `-retention`).
+    pub auto_compaction: crate::compactor::AutoCompaction,
+    /// How often revision-mode compaction checks, ms (etcd: 5 minutes).
+    pub compaction_check_ms: u64,
 }
 
 impl StoreConfig {
@@ -91,6 +95,8 @@ impl StoreConfig {
             snapshot_entries: DEFAULT_SNAPSHOT_ENTRIES,
             watch_progress_ms: DEFAULT_WATCH_PROGRESS_MS,
             member_id: None,
+            auto_compaction: crate::compactor::DEFAULT_AUTO_COMPACTION,
+            compaction_check_ms: crate::compactor::REVISION_CHECK_INTERVAL.as_millis() as u64,
         }
     }
 

@@ -7,6 +7,7 @@
 //! leases, membership), [`server`] (the etcd gRPC API) and [`embedded`] (the
 //! in-process [`orbit_kv::Kv`] handle).
 
+pub mod compactor;
 pub mod config;
 pub mod embedded;
 pub mod lease;
@@ -22,6 +23,7 @@ pub mod server;
 pub mod state_machine;
 pub mod watch;
 
+pub use compactor::AutoCompaction;
 pub use config::{parse_initial_cluster, ClusterState, StoreConfig};
 pub use embedded::EmbeddedKv;
 pub use node::{find_cluster, StoreNode};

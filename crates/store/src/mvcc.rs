@@ -139,6 +139,11 @@ impl Mvcc {
         self.compact_revision
     }
 
+    /// Versions kept in the history, tombstones included (what compaction bounds).
+    pub fn stored_versions(&self) -> usize {
+        self.keys.values().map(Vec::len).sum()
+    }
+
     /// Bytes of stored data as charged to the quota.
     pub fn size(&self) -> u64 {
         self.size
@@ -220,7 +225,11 @@ impl Mvcc {
     /// Reads the range as of `rev`, which the caller has checked.
     fn range_at(&self, req: &RangeRequest, rev: i64) -> RangeResponse {
         let range = KeyRange::new(&req.key, &req.range_end);
-        let sorted = req.sort_order != SortOrder::None || req.sort_target != SortTarget::Key;
+        // With revision filters, everything is collected, filtered, then cut to the
+        // limit, as etcd does; the count stays that of the whole range.
+        let filtered = req.has_revision_filters();
+        let sorted =
+            req.sort_order != SortOrder::None || req.sort_target != SortTarget::Key || filtered;
         let limit = if req.limit > 0 {
             req.limit as usize
         } else {
@@ -242,6 +251,10 @@ impl Mvcc {
             }
             kvs.push(kv);
         }
+        let mut truncated = false;
+        if filtered {
+            kvs.retain(|kv| req.passes_filters(kv));
+        }
         if sorted {
             let order = match req.sort_order {
                 // etcd sorts ascending when a target but no order is given.
@@ -262,11 +275,18 @@ impl Mvcc {
                     ord
                 }
             });
+            truncated = kvs.len() > limit;
             kvs.truncate(limit);
         }
+        let more = if filtered {
+            // etcd: more when the filtered keys did not fit the limit.
+            truncated
+        } else {
+            (kvs.len() as i64) < count && !req.count_only
+        };
         RangeResponse {
             revision: self.revision.max(rev),
-            more: (kvs.len() as i64) < count && !req.count_only,
+            more,
             kvs,
             count,
         }
@@ -306,6 +326,11 @@ impl Mvcc {
                 match op {
                     TxnOp::Range(r) => {
                         self.check_read_revision(r.revision)?;
+                        if r.has_revision_filters() {
+                            return Err(KvError::InvalidArgument(
+                                "revision filters are not supported in a txn's range; use a plain range".into(),
+                            ));
+                        }
                     }
                     TxnOp::Put(p) => {
                         self.check_put(p)?;
@@ -669,8 +694,11 @@ impl Mvcc {
         let mut freed = 0u64;
         self.keys.retain(|key, versions| {
             let idx = versions.partition_point(|v| v.mod_revision <= rev);
-            // Keep the version a read at `rev` sees, unless it is a delete.
-            let keep_from = if idx > 0 && !versions[idx - 1].tombstone {
+            // Keep the version a read at `rev` sees, and a delete made at `rev` itself
+            // (a watch from `rev` still reports it, as etcd's does); an older delete goes.
+            let keep_from = if idx > 0
+                && (!versions[idx - 1].tombstone || versions[idx - 1].mod_revision == rev)
+            {
                 idx - 1
             } else {
                 idx
@@ -681,15 +709,15 @@ impl Mvcc {
             !versions.is_empty()
         });
         self.size = self.size.saturating_sub(freed);
-        self.changes = self.changes.split_off(&(rev + 1));
+        self.changes = self.changes.split_off(&rev);
         self.compact_revision = rev;
         Ok(())
     }
 
     /// The changes to `[key, range_end)` from revision `from` on, in revision order.
-    /// `from` must be above the compaction point.
+    /// `from` must be at or above the compaction point.
     pub fn history(&self, key: &[u8], range_end: &[u8], from: i64) -> KvResult<Changes> {
-        if from <= self.compact_revision {
+        if from < self.compact_revision {
             return Err(KvError::Compacted {
                 compact_revision: self.compact_revision,
             });

@@ -4,6 +4,7 @@
 //! (directly when this member leads, else over the peer transport), linearizable
 //! reads wait for the leader's read index, serializable reads are served locally.
 
+use crate::compactor::Compactor;
 use crate::config::{ClusterState, StoreConfig};
 use crate::lease::LeaseClock;
 use crate::log_store::LogStore;
@@ -21,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -64,6 +66,9 @@ pub struct StoreNode {
     shared: Arc<Shared>,
     peers: Peers,
     leases: LeaseClock,
+    compactor: Compactor,
+    /// A compaction is being committed.
+    compacting: AtomicBool,
     proposer: Proposer,
     reads: ReadIndexer,
     client_addr: SocketAddr,
@@ -202,6 +207,10 @@ impl StoreNode {
         let client_listener = bind(&config.client_url).await?;
         let peer_listener = bind(&config.peer_url).await?;
         let (shutdown, _) = watch::channel(false);
+        let compactor = Compactor::new(
+            config.auto_compaction,
+            Duration::from_millis(config.compaction_check_ms),
+        );
         let node = Arc::new(StoreNode {
             id,
             cluster_id: fnv64(&[&config.token]),
@@ -212,6 +221,8 @@ impl StoreNode {
             shared,
             peers,
             leases: LeaseClock::default(),
+            compactor,
+            compacting: AtomicBool::new(false),
             proposer: Proposer::start(raft.clone()),
             reads: ReadIndexer::start(raft.clone()),
             shutdown,
@@ -707,6 +718,7 @@ impl StoreNode {
                     published = node.publish().await;
                 }
                 node.expire_leases();
+                node.auto_compact();
                 node.promote_caught_up_learners().await;
             }
         });
@@ -759,6 +771,41 @@ impl StoreNode {
                 }
             });
         }
+    }
+
+    /// Commits the compaction the compactor asks for, one at a time.
+    fn auto_compact(self: &Arc<Self>) {
+        if self.compacting.load(Ordering::Acquire) {
+            return;
+        }
+        let metrics = self.raft.metrics().borrow().clone();
+        let leader_term = (metrics.state == ServerState::Leader).then_some(metrics.current_term);
+        let target = {
+            let state = self.shared.read();
+            let pins = state
+                .kv
+                .range(&RangeRequest::prefix(orbit_kv::PIN_PREFIX))
+                .map(|r| orbit_kv::pin::lowest_pin(r.kvs.iter().map(|kv| kv.value.as_slice())))
+                .unwrap_or(None);
+            self.compactor.tick(
+                leader_term,
+                state.kv.revision(),
+                state.kv.compact_revision(),
+                pins,
+                std::time::Instant::now(),
+            )
+        };
+        let Some(rev) = target else { return };
+        self.compacting.store(true, Ordering::Release);
+        let node = self.clone();
+        tokio::spawn(async move {
+            match node.write(WriteCommand::Compact(rev)).await {
+                Ok(_) => tracing::debug!(revision = rev, "auto-compacted"),
+                Err(KvError::Compacted { .. }) => {}
+                Err(e) => tracing::warn!(revision = rev, error = %e, "auto-compaction failed"),
+            }
+            node.compacting.store(false, Ordering::Release);
+        });
     }
 
     async fn promote_caught_up_learners(&self) {
