@@ -1167,10 +1167,16 @@ mod tests {
             m.apply(&WriteCommand::Compact(60), 0).0,
             Err(KvError::FutureRevision)
         );
+        // History from the compaction revision itself is kept (etcd serves a watch
+        // from it, with the delete made there); only older history is gone.
         assert!(matches!(
-            m.history(b"a", b"", 5),
+            m.history(b"a", b"", 4),
             Err(KvError::Compacted { .. })
         ));
+        let from5 = m.history(b"", &[0], 5).unwrap();
+        assert_eq!(from5.len(), 2);
+        assert_eq!(from5[0].kind, EventKind::Delete);
+        assert_eq!(from5[0].kv.key, b"b");
         let h = m.history(b"a", b"", 6).unwrap();
         assert_eq!(h.len(), 1);
         assert_eq!(h[0].prev_kv.as_ref().unwrap().value, b"2");
