@@ -282,3 +282,95 @@ async fn etcdctl_member_add_promote_and_remove() {
         .unwrap();
     assert_eq!(list.lines().count(), 3, "{list}");
 }
+
+/// A long-running etcdctl (elect, lock) whose output lines arrive on a channel.
+struct Contender {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Contender {
+    fn spawn(endpoints: &str, args: &[&str]) -> Contender {
+        let mut child = Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={endpoints}"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("etcdctl is installed");
+        let out = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Contender { child, lines }
+    }
+
+    /// The first line it prints within `wait`, if any.
+    fn first_line(&self, wait: Duration) -> Option<String> {
+        self.lines.recv_timeout(wait).ok()
+    }
+
+    /// Asks it to stop as a user's Ctrl-C does: it resigns or unlocks on the way out.
+    fn interrupt(mut self) {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Contender {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Two contenders for one election, and for one lock: the first wins at once, the
+/// second only after the first lets go (the recipes read with Range's revision
+/// filters and wait with watches).
+fn two_contenders(endpoints: &str, first: &[&str], second: &[&str]) -> (String, String) {
+    let a = Contender::spawn(endpoints, first);
+    let won = a
+        .first_line(Duration::from_secs(15))
+        .unwrap_or_else(|| panic!("etcdctl {first:?} never reported itself the winner"));
+    let b = Contender::spawn(endpoints, second);
+    assert_eq!(
+        b.first_line(Duration::from_secs(2)),
+        None,
+        "etcdctl {second:?} won while the first still held it"
+    );
+    a.interrupt();
+    let next = b
+        .first_line(Duration::from_secs(15))
+        .unwrap_or_else(|| panic!("etcdctl {second:?} did not win after the first let go"));
+    (won, next)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn etcdctl_elect_and_lock_with_two_contenders() {
+    let c = common::start(3).await;
+    let ep = hostports(&c);
+    tokio::task::spawn_blocking(move || {
+        let (a, b) = two_contenders(
+            &ep,
+            &["elect", "leader-demo", "first"],
+            &["elect", "leader-demo", "second"],
+        );
+        assert!(a.starts_with("leader-demo/"), "{a}");
+        assert!(b.starts_with("leader-demo/") && a != b, "{a} then {b}");
+        let (a, b) = two_contenders(&ep, &["lock", "lock-demo"], &["lock", "lock-demo"]);
+        assert!(a.starts_with("lock-demo/"), "{a}");
+        assert!(b.starts_with("lock-demo/") && a != b, "{a} then {b}");
+    })
+    .await
+    .unwrap();
+}
