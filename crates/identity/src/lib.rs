@@ -217,14 +217,18 @@ pub fn hex_encode(b: &[u8]) -> String {
 /// Bytes of a hex string.
 pub fn hex_decode(s: &str) -> Result<Vec<u8>, String> {
     if !s.len().is_multiple_of(2) {
-        return Err(format!("odd number of hex digits: {s:?}"));
+        // The text is never echoed: it is often a secret (a key, an access grant).
+        return Err(format!(
+            "{} hex digits: a whole number of bytes is an even count",
+            s.len()
+        ));
     }
     (0..s.len())
         .step_by(2)
         .map(|i| {
             s.get(i..i + 2)
                 .and_then(|d| u8::from_str_radix(d, 16).ok())
-                .ok_or_else(|| format!("not hex: {s:?}"))
+                .ok_or_else(|| format!("character {} is not a hex digit", i + 1))
         })
         .collect()
 }

@@ -86,7 +86,8 @@ impl ApiKey {
             .strip_prefix(PREFIX)
             .ok_or_else(|| AuthError::Malformed("an API key starts with orbit1".into()))?;
         let body = orbit_identity::hex_decode(hex).map_err(AuthError::Malformed)?;
-        bincode::deserialize(&body).map_err(|e| AuthError::Malformed(e.to_string()))
+        bincode::deserialize(&body)
+            .map_err(|_| AuthError::Malformed("it does not decode (cut short or altered?)".into()))
     }
 }
 

@@ -1,6 +1,7 @@
 //! The `uplink` command line, callable in-process (tests) as well as from `main`.
 
 use crate::keyfile;
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use orbit_payments::{Address, Payer};
 use std::io::Write;
@@ -236,8 +237,14 @@ async fn objects(c: Command, out: &mut dyn Write) -> anyhow::Result<()> {
                     } else {
                         k
                     };
-                    let file = tokio::fs::File::open(&src).await?;
-                    let len = file.metadata().await?.len();
+                    let file = tokio::fs::File::open(&src)
+                        .await
+                        .with_context(|| format!("reading {src}"))?;
+                    let len = file
+                        .metadata()
+                        .await
+                        .with_context(|| format!("reading {src}"))?
+                        .len();
                     let pb = bar(len, quiet);
                     let n = p
                         .upload(&b, &k, tokio::io::BufReader::new(file), &|d| {
@@ -251,7 +258,9 @@ async fn objects(c: Command, out: &mut dyn Write) -> anyhow::Result<()> {
                     let listed = p.list(&b, &k).await?;
                     let len = listed.iter().find(|o| o.key == k).map_or(0, |o| o.size);
                     let tmp = format!("{dst}.part");
-                    let file = tokio::fs::File::create(&tmp).await?;
+                    let file = tokio::fs::File::create(&tmp)
+                        .await
+                        .with_context(|| format!("writing {tmp}"))?;
                     let pb = bar(len, quiet);
                     let n = p
                         .download(&b, &k, tokio::io::BufWriter::new(file), &|d| {

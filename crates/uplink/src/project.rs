@@ -82,9 +82,16 @@ impl Access {
         let hex = s.trim().strip_prefix(ACCESS_PREFIX).ok_or_else(|| {
             UplinkError::Other(format!("an access grant starts with {ACCESS_PREFIX}"))
         })?;
-        let b = orbit_identity::hex_decode(hex).map_err(UplinkError::Other)?;
-        bincode::deserialize(&b)
-            .map_err(|e| UplinkError::Other(format!("malformed access grant: {e}")))
+        let b = orbit_identity::hex_decode(hex).map_err(|e| {
+            UplinkError::Other(format!(
+                "malformed access grant ({e}): copy it whole from `uplink access`"
+            ))
+        })?;
+        bincode::deserialize(&b).map_err(|_| {
+            UplinkError::Other(
+                "malformed access grant: it does not decode (cut short or altered?)".into(),
+            )
+        })
     }
 }
 
@@ -716,5 +723,32 @@ fn piece_receipt(n: u32, node: NodeId, receipt: &PieceHash) -> pb::PieceReceipt 
         piece_number: n,
         node_id: node.0.to_vec(),
         receipt: receipt.encode(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mistyped_access_grant_says_what_is_wrong_and_echoes_no_secret() {
+        let grant = Access {
+            satellite: "http://127.0.0.1:1".into(),
+            satellite_key: PublicKey([7; 32]),
+            api_key: "orbit1secretsecret".into(),
+            root: [9; 32],
+        }
+        .serialize();
+        let body = grant.strip_prefix(ACCESS_PREFIX).unwrap();
+        for bad in [
+            format!("{ACCESS_PREFIX}{}x{}", &body[..10], &body[11..]),
+            format!("{ACCESS_PREFIX}{}", &body[..body.len() - 1]),
+            format!("{ACCESS_PREFIX}{}", &body[..body.len() - 20]),
+        ] {
+            let e = Access::parse(&bad).unwrap_err().to_string();
+            assert!(e.contains("malformed access grant"), "{e}");
+            assert!(!e.contains(&body[4..24]), "the error echoes the grant: {e}");
+        }
+        assert!(Access::parse(&grant).is_ok());
     }
 }
