@@ -119,6 +119,9 @@ pub enum AuthError {
     /// A caveat forbids it.
     #[error("API key does not allow this: {0}")]
     Forbidden(String),
+    /// The project name cannot be used.
+    #[error("{0}")]
+    InvalidProject(String),
     /// The store failed.
     #[error("store: {0}")]
     Store(#[from] orbit_kv::KvError),
@@ -161,6 +164,8 @@ impl ApiKeys {
 
     /// Creates a key for `project`.
     pub async fn create(&self, project: &str) -> Result<ApiKey, AuthError> {
+        crate::metainfo::check_project_name(project)
+            .map_err(|e| AuthError::InvalidProject(e.to_string()))?;
         let secret: [u8; 32] = rand::random();
         let key = ApiKey::new(&secret);
         let rec = KeyRecord {
@@ -200,6 +205,13 @@ impl ApiKeys {
             .first()
             .and_then(|kv| serde_json::from_slice(&kv.value).ok())
             .ok_or(AuthError::Invalid)?;
+        // A key made before project names were checked may name one that reaches
+        // into another project's key space: it is refused, never served.
+        crate::metainfo::check_project_name(&rec.project).map_err(|_| {
+            AuthError::InvalidProject(
+                "this API key's project name is no longer allowed: create a new key for a project with a valid name".into(),
+            )
+        })?;
         let s = (rec.secret, rec.project);
         self.secrets
             .lock()

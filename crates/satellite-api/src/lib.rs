@@ -58,6 +58,7 @@ impl From<apikey::AuthError> for ApiError {
         match e {
             A::Malformed(_) | A::Invalid | A::Revoked => ApiError::Unauthenticated(e.to_string()),
             A::Forbidden(_) => ApiError::Forbidden(e.to_string()),
+            A::InvalidProject(_) => ApiError::Invalid(e.to_string()),
             A::Store(s) => ApiError::Store(s),
         }
     }

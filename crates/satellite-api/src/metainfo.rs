@@ -110,9 +110,49 @@ pub fn check_bucket_name(b: &str) -> Result<(), ApiError> {
         Ok(())
     } else {
         Err(ApiError::Invalid(format!(
-            "bucket name {b:?}: 3 to 63 characters of a-z, 0-9, '-' and '.'"
+            "bucket name {:?}: 3 to 63 characters of a-z, 0-9, '-' and '.'",
+            b.chars().take(80).collect::<String>()
         )))
     }
+}
+
+/// Project names: 1 to 64 of A-Z, a-z, 0-9, '-', '_' and '.', starting with a letter
+/// or digit. No '/': a project's records can never reach into another's key space.
+pub fn check_project_name(p: &str) -> Result<(), ApiError> {
+    let ok = (1..=64).contains(&p.len())
+        && p.as_bytes()[0].is_ascii_alphanumeric()
+        && p.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_' || c == b'.');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::Invalid(format!(
+            "project name {:?}: 1 to 64 characters of A-Z, a-z, 0-9, '-', '_' and '.', starting with a letter or digit",
+            p.chars().take(80).collect::<String>()
+        )))
+    }
+}
+
+/// Longest object key, in bytes (as the uplink encodes it).
+pub const MAX_OBJECT_KEY: usize = 4096;
+
+/// Checks the project and bucket a request names before any key is built from them.
+fn scope(project: &str, bucket: &str) -> Result<(), ApiError> {
+    check_project_name(project)?;
+    check_bucket_name(bucket)
+}
+
+fn check_object_key(key: &str) -> Result<(), ApiError> {
+    if key.is_empty() {
+        return Err(ApiError::Invalid("empty object key".into()));
+    }
+    if key.len() > MAX_OBJECT_KEY {
+        return Err(ApiError::Invalid(format!(
+            "object key of {} bytes; at most {MAX_OBJECT_KEY}",
+            key.len()
+        )));
+    }
+    Ok(())
 }
 
 fn hex(b: &[u8]) -> String {
@@ -165,7 +205,7 @@ impl Metainfo {
         bucket: &str,
         now: u64,
     ) -> Result<(), ApiError> {
-        check_bucket_name(bucket)?;
+        scope(project, bucket)?;
         let key = bucket_key(project, bucket);
         let txn = TxnRequest {
             compare: vec![Compare::new(
@@ -184,6 +224,7 @@ impl Metainfo {
     }
 
     async fn bucket_exists(&self, project: &str, bucket: &str) -> Result<(), ApiError> {
+        scope(project, bucket)?;
         let r = self
             .kv
             .range(RangeRequest {
@@ -224,6 +265,7 @@ impl Metainfo {
 
     /// The project's buckets.
     pub async fn list_buckets(&self, project: &str) -> Result<Vec<String>, ApiError> {
+        check_project_name(project)?;
         let prefix = format!("/orbit/sat/buckets/{project}/");
         let r = self
             .kv
@@ -247,9 +289,7 @@ impl Metainfo {
         now: u64,
     ) -> Result<[u8; 16], ApiError> {
         self.bucket_exists(project, bucket).await?;
-        if key.is_empty() {
-            return Err(ApiError::Invalid("empty object key".into()));
-        }
+        check_object_key(key)?;
         let stream: [u8; 16] = rand::random();
         let s = Stream {
             v: 1,
@@ -368,6 +408,7 @@ impl Metainfo {
         bucket: &str,
         key: &str,
     ) -> Result<(Object, Vec<Segment>), ApiError> {
+        scope(project, bucket)?;
         let r = self
             .kv
             .range(RangeRequest::key(object_key(project, bucket, key)))
@@ -423,6 +464,7 @@ impl Metainfo {
         bucket: &str,
         key: &str,
     ) -> Result<(), ApiError> {
+        scope(project, bucket)?;
         let okey = object_key(project, bucket, key);
         let r = self.kv.range(RangeRequest::key(okey.clone())).await?;
         let Some(kv) = r.kvs.first() else {

@@ -3,7 +3,9 @@
 
 use crate::ApiError;
 use orbit_identity::{NodeId, PublicKey};
-use orbit_kv::{Kv, PutRequest, RangeRequest};
+use orbit_kv::{
+    Compare, CompareOp, CompareTarget, Kv, PutRequest, RangeRequest, TxnOp, TxnRequest,
+};
 use orbit_protocol::CheckIn;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
@@ -53,6 +55,20 @@ impl Default for SelectionConfig {
 
 fn node_key(id: &NodeId) -> String {
     format!("/orbit/sat/nodes/{id}")
+}
+
+/// A node record; a corrupt one or one of an unknown format is an error naming its
+/// key, never skipped.
+fn parse_node(key: &str, value: &[u8]) -> Result<NodeRecord, ApiError> {
+    let rec: NodeRecord = serde_json::from_slice(value)
+        .map_err(|e| ApiError::Internal(format!("corrupt node record at {key}: {e}")))?;
+    if rec.v != 1 {
+        return Err(ApiError::Internal(format!(
+            "node record at {key} has format version {}, this satellite reads 1: upgrade it",
+            rec.v
+        )));
+    }
+    Ok(rec)
 }
 
 /// The node table.
@@ -109,33 +125,80 @@ impl Nodes {
                 c.address
             )));
         }
-        let id = key.id();
-        let disqualified = self.get(&id).await?.is_some_and(|n| n.disqualified);
-        let rec = NodeRecord {
+        // Only what a check-in reports changes; what others wrote (disqualification)
+        // stays, by a compare on the record's revision.
+        self.update(&key.id(), |old| NodeRecord {
             v: 1,
-            id,
+            id: key.id(),
             key,
-            address: c.address,
+            address: c.address.clone(),
             free: c.free,
-            version: c.version,
+            version: c.version.clone(),
             last_seen: now,
-            disqualified,
+            disqualified: old.is_some_and(|n| n.disqualified),
+        })
+        .await
+    }
+
+    /// Disqualifies a node for good: it gets no new pieces and its pieces count as gone.
+    pub async fn disqualify(&self, id: &NodeId) -> Result<NodeRecord, ApiError> {
+        let Some(first) = self.get(id).await? else {
+            return Err(ApiError::NotFound(format!("no node {id}")));
         };
-        self.kv
-            .put(PutRequest::new(
-                node_key(&id),
-                serde_json::to_vec(&rec).expect("records serialize"),
-            ))
-            .await?;
-        Ok(rec)
+        self.update(id, |old| NodeRecord {
+            disqualified: true,
+            ..old.cloned().unwrap_or_else(|| first.clone())
+        })
+        .await
+    }
+
+    /// Replaces a node's record by `f` of its current one, retrying while others
+    /// change it meanwhile, so no concurrent update is lost.
+    async fn update(
+        &self,
+        id: &NodeId,
+        f: impl Fn(Option<&NodeRecord>) -> NodeRecord,
+    ) -> Result<NodeRecord, ApiError> {
+        let key = node_key(id);
+        for attempt in 0..32u64 {
+            let cur = self.kv.range(RangeRequest::key(key.clone())).await?;
+            let (rev, old) = match cur.kvs.first() {
+                Some(kv) => (kv.mod_revision, Some(parse_node(&key, &kv.value)?)),
+                None => (0, None),
+            };
+            let rec = f(old.as_ref());
+            let txn = TxnRequest {
+                compare: vec![Compare::new(
+                    key.clone(),
+                    CompareOp::Equal,
+                    CompareTarget::Mod(rev),
+                )],
+                success: vec![TxnOp::Put(PutRequest::new(
+                    key.clone(),
+                    serde_json::to_vec(&rec).expect("records serialize"),
+                ))],
+                failure: Vec::new(),
+            };
+            if self.kv.txn(txn).await?.succeeded {
+                return Ok(rec);
+            }
+            // Lost a race: back off a little, at random, so racers spread out.
+            let ms = rand::random::<u64>() % (2 * attempt + 2);
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+        }
+        Err(ApiError::Unavailable(format!(
+            "node {id}: its record keeps changing; try again"
+        )))
     }
 
     /// A node's record.
     pub async fn get(&self, id: &NodeId) -> Result<Option<NodeRecord>, ApiError> {
-        let r = self.kv.range(RangeRequest::key(node_key(id))).await?;
-        Ok(r.kvs
+        let key = node_key(id);
+        let r = self.kv.range(RangeRequest::key(key.clone())).await?;
+        r.kvs
             .first()
-            .and_then(|kv| serde_json::from_slice(&kv.value).ok()))
+            .map(|kv| parse_node(&key, &kv.value))
+            .transpose()
     }
 
     /// Every node.
@@ -144,10 +207,10 @@ impl Nodes {
             .kv
             .range(RangeRequest::prefix("/orbit/sat/nodes/"))
             .await?;
-        Ok(r.kvs
+        r.kvs
             .iter()
-            .filter_map(|kv| serde_json::from_slice(&kv.value).ok())
-            .collect())
+            .map(|kv| parse_node(&String::from_utf8_lossy(&kv.key), &kv.value))
+            .collect()
     }
 
     /// Chooses `n` nodes at random among those online, not disqualified, with
