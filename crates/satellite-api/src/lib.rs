@@ -81,6 +81,37 @@ impl From<ApiError> for tonic::Status {
     }
 }
 
+/// Reads every key under `prefix` in pages of `page` keys, each page at the store's
+/// current revision: for sweeps that delete as they go.
+pub(crate) async fn scan_pages(
+    kv: &dyn orbit_kv::Kv,
+    prefix: &str,
+    page: i64,
+) -> Result<Vec<orbit_kv::KeyValue>, ApiError> {
+    let end = orbit_kv::prefix_end(prefix.as_bytes());
+    let mut from = prefix.as_bytes().to_vec();
+    let mut out = Vec::new();
+    loop {
+        let r = kv
+            .range(orbit_kv::RangeRequest {
+                key: from.clone(),
+                range_end: end.clone(),
+                limit: page,
+                ..Default::default()
+            })
+            .await?;
+        let n = r.kvs.len();
+        if let Some(last) = r.kvs.last() {
+            from = last.key.clone();
+            from.push(0);
+        }
+        out.extend(r.kvs);
+        if !r.more || n == 0 {
+            return Ok(out);
+        }
+    }
+}
+
 /// Seconds since the Unix epoch.
 pub fn unix_now() -> u64 {
     std::time::SystemTime::now()

@@ -174,8 +174,10 @@ fn object_prefix(project: &str, bucket: &str) -> String {
 fn object_key(project: &str, bucket: &str, key: &str) -> String {
     format!("{}{key}", object_prefix(project, bucket))
 }
+const STREAMS_PREFIX: &str = "/orbit/sat/streams/";
+
 fn stream_key(stream: &[u8; 16]) -> String {
-    format!("/orbit/sat/streams/{}", hex(stream))
+    format!("{STREAMS_PREFIX}{}", hex(stream))
 }
 fn segments_prefix(stream: &[u8; 16]) -> String {
     format!("/orbit/sat/segments/{}/", hex(stream))
@@ -399,6 +401,42 @@ impl Metainfo {
         Err(ApiError::Unavailable(
             "too many concurrent writes to this object".into(),
         ))
+    }
+
+    /// Deletes uploads begun before `now - max_age_s` and never committed, with the
+    /// segments they stored; returns how many went. An upload committed meanwhile is
+    /// left alone (compare on the pending record).
+    pub async fn remove_abandoned(&self, now: u64, max_age_s: u64) -> Result<usize, ApiError> {
+        let mut removed = 0;
+        for kv in crate::scan_pages(&*self.kv, STREAMS_PREFIX, 1000).await? {
+            let key = String::from_utf8_lossy(&kv.key).to_string();
+            let s: Stream = parse(&format!("stream at {key}"), &kv.value)?;
+            if s.created.saturating_add(max_age_s) >= now {
+                continue;
+            }
+            let Ok(id) = orbit_identity::hex_decode(&key[STREAMS_PREFIX.len()..]) else {
+                return Err(ApiError::Internal(format!("malformed stream key {key}")));
+            };
+            let Ok(id) = <[u8; 16]>::try_from(id.as_slice()) else {
+                return Err(ApiError::Internal(format!("malformed stream key {key}")));
+            };
+            let txn = TxnRequest {
+                compare: vec![Compare::new(
+                    kv.key.clone(),
+                    CompareOp::Equal,
+                    CompareTarget::Mod(kv.mod_revision),
+                )],
+                success: vec![
+                    TxnOp::Delete(DeleteRequest::key(kv.key.clone())),
+                    TxnOp::Delete(DeleteRequest::prefix(segments_prefix(&id))),
+                ],
+                failure: Vec::new(),
+            };
+            if self.kv.txn(txn).await?.succeeded {
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     /// A committed object and its segments.

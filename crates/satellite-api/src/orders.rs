@@ -22,6 +22,11 @@ pub struct Settled {
     pub amount: u64,
     /// Unix time (s) of settlement.
     pub at: u64,
+    /// Unix time (s) the order limit expired: after it the serial cannot be replayed
+    /// (settlement refuses expired limits), so the record can go. 0 in records written
+    /// before it was kept: then `at` plus the longest validity is used.
+    #[serde(default)]
+    pub expires: u64,
 }
 
 /// Signs order limits and settles orders.
@@ -33,8 +38,10 @@ pub struct Orders {
     pub expiration_s: u64,
 }
 
+const SETTLED_PREFIX: &str = "/orbit/sat/settled/";
+
 fn settled_key(serial: &[u8; 16]) -> String {
-    format!("/orbit/sat/settled/{}", orbit_identity::hex_encode(serial))
+    format!("{SETTLED_PREFIX}{}", orbit_identity::hex_encode(serial))
 }
 
 impl Orders {
@@ -92,7 +99,10 @@ impl Orders {
         let served = decode_served(body).map_err(|e| ApiError::Invalid(e.to_string()))?;
         let (mut settled, mut rejected) = (Vec::new(), Vec::new());
         for s in served {
-            let valid = s.limit.verify(&self.identity.public()).is_ok()
+            // An expired limit is refused whatever its record says: its serial's
+            // record may already have been swept.
+            let valid = s.limit.order_expiration >= now
+                && s.limit.verify(&self.identity.public()).is_ok()
                 && s.limit.node == node_key.id()
                 && s.order.verify(&s.limit).is_ok();
             if !valid {
@@ -105,6 +115,7 @@ impl Orders {
                 action: s.limit.action,
                 amount: s.order.amount.min(s.limit.limit),
                 at: now,
+                expires: s.limit.order_expiration,
             };
             let key = settled_key(&s.limit.serial);
             let txn = TxnRequest {
@@ -126,6 +137,31 @@ impl Orders {
             }
         }
         Ok((settled, rejected))
+    }
+}
+
+impl Orders {
+    /// Deletes the records of serials whose limits expired before `now` (they can no
+    /// longer be settled); returns how many went.
+    pub async fn remove_expired(&self, now: u64) -> Result<usize, ApiError> {
+        let mut removed = 0;
+        for kv in crate::scan_pages(&*self.kv, SETTLED_PREFIX, 1000).await? {
+            let key = String::from_utf8_lossy(&kv.key).to_string();
+            let rec: Settled = serde_json::from_slice(&kv.value)
+                .map_err(|e| ApiError::Internal(format!("corrupt settled record at {key}: {e}")))?;
+            let expires = if rec.expires > 0 {
+                rec.expires
+            } else {
+                rec.at + self.expiration_s
+            };
+            if expires < now {
+                self.kv
+                    .delete(orbit_kv::DeleteRequest::key(kv.key.clone()))
+                    .await?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 }
 

@@ -168,3 +168,93 @@ async fn corrupt_and_unknown_version_records_are_errors_naming_the_key() {
     let e = nodes.get(&good.id()).await.unwrap_err().to_string();
     assert!(e.contains(&key) && e.contains("version 2"), "{e}");
 }
+
+#[tokio::test]
+async fn expired_serials_are_swept_and_a_replay_is_refused_before_and_after() {
+    use orbit_protocol::{encode_served, Action, Order, PieceId, Served};
+    use orbit_satellite_api::nodes::NodeRecord;
+    use orbit_satellite_api::orders::Orders;
+    let c = OrbitCluster::start(1, Timings::FAST).await;
+    let kv: Arc<dyn Kv> = Arc::new(c.embedded(0));
+    let orders = Orders::new(kv.clone(), Identity::generate(), 60);
+    let (node, uplink) = (Identity::generate(), Identity::generate());
+    let rec = NodeRecord {
+        v: 1,
+        id: node.id(),
+        key: node.public(),
+        address: "http://127.0.0.1:1".into(),
+        free: 1 << 30,
+        version: "t".into(),
+        last_seen: 0,
+        disqualified: false,
+    };
+    let limit = orders.limit(
+        &rec,
+        PieceId::random(),
+        Action::Get,
+        1000,
+        uplink.public(),
+        1000,
+    );
+    let body = encode_served(&[Served {
+        order: Order::sign(&limit, 700, &uplink),
+        limit,
+    }]);
+    let sig = node.sign(&body);
+    let settle = |now| orders.settle(node.public(), &body, &sig, now);
+    assert_eq!(settle(1000).await.unwrap().0.len(), 1);
+    // Not yet expired: the record stays and the replay is refused.
+    assert_eq!(orders.remove_expired(1030).await.unwrap(), 0);
+    assert_eq!(settle(1030).await.unwrap().1.len(), 1);
+    // Expired: swept, and the replay is still refused (the limit itself has expired).
+    assert_eq!(orders.remove_expired(1061).await.unwrap(), 1);
+    let left = kv
+        .range(orbit_kv::RangeRequest::prefix("/orbit/sat/settled/"))
+        .await
+        .unwrap();
+    assert_eq!(left.count, 0);
+    let (ok, refused) = settle(1061).await.unwrap();
+    assert_eq!((ok.len(), refused.len()), (0, 1));
+}
+
+#[tokio::test]
+async fn abandoned_uploads_are_swept_with_their_segments() {
+    use orbit_satellite_api::metainfo::{Redundancy, Segment};
+    let c = OrbitCluster::start(1, Timings::FAST).await;
+    let kv: Arc<dyn Kv> = Arc::new(c.embedded(0));
+    let meta = Metainfo::new(kv.clone());
+    meta.create_bucket("p", "bkt1", 1).await.unwrap();
+    let old = meta.begin_object("p", "bkt1", "old", 100).await.unwrap();
+    let fresh = meta.begin_object("p", "bkt1", "fresh", 5000).await.unwrap();
+    let seg = Segment {
+        v: 1,
+        index: 0,
+        encrypted_size: 3,
+        inline: Some(vec![1, 2, 3]),
+        redundancy: Redundancy {
+            k: 1,
+            repair: 1,
+            success: 1,
+            total: 1,
+        },
+        root: Default::default(),
+        piece_size: 0,
+        pieces: Vec::new(),
+    };
+    meta.commit_segment(&old, &seg).await.unwrap();
+    meta.commit_segment(&fresh, &seg).await.unwrap();
+    assert_eq!(meta.remove_abandoned(5100, 3600).await.unwrap(), 1);
+    let segs = kv
+        .range(orbit_kv::RangeRequest::prefix("/orbit/sat/segments/"))
+        .await
+        .unwrap();
+    assert_eq!(segs.count, 1, "the abandoned upload's segment went with it");
+    assert!(meta
+        .commit_object("p", &old, Vec::new(), 5200)
+        .await
+        .is_err());
+    meta.commit_object("p", &fresh, Vec::new(), 5200)
+        .await
+        .unwrap();
+    meta.get_object("p", "bkt1", "fresh").await.unwrap();
+}
