@@ -102,6 +102,8 @@ pub struct Replica {
     node: NodeSlot,
     status_addr: SocketAddr,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The status endpoint's server, stopped first at shutdown.
+    status_server: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Replica {
@@ -172,8 +174,13 @@ impl Replica {
             node,
             status_addr,
             tasks,
+            status_server: std::sync::Mutex::new(None),
         });
-        status::serve(replica.clone(), listener);
+        let server = status::serve(replica.clone(), listener);
+        *replica
+            .status_server
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(server);
         tracing::info!(
             replica = replica.config.replica_id,
             mode = ?replica.config.mode,
@@ -204,8 +211,17 @@ impl Replica {
         self.status_addr
     }
 
-    /// Stops heartbeating, managing the cluster, and the embedded store member, if any.
+    /// Stops the status endpoint, heartbeating, managing the cluster, and the embedded
+    /// store member, if any.
     pub async fn shutdown(&self) {
+        let server = self
+            .status_server
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(s) = server {
+            s.abort();
+        }
         for t in &self.tasks {
             t.abort();
         }

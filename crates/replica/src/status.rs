@@ -14,7 +14,10 @@ use orbit_kv::RangeRequest;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub(crate) fn serve(replica: Arc<Replica>, listener: tokio::net::TcpListener) {
+pub(crate) fn serve(
+    replica: Arc<Replica>,
+    listener: tokio::net::TcpListener,
+) -> tokio::task::JoinHandle<()> {
     let app = Router::new()
         .route("/health", get(health))
         .route("/status", get(status))
@@ -23,7 +26,7 @@ pub(crate) fn serve(replica: Arc<Replica>, listener: tokio::net::TcpListener) {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "status endpoint failed");
         }
-    });
+    })
 }
 
 async fn health(State(r): State<Arc<Replica>>) -> (StatusCode, String) {

@@ -78,6 +78,19 @@ struct StorageSection {
     /// At most one node per /24 network per segment (turn off for one-machine networks).
     #[serde(default = "default_true")]
     distinct_networks: bool,
+    /// Uploads begun this many seconds ago and never committed are deleted.
+    #[serde(default = "default_abandoned_upload_s")]
+    abandoned_upload_s: u64,
+    /// How often expired serials and abandoned uploads are swept, seconds.
+    #[serde(default = "default_sweep_interval_s")]
+    sweep_interval_s: u64,
+}
+
+fn default_abandoned_upload_s() -> u64 {
+    24 * 3600
+}
+fn default_sweep_interval_s() -> u64 {
+    600
 }
 
 fn default_identity() -> PathBuf {
@@ -165,6 +178,7 @@ async fn api(a: ApiArgs) -> anyhow::Result<()> {
         let escrow = Escrow::new(replica.kv(), p.escrow);
         PaymentsService::new(escrow, p).server()
     });
+    let workers = orbit_worker::Group::new();
     let storage = match storage {
         Some(st) => {
             let path = replica.config().data_dir.join(&st.identity);
@@ -186,6 +200,35 @@ async fn api(a: ApiArgs) -> anyhow::Result<()> {
                 StorageConfig::default(),
             );
             sat.charges = charges;
+            // Sweeps are idempotent deletes by compare: any replica may run them.
+            let every = orbit_worker::Interval::every(std::time::Duration::from_secs(
+                st.sweep_interval_s.max(1),
+            ));
+            let orders = sat.orders.clone();
+            workers.spawn("expired-serials", every, move || {
+                let orders = orders.clone();
+                orbit_worker::job(async move {
+                    let n = orders
+                        .remove_expired(orbit_satellite_api::unix_now())
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    tracing::debug!(removed = n, "expired serials swept");
+                    Ok(())
+                })
+            });
+            let meta = sat.meta.clone();
+            let max_age = st.abandoned_upload_s;
+            workers.spawn("abandoned-uploads", every, move || {
+                let meta = meta.clone();
+                orbit_worker::job(async move {
+                    let n = meta
+                        .remove_abandoned(orbit_satellite_api::unix_now(), max_age)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    tracing::debug!(removed = n, "abandoned uploads swept");
+                    Ok(())
+                })
+            });
             Some((
                 sat.metainfo_server()
                     .max_decoding_message_size(16 << 20)
@@ -195,23 +238,27 @@ async fn api(a: ApiArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut api_server = None;
     if payments.is_some() || storage.is_some() {
         let listener = tokio::net::TcpListener::bind(&api.addr)
             .await
             .with_context(|| format!("API address {}", api.addr))?;
         println!("API on http://{}", listener.local_addr()?);
         let (meta, nodes) = storage.unzip();
-        tokio::spawn(async move {
+        api_server = Some(tokio::spawn(async move {
             if let Err(e) = tonic::transport::Server::builder()
                 .add_optional_service(payments)
                 .add_optional_service(meta)
                 .add_optional_service(nodes)
-                .serve_with_incoming(orbit_store::no_delay(listener))
+                .serve_with_incoming_shutdown(orbit_store::no_delay(listener), async {
+                    let _ = api_stopped.await;
+                })
                 .await
             {
                 tracing::error!(error = %e, "API server failed");
             }
-        });
+        }));
     }
     println!(
         "replica {} ({:?} mode{}) status on http://{}/status",
@@ -225,6 +272,15 @@ async fn api(a: ApiArgs) -> anyhow::Result<()> {
         replica.status_addr()
     );
     crate::until_stopped().await?;
+    // Outside in: no new requests, then the background work, then the store.
+    let _ = stop_api.send(());
+    if let Some(server) = api_server {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), server).await;
+    }
+    let aborted = workers.shutdown(std::time::Duration::from_secs(5)).await;
+    if !aborted.is_empty() {
+        tracing::warn!(?aborted, "workers did not stop in time");
+    }
     replica.shutdown().await;
     Ok(())
 }
