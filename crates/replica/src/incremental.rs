@@ -427,11 +427,27 @@ impl Manager {
         }
 
         if voters.len() > required && learners.is_empty() {
-            // Members no replica owns first, then the highest replica id; never our own.
+            // A voter failing its health check is on its way out as a dead member: a
+            // replica's lease can run out before its member counts as dead, and
+            // shrinking a healthy voter meanwhile would leave the dead one voting.
+            let failing = members.iter().any(|m| {
+                voters.contains(&m.id) && m.id != node.id() && c.unhealthy_since.contains_key(&m.id)
+            });
+            if failing {
+                return Ok(());
+            }
+            // Members whose replica is gone first, then members no replica owns, then
+            // the highest replica id; never our own.
             let victim = members
                 .iter()
                 .filter(|m| voters.contains(&m.id) && m.id != node.id())
-                .max_by_key(|m| replica_of(m).map_or(u64::MAX, |r| r));
+                .max_by_key(|m| {
+                    let owner = replica_of(m);
+                    (
+                        owner.is_some_and(|r| !runs_member(r)),
+                        owner.map_or(u64::MAX, |r| r),
+                    )
+                });
             if let Some(m) = victim {
                 tracing::info!(member = format_args!("{:x}", m.id), name = %m.name, required, "removing a member the cluster no longer needs");
                 node.member_remove(m.id).await?;

@@ -514,3 +514,64 @@ async fn a_replica_that_lost_its_member_data_gets_a_new_member() {
     assert!(after.is_string() && after != before, "{before} → {after}");
     assert_eq!(read(&kv, "kept").await, Some(b"yes".to_vec()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_the_default_timings_dead_voters_go_before_any_healthy_one() {
+    // The shipped defaults: replica leases (5 s) run out before members count as dead
+    // (10 s), so the cluster's required size drops while both dead members still vote.
+    let mut r = Replicas::timed(satellite(), &table(5), "incremental", 5, "");
+    for i in 0..5 {
+        r.spawn(i);
+    }
+    wait_settled(&r, Duration::from_secs(120)).await;
+    r.kill(1);
+    r.kill(2);
+    let healthy = ["n1", "n4", "n5"];
+    let live = BTreeSet::from([0usize, 3, 4]);
+    let start = Instant::now();
+    let mut views = 0;
+    loop {
+        for &i in &live {
+            let Some(v) = status(r.status[i]).await.as_ref().and_then(view) else {
+                continue;
+            };
+            views += 1;
+            for name in healthy {
+                assert!(
+                    v.members.iter().any(|(n, learner)| n == name && !learner),
+                    "healthy member {name} stopped voting after {:?} (replica {}'s view: {v:?})",
+                    start.elapsed(),
+                    i + 1
+                );
+            }
+        }
+        if all_settled(&r, &live).await {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the cluster did not shrink to its live members within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(views > 10, "too few status views observed: {views}");
+    eprintln!("shrank to n1, n4, n5 after {:?}", start.elapsed());
+    let kv = client(&r).await;
+    put(&kv, "after/shrink", "ok").await;
+    assert_eq!(read(&kv, "after/shrink").await, Some(b"ok".to_vec()));
+}
+
+/// Whether every live replica's view has settled, now.
+async fn all_settled(r: &Replicas, live: &BTreeSet<usize>) -> bool {
+    for &i in live {
+        let ok = status(r.status[i])
+            .await
+            .as_ref()
+            .and_then(view)
+            .is_some_and(|v| settled(&v, live));
+        if !ok {
+            return false;
+        }
+    }
+    true
+}

@@ -89,11 +89,17 @@ impl Replicas {
 
     /// Like [`Replicas::new`], with more settings in the configuration's header.
     pub fn with(bin: &Path, table: &str, mode: &str, n: usize, extra: &str) -> Replicas {
+        Self::timed(bin, table, mode, n, &format!("{TIMINGS}{extra}"))
+    }
+
+    /// Like [`Replicas::with`], with `header` in place of the test timings: a header
+    /// without timings runs the shipped defaults.
+    pub fn timed(bin: &Path, table: &str, mode: &str, n: usize, header: &str) -> Replicas {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("replicas.toml");
         std::fs::write(
             &config,
-            format!("replica_id = 1\nmode = \"{mode}\"\ntoken = \"replica-test\"\n{TIMINGS}{extra}\n{table}"),
+            format!("replica_id = 1\nmode = \"{mode}\"\ntoken = \"replica-test\"\n{header}\n{table}"),
         )
         .unwrap();
         Replicas {
