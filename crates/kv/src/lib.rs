@@ -7,6 +7,7 @@
 mod error;
 pub mod pb;
 pub mod pin;
+pub mod record;
 mod remote;
 mod types;
 
@@ -56,5 +57,91 @@ pub trait Kv: Send + Sync {
             .kvs
             .into_iter()
             .next())
+    }
+}
+
+/// Pages through a range at one revision: every page reads at the revision the first
+/// one was served at, so a long scan sees one consistent state (while that revision is
+/// not compacted: pin it for long scans, see [`pin`]).
+pub struct Scan<'a> {
+    kv: &'a dyn Kv,
+    next: Vec<u8>,
+    end: Vec<u8>,
+    page: i64,
+    revision: i64,
+    done: bool,
+}
+
+impl<'a> Scan<'a> {
+    /// Keys in `[key, range_end)` in pages of `page` keys, at the current revision.
+    pub fn new(kv: &'a dyn Kv, key: Vec<u8>, range_end: Vec<u8>, page: i64) -> Scan<'a> {
+        Scan {
+            kv,
+            next: key,
+            end: range_end,
+            page: page.max(1),
+            revision: 0,
+            done: false,
+        }
+    }
+
+    /// Keys under `prefix`.
+    pub fn prefix(kv: &'a dyn Kv, prefix: &str, page: i64) -> Scan<'a> {
+        let key = prefix.as_bytes().to_vec();
+        let end = prefix_end(&key);
+        Scan::new(kv, key, end, page)
+    }
+
+    /// Reads at `revision` rather than the current one.
+    pub fn at(mut self, revision: i64) -> Scan<'a> {
+        self.revision = revision;
+        self
+    }
+
+    /// The revision pages are read at (0 until the first page).
+    pub fn revision(&self) -> i64 {
+        self.revision
+    }
+
+    /// Where the next page starts (a cursor to resume from after an error).
+    pub fn cursor(&self) -> &[u8] {
+        &self.next
+    }
+
+    /// The next page, or `None` at the end.
+    pub async fn next_page(&mut self) -> KvResult<Option<Vec<KeyValue>>> {
+        if self.done {
+            return Ok(None);
+        }
+        let r = self
+            .kv
+            .range(RangeRequest {
+                key: self.next.clone(),
+                range_end: self.end.clone(),
+                limit: self.page,
+                revision: self.revision,
+                ..Default::default()
+            })
+            .await?;
+        if self.revision == 0 {
+            self.revision = r.revision;
+        }
+        match r.kvs.last() {
+            Some(last) if r.more => {
+                self.next = last.key.clone();
+                self.next.push(0);
+            }
+            _ => self.done = true,
+        }
+        Ok((!r.kvs.is_empty()).then_some(r.kvs))
+    }
+
+    /// Every remaining key.
+    pub async fn collect(mut self) -> KvResult<Vec<KeyValue>> {
+        let mut out = Vec::new();
+        while let Some(page) = self.next_page().await? {
+            out.extend(page);
+        }
+        Ok(out)
     }
 }

@@ -273,27 +273,13 @@ struct Read {
 /// Format version of the ledger's records.
 const FORMAT: u32 = 1;
 
-/// A record as stored: `{"v": FORMAT, "r": record}`.
-#[derive(Serialize, serde::Deserialize)]
-struct Stored<T> {
-    v: u32,
-    r: T,
-}
-
 fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, PayError> {
-    let s: Stored<T> =
-        serde_json::from_slice(bytes).map_err(|e| PayError::Corrupt(format!("{key}: {e}")))?;
-    if s.v != FORMAT {
-        return Err(PayError::Corrupt(format!(
-            "{key}: format version {} (this build reads {FORMAT})",
-            s.v
-        )));
-    }
-    Ok(s.r)
+    orbit_kv::record::decode_version("ledger record", FORMAT, key.as_bytes(), bytes)
+        .map_err(|e| PayError::Corrupt(e.to_string()))
 }
 
 fn encode<T: Serialize>(r: &T) -> Vec<u8> {
-    serde_json::to_vec(&Stored { v: FORMAT, r }).expect("ledger records serialize")
+    orbit_kv::record::encode_version(FORMAT, r)
 }
 
 impl Escrow {

@@ -1,4 +1,5 @@
-//! What orbit's satellite, storage nodes and uplinks exchange.
+//! What orbit's satellite, storage nodes and uplinks exchange: the crate clients
+//! depend on (never on the satellite's server crates).
 //!
 //! - An [`OrderLimit`], signed by a satellite, allows one uplink one action on one
 //!   piece at one node, up to a number of bytes, until it expires; its serial can be
@@ -14,12 +15,19 @@
 use orbit_identity::{IdentityError, NodeId, PublicKey};
 use serde::{Deserialize, Serialize};
 
+pub mod apikey;
 pub mod client;
 
-/// Generated protobuf types and gRPC stubs.
+/// Generated protobuf types and gRPC stubs of the piecestore protocol.
 #[allow(missing_docs, clippy::all)]
 pub mod pb {
     tonic::include_proto!("orbit.piecestore.v1");
+}
+
+/// Generated protobuf types and gRPC stubs of the satellite's API (Nodes, Metainfo).
+#[allow(missing_docs, clippy::all)]
+pub mod satellite_pb {
+    tonic::include_proto!("orbit.satellite.v1");
 }
 
 /// Why a protocol message was refused.

@@ -1,13 +1,14 @@
 //! The satellite's gRPC services: `Nodes` (check-in, settlement) and `Metainfo`.
 
-use crate::apikey::{ApiKeys, Op};
-use crate::metainfo::{Metainfo, Redundancy, Segment, Stream};
-use crate::nodes::Nodes;
-use crate::orders::Orders;
 use crate::pb;
-use crate::{unix_now, ApiError};
+use crate::ApiError;
 use orbit_identity::{NodeId, PublicKey};
 use orbit_protocol::{Action, PieceHash, PieceId};
+use orbit_satellite_model::apikeys::{ApiKeys, Op};
+use orbit_satellite_model::metainfo::{Metainfo, Redundancy, Segment, Stream};
+use orbit_satellite_model::nodes::{Nodes, SelectionConfig};
+use orbit_satellite_model::orders::Orders;
+use orbit_satellite_model::unix_now;
 use std::collections::HashSet;
 use tonic::{Request, Response, Status};
 
@@ -100,7 +101,7 @@ impl SatelliteApi {
     pub fn new(
         kv: std::sync::Arc<dyn orbit_kv::Kv>,
         identity: orbit_identity::Identity,
-        selection: crate::nodes::SelectionConfig,
+        selection: SelectionConfig,
         config: StorageConfig,
     ) -> SatelliteApi {
         SatelliteApi {
@@ -181,7 +182,6 @@ impl SatelliteApi {
                 )));
             }
             Segment {
-                v: 1,
                 index: r.index,
                 encrypted_size: r.inline_data.len() as u64,
                 inline: Some(r.inline_data),
@@ -205,7 +205,7 @@ impl SatelliteApi {
                 )));
             }
             let (mut numbers, mut nodes) = (HashSet::new(), HashSet::new());
-            let mut pieces = Vec::new();
+            let mut ids = Vec::with_capacity(r.pieces.len());
             for p in &r.pieces {
                 let node = NodeId(
                     p.node_id
@@ -221,10 +221,14 @@ impl SatelliteApi {
                         "piece numbers and nodes must be distinct and below total".into(),
                     ));
                 }
-                let rec = self
-                    .nodes
+                ids.push(node);
+            }
+            // Every node's record in one read.
+            let records = self.nodes.get_many(&ids).await?;
+            let mut pieces = Vec::new();
+            for (p, node) in r.pieces.iter().zip(ids) {
+                let rec = records
                     .get(&node)
-                    .await?
                     .ok_or_else(|| ApiError::Invalid(format!("unknown node {node}")))?;
                 let receipt =
                     PieceHash::decode(&p.receipt).map_err(|e| ApiError::Invalid(e.to_string()))?;
@@ -240,7 +244,6 @@ impl SatelliteApi {
                 pieces.push((number, node));
             }
             Segment {
-                v: 1,
                 index: r.index,
                 encrypted_size: r.encrypted_size,
                 inline: None,
@@ -311,8 +314,13 @@ impl pb::metainfo_server::Metainfo for SatelliteApi {
     ) -> Reply<pb::ListBucketsResponse> {
         let r = r.into_inner();
         let project = self.auth(&r.api_key, Op::List, None, None).await?;
+        let page = self
+            .meta
+            .list_buckets(&project, &r.cursor, r.limit as usize)
+            .await?;
         Ok(Response::new(pb::ListBucketsResponse {
-            buckets: self.meta.list_buckets(&project).await?,
+            buckets: page.items,
+            more: page.more,
         }))
     }
 
@@ -420,10 +428,11 @@ impl pb::metainfo_server::Metainfo for SatelliteApi {
         let project = self
             .auth(&r.api_key, Op::Read, Some(&r.bucket), Some(&r.key))
             .await?;
-        let (_, segments) = self.meta.get_object(&project, &r.bucket, &r.key).await?;
-        let seg = segments
-            .into_iter()
-            .find(|s| s.index == r.index)
+        let (obj, _) = self.meta.object(&project, &r.bucket, &r.key).await?;
+        let seg = self
+            .meta
+            .segment(&obj.stream, r.index)
+            .await?
             .ok_or_else(|| ApiError::NotFound(format!("no segment {}", r.index)))?;
         let mut resp = pb::DownloadSegmentResponse {
             redundancy: Some(rs_msg(&seg.redundancy)),
@@ -440,8 +449,10 @@ impl pb::metainfo_server::Metainfo for SatelliteApi {
         let uplink = public_key(&r.uplink_key, "uplink key")?;
         self.charge("download_segment", &r.payment).await?;
         let now = unix_now();
+        let ids: Vec<NodeId> = seg.pieces.iter().map(|(_, n)| *n).collect();
+        let records = self.nodes.get_many(&ids).await?;
         for (number, node) in &seg.pieces {
-            let Some(rec) = self.nodes.get(node).await? else {
+            let Some(rec) = records.get(node) else {
                 continue;
             };
             if rec.disqualified {
@@ -451,7 +462,7 @@ impl pb::metainfo_server::Metainfo for SatelliteApi {
             resp.limits.push(pb::AddressedLimit {
                 limit: self
                     .orders
-                    .limit(&rec, piece, Action::Get, seg.piece_size, uplink, now)
+                    .limit(rec, piece, Action::Get, seg.piece_size, uplink, now)
                     .encode(),
                 address: rec.address.clone(),
                 node_key: rec.key.0.to_vec(),
@@ -469,10 +480,12 @@ impl pb::metainfo_server::Metainfo for SatelliteApi {
         let project = self
             .auth(&r.api_key, Op::List, Some(&r.bucket), Some(&r.prefix))
             .await?;
-        let items = self
+        let page = self
             .meta
-            .list_objects(&project, &r.bucket, &r.prefix)
-            .await?
+            .list_objects(&project, &r.bucket, &r.prefix, &r.cursor, r.limit as usize)
+            .await?;
+        let items = page
+            .items
             .into_iter()
             .map(|(key, o)| pb::ObjectListItem {
                 key,
@@ -480,7 +493,10 @@ impl pb::metainfo_server::Metainfo for SatelliteApi {
                 metadata: o.metadata,
             })
             .collect();
-        Ok(Response::new(pb::ListObjectsResponse { items }))
+        Ok(Response::new(pb::ListObjectsResponse {
+            items,
+            more: page.more,
+        }))
     }
 
     async fn delete_object(&self, r: Request<pb::ObjectRequest>) -> Reply<pb::Empty> {

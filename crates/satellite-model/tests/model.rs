@@ -5,10 +5,10 @@
 use orbit_identity::Identity;
 use orbit_kv::{Kv, PutRequest};
 use orbit_protocol::CheckIn;
-use orbit_satellite_api::apikey::ApiKeys;
-use orbit_satellite_api::metainfo::Metainfo;
-use orbit_satellite_api::nodes::{Nodes, SelectionConfig};
-use orbit_satellite_api::ApiError;
+use orbit_satellite_model::apikeys::ApiKeys;
+use orbit_satellite_model::metainfo::Metainfo;
+use orbit_satellite_model::nodes::{Nodes, SelectionConfig};
+use orbit_satellite_model::Error as ApiError;
 use orbit_testkit::{OrbitCluster, Timings};
 use std::sync::Arc;
 
@@ -46,7 +46,7 @@ async fn hostile_names_are_refused_and_no_request_crosses_a_project() {
         assert!(e.to_string().contains("bucket name"), "{e}");
         for e in [
             meta.get_object("a", &b, "k").await.map(|_| ()).unwrap_err(),
-            meta.list_objects("a", &b, "")
+            meta.list_objects("a", &b, "", "", 0)
                 .await
                 .map(|_| ())
                 .unwrap_err(),
@@ -73,10 +73,10 @@ async fn hostile_names_are_refused_and_no_request_crosses_a_project() {
     }
     for p in ["a", "b"] {
         assert_eq!(
-            meta.list_buckets(p).await.unwrap(),
+            meta.list_buckets(p, "", 0).await.unwrap().items,
             vec!["bkt1".to_string()]
         );
-        let listed = meta.list_objects(p, "bkt1", "").await.unwrap();
+        let listed = meta.list_objects(p, "bkt1", "", "", 0).await.unwrap().items;
         assert_eq!(listed.len(), names.len());
         assert!(listed.iter().all(|(_, o)| o.metadata == p.as_bytes()));
         for k in names {
@@ -88,9 +88,18 @@ async fn hostile_names_are_refused_and_no_request_crosses_a_project() {
     for k in names {
         meta.delete_object("a", "bkt1", k).await.unwrap();
     }
-    assert!(meta.list_objects("a", "bkt1", "").await.unwrap().is_empty());
+    assert!(meta
+        .list_objects("a", "bkt1", "", "", 0)
+        .await
+        .unwrap()
+        .items
+        .is_empty());
     assert_eq!(
-        meta.list_objects("b", "bkt1", "").await.unwrap().len(),
+        meta.list_objects("b", "bkt1", "", "", 0)
+            .await
+            .unwrap()
+            .items
+            .len(),
         names.len()
     );
     // An over-long object key is refused with the limit named.
@@ -157,29 +166,182 @@ async fn corrupt_and_unknown_version_records_are_errors_naming_the_key() {
     assert!(e.contains(&key) && e.contains("corrupt"), "{e}");
     assert!(nodes.all().await.is_err(), "a corrupt record was skipped");
     let good = Identity::generate();
-    let rec = serde_json::json!({
-        "v": 2, "id": good.id(), "key": good.public(), "address": "http://x:1",
+    let body = serde_json::json!({
+        "id": good.id(), "key": good.public(), "address": "http://x:1",
         "free": 1, "version": "t", "last_seen": 1, "disqualified": false,
     });
     let key = format!("/orbit/sat/nodes/{}", good.id());
+    let rec = serde_json::json!({"v": 2, "r": body});
     kv.put(PutRequest::new(key.clone(), rec.to_string()))
         .await
         .unwrap();
     let e = nodes.get(&good.id()).await.unwrap_err().to_string();
     assert!(e.contains(&key) && e.contains("version 2"), "{e}");
+    // A record in no known layout at all.
+    let rec = serde_json::json!({"v": 7, "id": good.id()});
+    kv.put(PutRequest::new(key.clone(), rec.to_string()))
+        .await
+        .unwrap();
+    let e = nodes.get(&good.id()).await.unwrap_err().to_string();
+    assert!(e.contains(&key) && e.contains("corrupt"), "{e}");
+}
+
+/// What every satellite before the record envelope wrote, one record of each kind.
+async fn write_schema_1(kv: &dyn Kv) -> Vec<String> {
+    let node = Identity::generate();
+    let stream = "00112233445566778899aabbccddeeff";
+    let records = [
+        (
+            "/orbit/sat/buckets/p/bkt1".to_string(),
+            "1700000000".to_string(),
+        ),
+        (
+            "/orbit/sat/objects/p/bkt1/k".into(),
+            serde_json::json!({"v": 1, "stream": vec![0u8; 16], "metadata": [1, 2], "created": 5})
+                .to_string(),
+        ),
+        (
+            format!("/orbit/sat/streams/{stream}"),
+            r#"{"v":1,"project":"p","bucket":"bkt1","key":"k2","created":6}"#.into(),
+        ),
+        (
+            format!("/orbit/sat/segments/{stream}/0000000000"),
+            serde_json::json!({"v": 1, "index": 0, "encrypted_size": 3, "inline": [1, 2, 3],
+                "redundancy": {"k": 1, "repair": 1, "success": 1, "total": 1},
+                "root": vec![0u8; 32], "piece_size": 0, "pieces": []})
+            .to_string(),
+        ),
+        (
+            format!("/orbit/sat/nodes/{}", node.id()),
+            serde_json::json!({"v": 1, "id": node.id(), "key": node.public(),
+                "address": "http://127.0.0.1:1", "free": 1, "version": "t", "last_seen": 1,
+                "disqualified": false})
+            .to_string(),
+        ),
+        (
+            "/orbit/sat/settled/00000000000000000000000000000001".into(),
+            serde_json::json!({"v": 1, "node": node.id(), "action": "Get", "amount": 1, "at": 1})
+                .to_string(),
+        ),
+        (
+            "/orbit/sat/apikeys/00000000000000000000000000000002".into(),
+            serde_json::json!({"v": 1, "secret": vec![3u8; 32], "project": "p"}).to_string(),
+        ),
+        (
+            format!("/orbit/sat/revoked/{}", "ab".repeat(32)),
+            "1".into(),
+        ),
+    ];
+    for (k, v) in &records {
+        kv.put(PutRequest::new(k.clone(), v.clone())).await.unwrap();
+    }
+    records.into_iter().map(|(k, _)| k).collect()
+}
+
+#[tokio::test]
+async fn a_store_written_before_the_envelope_is_migrated_once_and_reads_the_same() {
+    use orbit_kv::record::is_enveloped;
+    use orbit_satellite_model::schema::{migrate, Migration, SCHEMA};
+    let c = OrbitCluster::start(1, Timings::FAST).await;
+    let kv: Arc<dyn Kv> = Arc::new(c.embedded(0));
+    let keys = write_schema_1(&*kv).await;
+    let meta = Metainfo::new(kv.clone());
+    // Readable before the migration...
+    let before = meta.get_object("p", "bkt1", "k").await.unwrap().0;
+    assert_eq!(
+        meta.list_buckets("p", "", 0).await.unwrap().items,
+        vec!["bkt1".to_string()]
+    );
+    let done = migrate(&*kv).await.unwrap();
+    assert_eq!(
+        done,
+        Migration {
+            from: 1,
+            rewritten: keys.len()
+        }
+    );
+    for k in &keys {
+        let r = kv
+            .range(orbit_kv::RangeRequest::key(k.clone()))
+            .await
+            .unwrap();
+        assert!(is_enveloped(&r.kvs[0].value), "{k} not migrated");
+    }
+    // ...and after, the same.
+    assert_eq!(meta.get_object("p", "bkt1", "k").await.unwrap().0, before);
+    let nodes = Nodes::new(kv.clone(), SelectionConfig::default());
+    assert_eq!(nodes.all().await.unwrap().len(), 1);
+    // Once: a second start finds the schema record and rewrites nothing.
+    let again = migrate(&*kv).await.unwrap();
+    assert_eq!((again.from, again.rewritten), (SCHEMA, 0));
+    // A store from a newer orbit is refused with what to do.
+    kv.put(PutRequest::new(
+        orbit_satellite_model::keys::SCHEMA,
+        r#"{"v":1,"r":{"version":99}}"#,
+    ))
+    .await
+    .unwrap();
+    let e = migrate(&*kv).await.unwrap_err().to_string();
+    assert!(e.contains("schema 99") && e.contains("newer"), "{e}");
+}
+
+#[tokio::test]
+async fn listings_page_through_every_item_once() {
+    let c = OrbitCluster::start(1, Timings::FAST).await;
+    let kv: Arc<dyn Kv> = Arc::new(c.embedded(0));
+    let meta = Metainfo::new(kv.clone());
+    for b in ["bkt-a", "bkt-b", "bkt-c"] {
+        meta.create_bucket("p", b, 1).await.unwrap();
+    }
+    let mut buckets = Vec::new();
+    loop {
+        let page = meta
+            .list_buckets("p", buckets.last().map_or("", |b: &String| b), 2)
+            .await
+            .unwrap();
+        assert!(page.items.len() <= 2);
+        buckets.extend(page.items);
+        if !page.more {
+            break;
+        }
+    }
+    assert_eq!(buckets, ["bkt-a", "bkt-b", "bkt-c"]);
+    let names: Vec<String> = (0..25).map(|i| format!("dir/{i:03}")).collect();
+    for n in names.iter().chain(["other".to_string()].iter()) {
+        let s = meta.begin_object("p", "bkt-a", n, 1).await.unwrap();
+        meta.commit_object("p", &s, Vec::new(), 1).await.unwrap();
+    }
+    let mut listed: Vec<String> = Vec::new();
+    let mut pages = 0;
+    loop {
+        let cursor = listed.last().cloned().unwrap_or_default();
+        let page = meta
+            .list_objects("p", "bkt-a", "dir/", &cursor, 10)
+            .await
+            .unwrap();
+        pages += 1;
+        listed.extend(page.items.into_iter().map(|(k, _)| k));
+        if !page.more {
+            break;
+        }
+    }
+    assert_eq!(
+        listed, names,
+        "every object under the prefix once, in order"
+    );
+    assert_eq!(pages, 3);
 }
 
 #[tokio::test]
 async fn expired_serials_are_swept_and_a_replay_is_refused_before_and_after() {
     use orbit_protocol::{encode_served, Action, Order, PieceId, Served};
-    use orbit_satellite_api::nodes::NodeRecord;
-    use orbit_satellite_api::orders::Orders;
+    use orbit_satellite_model::nodes::NodeRecord;
+    use orbit_satellite_model::orders::Orders;
     let c = OrbitCluster::start(1, Timings::FAST).await;
     let kv: Arc<dyn Kv> = Arc::new(c.embedded(0));
     let orders = Orders::new(kv.clone(), Identity::generate(), 60);
     let (node, uplink) = (Identity::generate(), Identity::generate());
     let rec = NodeRecord {
-        v: 1,
         id: node.id(),
         key: node.public(),
         address: "http://127.0.0.1:1".into(),
@@ -219,7 +381,7 @@ async fn expired_serials_are_swept_and_a_replay_is_refused_before_and_after() {
 
 #[tokio::test]
 async fn abandoned_uploads_are_swept_with_their_segments() {
-    use orbit_satellite_api::metainfo::{Redundancy, Segment};
+    use orbit_satellite_model::metainfo::{Redundancy, Segment};
     let c = OrbitCluster::start(1, Timings::FAST).await;
     let kv: Arc<dyn Kv> = Arc::new(c.embedded(0));
     let meta = Metainfo::new(kv.clone());
@@ -227,7 +389,6 @@ async fn abandoned_uploads_are_swept_with_their_segments() {
     let old = meta.begin_object("p", "bkt1", "old", 100).await.unwrap();
     let fresh = meta.begin_object("p", "bkt1", "fresh", 5000).await.unwrap();
     let seg = Segment {
-        v: 1,
         index: 0,
         encrypted_size: 3,
         inline: Some(vec![1, 2, 3]),

@@ -2,7 +2,7 @@
 
 use clap::Subcommand;
 use orbit_kv::RemoteKv;
-use orbit_satellite_api::apikey::{ApiKey, ApiKeys};
+use orbit_satellite_model::apikeys::{ApiKey, ApiKeys};
 use std::sync::Arc;
 
 /// API key commands.
@@ -37,7 +37,8 @@ pub async fn run(c: ApiKeyCommand) -> anyhow::Result<()> {
         }
         ApiKeyCommand::Revoke { endpoints, key } => {
             let keys = ApiKeys::new(Arc::new(RemoteKv::connect(&endpoints).await?));
-            keys.revoke(&ApiKey::parse(&key)?).await?;
+            keys.revoke(&ApiKey::parse(&key)?, orbit_satellite_model::unix_now())
+                .await?;
             println!("revoked");
         }
     }

@@ -5,8 +5,8 @@ use clap::{Args, Subcommand};
 use orbit_identity::Identity;
 use orbit_payments::{Escrow, PaymentsConfig, PaymentsService};
 use orbit_replica::{Mode, Replica, ReplicaConfig};
-use orbit_satellite_api::nodes::SelectionConfig;
 use orbit_satellite_api::service::{Charges, SatelliteApi, StorageConfig};
+use orbit_satellite_model::nodes::SelectionConfig;
 use serde::Deserialize;
 use std::path::PathBuf;
 
@@ -184,6 +184,18 @@ async fn api(a: ApiArgs) -> anyhow::Result<()> {
             let path = replica.config().data_dir.join(&st.identity);
             let identity = Identity::load_or_create(&path)
                 .with_context(|| format!("satellite identity {}", path.display()))?;
+            // Records written by older satellites are rewritten once, before serving.
+            let m = orbit_satellite_model::schema::migrate(&*replica.kv())
+                .await
+                .context("migrating the satellite's records")?;
+            if m.rewritten > 0 {
+                println!(
+                    "migrated {} records from satellite schema {} to {}",
+                    m.rewritten,
+                    m.from,
+                    orbit_satellite_model::schema::SCHEMA
+                );
+            }
             println!(
                 "satellite {} (key {})",
                 identity.id(),
@@ -209,7 +221,7 @@ async fn api(a: ApiArgs) -> anyhow::Result<()> {
                 let orders = orders.clone();
                 orbit_worker::job(async move {
                     let n = orders
-                        .remove_expired(orbit_satellite_api::unix_now())
+                        .remove_expired(orbit_satellite_model::unix_now())
                         .await
                         .map_err(|e| e.to_string())?;
                     tracing::debug!(removed = n, "expired serials swept");
@@ -222,7 +234,7 @@ async fn api(a: ApiArgs) -> anyhow::Result<()> {
                 let meta = meta.clone();
                 orbit_worker::job(async move {
                     let n = meta
-                        .remove_abandoned(orbit_satellite_api::unix_now(), max_age)
+                        .remove_abandoned(orbit_satellite_model::unix_now(), max_age)
                         .await
                         .map_err(|e| e.to_string())?;
                     tracing::debug!(removed = n, "abandoned uploads swept");

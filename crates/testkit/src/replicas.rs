@@ -99,7 +99,9 @@ impl Replicas {
         let config = dir.path().join("replicas.toml");
         std::fs::write(
             &config,
-            format!("replica_id = 1\nmode = \"{mode}\"\ntoken = \"replica-test\"\n{header}\n{table}"),
+            format!(
+                "replica_id = 1\nmode = \"{mode}\"\ntoken = \"replica-test\"\n{header}\n{table}"
+            ),
         )
         .unwrap();
         Replicas {

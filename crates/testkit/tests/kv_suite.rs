@@ -420,7 +420,9 @@ async fn suite(kv: &dyn Kv) -> Vec<String> {
     let fb = kv.put(PutRequest::new("f/b", "1")).await.unwrap().revision;
     kv.put(PutRequest::new("f/c", "1")).await.unwrap();
     kv.put(PutRequest::new("f/a", "2")).await.unwrap();
-    let filters: [(&str, fn(&mut RangeRequest, i64), i64); 6] = [
+    /// A filter's name, how it sets a request, and the revision it filters on.
+    type Filter = (&'static str, fn(&mut RangeRequest, i64), i64);
+    let filters: [Filter; 6] = [
         ("min_mod", |r, v| r.min_mod_revision = v, fb),
         ("max_mod", |r, v| r.max_mod_revision = v, fb),
         ("min_create", |r, v| r.min_create_revision = v, fb),

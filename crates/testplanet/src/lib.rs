@@ -4,8 +4,8 @@
 
 use orbit_identity::Identity;
 use orbit_kv::Kv;
-use orbit_satellite_api::nodes::SelectionConfig;
 use orbit_satellite_api::service::{Charges, SatelliteApi, StorageConfig};
+use orbit_satellite_model::nodes::SelectionConfig;
 use orbit_testkit::{OrbitCluster, Timings};
 use std::sync::Arc;
 use storagenode::node::{Node, NodeConfig, TrustedSatellite};

@@ -43,10 +43,10 @@ async fn objects_of_every_size_come_back_byte_for_byte() {
     let raw = planet
         .api
         .meta
-        .list_objects("test", "sizes", "")
+        .list_objects("test", "sizes", "", "", 0)
         .await
         .unwrap();
-    assert!(raw.iter().all(|(k, _)| !k.contains("obj")));
+    assert!(raw.items.iter().all(|(k, _)| !k.contains("obj")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -188,7 +188,7 @@ async fn an_object_uploaded_through_one_replica_is_served_by_another() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn api_key_caveats_hold_and_a_revoked_key_is_refused_by_every_replica() {
-    use orbit_satellite_api::apikey::{ApiKey, Caveat};
+    use orbit_satellite_model::apikeys::{ApiKey, Caveat};
     let planet = Planet::start(10).await;
     let p = planet.project(Options::default()).await;
     p.create_bucket("keys").await.unwrap();
@@ -237,7 +237,7 @@ async fn api_key_caveats_hold_and_a_revoked_key_is_refused_by_every_replica() {
         .await
         .is_err());
     // Revoking the read-only key: refused on both replicas; the full key still works.
-    planet.api.keys.revoke(&ro).await.unwrap();
+    planet.api.keys.revoke(&ro, 0).await.unwrap();
     for url in [&planet.replica.url, &other.url] {
         let q = Project::open(with(&ro, url), Options::default())
             .await

@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod crypt;
-pub mod erasure;
+/// Erasure coding, from the crate the satellite's repairer shares.
+pub use orbit_erasure as erasure;
 pub mod keyfile;
 pub mod project;

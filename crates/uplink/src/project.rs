@@ -8,9 +8,9 @@ use crate::erasure;
 use futures::StreamExt;
 use orbit_identity::{Identity, NodeId, PublicKey};
 use orbit_protocol::client as piece;
+use orbit_protocol::satellite_pb as pb;
+use orbit_protocol::satellite_pb::metainfo_client::MetainfoClient;
 use orbit_protocol::{OrderLimit, PieceHash};
-use orbit_satellite_api::pb;
-use orbit_satellite_api::pb::metainfo_client::MetainfoClient;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tonic::transport::Channel;
@@ -59,7 +59,7 @@ impl Access {
         api_key: &str,
         passphrase: &str,
     ) -> Result<Access, UplinkError> {
-        let key = orbit_satellite_api::apikey::ApiKey::parse(api_key)
+        let key = orbit_protocol::apikey::ApiKey::parse(api_key)
             .map_err(|e| UplinkError::Other(e.to_string()))?;
         Ok(Access {
             satellite: satellite.to_string(),
@@ -243,15 +243,23 @@ impl Project {
 
     /// The project's buckets.
     pub async fn list_buckets(&self) -> Result<Vec<String>, UplinkError> {
-        Ok(self
-            .meta
-            .clone()
-            .list_buckets(pb::ListBucketsRequest {
-                api_key: self.key(),
-            })
-            .await?
-            .into_inner()
-            .buckets)
+        let mut all: Vec<String> = Vec::new();
+        loop {
+            let page = self
+                .meta
+                .clone()
+                .list_buckets(pb::ListBucketsRequest {
+                    api_key: self.key(),
+                    cursor: all.last().cloned().unwrap_or_default(),
+                    limit: 0,
+                })
+                .await?
+                .into_inner();
+            all.extend(page.buckets);
+            if !page.more {
+                return Ok(all);
+            }
+        }
     }
 
     fn rs(&self) -> pb::RedundancyMsg {
@@ -602,17 +610,25 @@ impl Project {
     /// Objects in `bucket` under `prefix` (whole path components).
     pub async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<Listed>, UplinkError> {
         let enc_prefix = crypt::encrypt_path(&self.access.root, bucket, prefix);
-        let items = self
-            .meta
-            .clone()
-            .list_objects(pb::ListObjectsRequest {
-                api_key: self.key(),
-                bucket: bucket.into(),
-                prefix: enc_prefix,
-            })
-            .await?
-            .into_inner()
-            .items;
+        let mut items: Vec<pb::ObjectListItem> = Vec::new();
+        loop {
+            let page = self
+                .meta
+                .clone()
+                .list_objects(pb::ListObjectsRequest {
+                    api_key: self.key(),
+                    bucket: bucket.into(),
+                    prefix: enc_prefix.clone(),
+                    cursor: items.last().map(|i| i.key.clone()).unwrap_or_default(),
+                    limit: 0,
+                })
+                .await?
+                .into_inner();
+            items.extend(page.items);
+            if !page.more {
+                break;
+            }
+        }
         items
             .into_iter()
             .map(|i| {

@@ -1,0 +1,268 @@
+//! Every key the satellite keeps in the store, built and parsed here and nowhere else.
+//!
+//! | prefix | key | record |
+//! |---|---|---|
+//! | `/orbit/sat/buckets/` | `<project>/<bucket>` | [`crate::metainfo::BucketRecord`] |
+//! | `/orbit/sat/objects/` | `<project>/<bucket>/<object key>` | [`crate::metainfo::Object`] |
+//! | `/orbit/sat/streams/` | `<stream id hex>` | [`crate::metainfo::Stream`] |
+//! | `/orbit/sat/segments/` | `<stream id hex>/<index, 10 digits>` | [`crate::metainfo::Segment`] |
+//! | `/orbit/sat/nodes/` | `<node id>` | [`crate::nodes::NodeRecord`] |
+//! | `/orbit/sat/settled/` | `<serial hex>` | [`crate::orders::Settled`] |
+//! | `/orbit/sat/apikeys/` | `<key head hex>` | [`crate::apikeys::KeyRecord`] |
+//! | `/orbit/sat/revoked/` | `<tag hex>` | [`crate::apikeys::Revocation`] |
+//! | `/orbit/sat/schema` | — | [`crate::schema::Schema`] |
+//!
+//! Project and bucket names are [`Project`] and [`Bucket`], which only valid names
+//! become: neither can hold `/`, so no name reaches into another's key space. An
+//! object key is the last component, so it may hold anything up to its length limit.
+
+use crate::Error;
+use orbit_identity::{hex_decode, hex_encode, NodeId};
+
+/// Everything the satellite keeps.
+pub const ROOT: &str = "/orbit/sat/";
+/// Buckets, by project.
+pub const BUCKETS: &str = "/orbit/sat/buckets/";
+/// Committed objects, by project and bucket.
+pub const OBJECTS: &str = "/orbit/sat/objects/";
+/// Uploads in progress.
+pub const STREAMS: &str = "/orbit/sat/streams/";
+/// Segments, by stream.
+pub const SEGMENTS: &str = "/orbit/sat/segments/";
+/// Storage nodes.
+pub const NODES: &str = "/orbit/sat/nodes/";
+/// Settled order serials.
+pub const SETTLED: &str = "/orbit/sat/settled/";
+/// API key secrets, by key head.
+pub const APIKEYS: &str = "/orbit/sat/apikeys/";
+/// Revoked API key tags.
+pub const REVOKED: &str = "/orbit/sat/revoked/";
+/// The data model's schema version.
+pub const SCHEMA: &str = "/orbit/sat/schema";
+
+/// The prefixes that hold versioned records (what a migration walks).
+pub const RECORD_PREFIXES: &[&str] = &[
+    BUCKETS, OBJECTS, STREAMS, SEGMENTS, NODES, SETTLED, APIKEYS, REVOKED,
+];
+
+/// Longest object key, in bytes (as the uplink encodes it).
+pub const MAX_OBJECT_KEY: usize = 4096;
+
+/// A stream's id: where an object's segments are.
+pub type StreamId = [u8; 16];
+
+/// A valid project name: 1 to 64 of A-Z, a-z, 0-9, '-', '_' and '.', starting with a
+/// letter or digit.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Project(String);
+
+impl Project {
+    /// Checks `name`.
+    pub fn new(name: &str) -> Result<Project, Error> {
+        let ok = (1..=64).contains(&name.len())
+            && name.as_bytes()[0].is_ascii_alphanumeric()
+            && name
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_' || c == b'.');
+        if ok {
+            Ok(Project(name.to_string()))
+        } else {
+            Err(Error::Invalid(format!(
+                "project name {:?}: 1 to 64 characters of A-Z, a-z, 0-9, '-', '_' and '.', starting with a letter or digit",
+                name.chars().take(80).collect::<String>()
+            )))
+        }
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A valid bucket name, as S3 allows them: 3 to 63 of a-z, 0-9, '-' and '.'.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Bucket(String);
+
+impl Bucket {
+    /// Checks `name`.
+    pub fn new(name: &str) -> Result<Bucket, Error> {
+        let ok = (3..=63).contains(&name.len())
+            && name
+                .bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'.');
+        if ok {
+            Ok(Bucket(name.to_string()))
+        } else {
+            Err(Error::Invalid(format!(
+                "bucket name {:?}: 3 to 63 characters of a-z, 0-9, '-' and '.'",
+                name.chars().take(80).collect::<String>()
+            )))
+        }
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Checks an object key: not empty, at most [`MAX_OBJECT_KEY`] bytes.
+pub fn check_object_key(key: &str) -> Result<(), Error> {
+    if key.is_empty() {
+        return Err(Error::Invalid("empty object key".into()));
+    }
+    if key.len() > MAX_OBJECT_KEY {
+        return Err(Error::Invalid(format!(
+            "object key of {} bytes; at most {MAX_OBJECT_KEY}",
+            key.len()
+        )));
+    }
+    Ok(())
+}
+
+/// A bucket's record.
+pub fn bucket(p: &Project, b: &Bucket) -> String {
+    format!("{BUCKETS}{}/{}", p.0, b.0)
+}
+
+/// Where a project's buckets are.
+pub fn buckets_of(p: &Project) -> String {
+    format!("{BUCKETS}{}/", p.0)
+}
+
+/// Where a bucket's objects are.
+pub fn objects_of(p: &Project, b: &Bucket) -> String {
+    format!("{OBJECTS}{}/{}/", p.0, b.0)
+}
+
+/// A committed object's record.
+pub fn object(p: &Project, b: &Bucket, key: &str) -> String {
+    format!("{}{key}", objects_of(p, b))
+}
+
+/// A pending upload's record.
+pub fn stream(id: &StreamId) -> String {
+    format!("{STREAMS}{}", hex_encode(id))
+}
+
+/// Where a stream's segments are.
+pub fn segments_of(id: &StreamId) -> String {
+    format!("{SEGMENTS}{}/", hex_encode(id))
+}
+
+/// A segment's record (zero-padded so segments list in order).
+pub fn segment(id: &StreamId, index: u32) -> String {
+    format!("{}{index:010}", segments_of(id))
+}
+
+/// A node's record.
+pub fn node(id: &NodeId) -> String {
+    format!("{NODES}{id}")
+}
+
+/// A settled serial's record.
+pub fn settled(serial: &[u8; 16]) -> String {
+    format!("{SETTLED}{}", hex_encode(serial))
+}
+
+/// An API key's secret.
+pub fn apikey(head: &[u8; 16]) -> String {
+    format!("{APIKEYS}{}", hex_encode(head))
+}
+
+/// A revoked tag.
+pub fn revoked(tag: &[u8; 32]) -> String {
+    format!("{REVOKED}{}", hex_encode(tag))
+}
+
+fn rest<'a>(key: &'a [u8], prefix: &str) -> Result<&'a str, Error> {
+    std::str::from_utf8(key)
+        .ok()
+        .and_then(|k| k.strip_prefix(prefix))
+        .ok_or_else(|| malformed(key))
+}
+
+fn malformed(key: &[u8]) -> Error {
+    Error::Internal(format!(
+        "malformed key {:?} in the satellite's key space",
+        String::from_utf8_lossy(key)
+    ))
+}
+
+fn stream_id(hex: &str, key: &[u8]) -> Result<StreamId, Error> {
+    hex_decode(hex)
+        .ok()
+        .and_then(|b| StreamId::try_from(b.as_slice()).ok())
+        .ok_or_else(|| malformed(key))
+}
+
+/// The project and bucket of a bucket key.
+pub fn parse_bucket(key: &[u8]) -> Result<(Project, Bucket), Error> {
+    let (p, b) = rest(key, BUCKETS)?
+        .split_once('/')
+        .ok_or_else(|| malformed(key))?;
+    Ok((Project::new(p)?, Bucket::new(b)?))
+}
+
+/// The project, bucket and object key of an object key.
+pub fn parse_object(key: &[u8]) -> Result<(Project, Bucket, String), Error> {
+    let mut parts = rest(key, OBJECTS)?.splitn(3, '/');
+    let (Some(p), Some(b), Some(k)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(malformed(key));
+    };
+    Ok((Project::new(p)?, Bucket::new(b)?, k.to_string()))
+}
+
+/// The stream of a pending upload's key.
+pub fn parse_stream(key: &[u8]) -> Result<StreamId, Error> {
+    stream_id(rest(key, STREAMS)?, key)
+}
+
+/// The stream and index of a segment key.
+pub fn parse_segment(key: &[u8]) -> Result<(StreamId, u32), Error> {
+    let (s, i) = rest(key, SEGMENTS)?
+        .split_once('/')
+        .ok_or_else(|| malformed(key))?;
+    let index = i.parse().map_err(|_| malformed(key))?;
+    Ok((stream_id(s, key)?, index))
+}
+
+/// The node of a node key.
+pub fn parse_node(key: &[u8]) -> Result<NodeId, Error> {
+    NodeId::parse(rest(key, NODES)?).map_err(|_| malformed(key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_parse_back_and_hostile_names_never_become_keys() {
+        let p = Project::new("acme-1").unwrap();
+        let b = Bucket::new("photos").unwrap();
+        assert_eq!(
+            parse_bucket(bucket(&p, &b).as_bytes()).unwrap(),
+            (p.clone(), b.clone())
+        );
+        let o = object(&p, &b, "a/b/../c");
+        assert_eq!(
+            parse_object(o.as_bytes()).unwrap(),
+            (p.clone(), b.clone(), "a/b/../c".to_string())
+        );
+        let s = [7u8; 16];
+        assert_eq!(parse_stream(stream(&s).as_bytes()).unwrap(), s);
+        assert_eq!(parse_segment(segment(&s, 42).as_bytes()).unwrap(), (s, 42));
+        assert!(segment(&s, 2) < segment(&s, 10), "segments list in order");
+        for bad in ["", "a/xyz", "..", "a\0b", ".x", &"p".repeat(65), "a b"] {
+            assert!(Project::new(bad).is_err(), "{bad:?}");
+        }
+        for bad in ["", "ab", "a/b", "..", "UPPER", &"b".repeat(64), "a\0bc"] {
+            assert!(Bucket::new(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_object_key("").is_err());
+        assert!(check_object_key(&"k".repeat(MAX_OBJECT_KEY + 1)).is_err());
+        assert!(parse_segment(b"/orbit/sat/segments/zz/1").is_err());
+        assert!(parse_bucket(b"/orbit/sat/buckets/a/xyz/bkt1").is_err());
+    }
+}

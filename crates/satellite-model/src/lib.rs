@@ -1,0 +1,98 @@
+//! The satellite's data model: what it keeps in the consistent store and every
+//! operation on it, shared by the API endpoints, testplanet and every satellite
+//! process. Endpoints hold no model logic; they translate requests into these calls.
+//!
+//! - [`keys`]: the one key schema (every prefix, typed builders and parsers).
+//! - [`metainfo`]: buckets, objects, segments, pending uploads.
+//! - [`nodes`]: the node table, check-ins, selection (with its cache).
+//! - [`orders`]: order limits and settlement once per serial.
+//! - [`apikeys`]: API key secrets and the revocation list.
+//! - [`schema`]: the model's version in the store, and the migration of older records.
+//!
+//! Every record goes through `orbit_kv::record`: `{"v": version, "r": body}`, where an
+//! unknown version or a corrupt value is an error naming the key.
+
+pub mod apikeys;
+pub mod keys;
+pub mod metainfo;
+pub mod nodes;
+pub mod orders;
+pub mod schema;
+
+use orbit_kv::record::{RecordError, Versioned};
+
+/// Why a model operation was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request is malformed or inconsistent.
+    #[error("{0}")]
+    Invalid(String),
+    /// A signature or key does not verify.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// Not allowed.
+    #[error("{0}")]
+    Forbidden(String),
+    /// No such thing.
+    #[error("{0}")]
+    NotFound(String),
+    /// Already there.
+    #[error("{0}")]
+    Exists(String),
+    /// Not in a state that allows it.
+    #[error("{0}")]
+    Precondition(String),
+    /// Cannot be done now (not enough nodes, contention).
+    #[error("{0}")]
+    Unavailable(String),
+    /// A bug or damaged data.
+    #[error("{0}")]
+    Internal(String),
+    /// A stored record cannot be read (corrupt, or of an unknown version).
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(#[from] orbit_kv::KvError),
+}
+
+impl From<Error> for tonic::Status {
+    /// The gRPC code each kind of error reaches clients as.
+    fn from(e: Error) -> Self {
+        use tonic::Code;
+        let code = match &e {
+            Error::Invalid(_) => Code::InvalidArgument,
+            Error::Unauthenticated(_) => Code::Unauthenticated,
+            Error::Forbidden(_) => Code::PermissionDenied,
+            Error::NotFound(_) => Code::NotFound,
+            Error::Exists(_) => Code::AlreadyExists,
+            Error::Precondition(_) => Code::FailedPrecondition,
+            Error::Unavailable(_) | Error::Store(_) => Code::Unavailable,
+            Error::Internal(_) => Code::Internal,
+            Error::Record(_) => Code::DataLoss,
+        };
+        tonic::Status::new(code, e.to_string())
+    }
+}
+
+/// Reads the record of type `T` stored at `key`.
+pub(crate) fn decode<T: Versioned>(key: &[u8], value: &[u8]) -> Result<T, Error> {
+    Ok(orbit_kv::record::decode(key, value)?)
+}
+
+/// A record written before the envelope, in its first layout (a `v` of 1 among its
+/// fields, which the current type ignores).
+pub(crate) fn legacy_v1<T: serde::de::DeserializeOwned>(
+    value: serde_json::Value,
+) -> Option<Result<T, serde_json::Error>> {
+    let v1 = value.get("v").and_then(|v| v.as_u64()) == Some(1);
+    v1.then(|| serde_json::from_value(value))
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

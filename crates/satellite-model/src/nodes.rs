@@ -1,0 +1,329 @@
+//! The satellite's table of storage nodes: check-ins, and selecting nodes for new
+//! pieces from a cache of the table that a background worker refreshes.
+
+use crate::keys;
+use crate::{decode, legacy_v1, Error};
+use orbit_identity::{NodeId, PublicKey};
+use orbit_kv::record::{encode, Versioned};
+use orbit_kv::{
+    Compare, CompareOp, CompareTarget, Kv, PutRequest, RangeRequest, Scan, TxnOp, TxnOpResponse,
+    TxnRequest,
+};
+use orbit_protocol::CheckIn;
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// What the satellite knows of a node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    /// Its id.
+    pub id: NodeId,
+    /// Its key.
+    pub key: PublicKey,
+    /// Its piecestore URL.
+    pub address: String,
+    /// Bytes free at its last check-in.
+    pub free: u64,
+    /// Its version.
+    pub version: String,
+    /// Unix time (s) of its last check-in.
+    pub last_seen: u64,
+    /// Never selected again.
+    pub disqualified: bool,
+}
+
+impl Versioned for NodeRecord {
+    const NAME: &'static str = "node record";
+    const VERSION: u32 = 1;
+    fn legacy(value: serde_json::Value) -> Option<Result<Self, serde_json::Error>> {
+        legacy_v1(value)
+    }
+}
+
+/// How nodes are chosen.
+#[derive(Clone, Debug)]
+pub struct SelectionConfig {
+    /// A node is online if it checked in within this many seconds.
+    pub online_window_s: u64,
+    /// At most one node per /24 network (IPv4) or per host name.
+    pub distinct_networks: bool,
+    /// Check-ins signed further than this from now are refused, seconds.
+    pub check_in_skew_s: u64,
+}
+
+impl Default for SelectionConfig {
+    fn default() -> Self {
+        SelectionConfig {
+            online_window_s: 3600,
+            distinct_networks: true,
+            check_in_skew_s: 600,
+        }
+    }
+}
+
+/// The node table.
+#[derive(Clone)]
+pub struct Nodes {
+    kv: Arc<dyn Kv>,
+    config: SelectionConfig,
+    cache: Arc<Mutex<Option<Cached>>>,
+}
+
+/// The node table as last read for selection.
+struct Cached {
+    nodes: Vec<NodeRecord>,
+    at: Instant,
+}
+
+/// A selection that finds too few nodes in the cache reads the table again, at most
+/// this often (new nodes become selectable at once, a flood of uploads to a too-small
+/// network does not become a flood of table reads).
+const RELOAD_AFTER: Duration = Duration::from_secs(1);
+
+/// The network a node is in, for "one node per network": the /24 of an IPv4
+/// address, else the host.
+pub fn network_of(address: &str) -> String {
+    let host = address
+        .split("://")
+        .nth(1)
+        .unwrap_or(address)
+        .rsplit_once(':')
+        .map_or(address, |(h, _)| h);
+    match host.parse::<std::net::Ipv4Addr>() {
+        Ok(ip) => {
+            let o = ip.octets();
+            format!("{}.{}.{}.0/24", o[0], o[1], o[2])
+        }
+        Err(_) => host.to_string(),
+    }
+}
+
+impl Nodes {
+    /// The table in `kv`.
+    pub fn new(kv: Arc<dyn Kv>, config: SelectionConfig) -> Nodes {
+        Nodes {
+            kv,
+            config,
+            cache: Arc::default(),
+        }
+    }
+
+    /// Records a check-in signed by `key`.
+    pub async fn check_in(
+        &self,
+        key: PublicKey,
+        body: &[u8],
+        signature: &[u8],
+        now: u64,
+    ) -> Result<NodeRecord, Error> {
+        key.verify(body, signature)
+            .map_err(|e| Error::Unauthenticated(format!("check-in: {e}")))?;
+        let c = CheckIn::decode(body).map_err(|e| Error::Invalid(e.to_string()))?;
+        if c.timestamp.abs_diff(now) > self.config.check_in_skew_s {
+            return Err(Error::Invalid(format!(
+                "check-in signed at {}, now is {now}: check the node's clock",
+                c.timestamp
+            )));
+        }
+        if !c.address.starts_with("http://") && !c.address.starts_with("https://") {
+            return Err(Error::Invalid(format!(
+                "node address {:?} must be http://host:port",
+                c.address
+            )));
+        }
+        // Only what a check-in reports changes; what others wrote (disqualification)
+        // stays, by a compare on the record's revision.
+        self.update(&key.id(), |old| NodeRecord {
+            id: key.id(),
+            key,
+            address: c.address.clone(),
+            free: c.free,
+            version: c.version.clone(),
+            last_seen: now,
+            disqualified: old.is_some_and(|n| n.disqualified),
+        })
+        .await
+    }
+
+    /// Disqualifies a node for good: it gets no new pieces and its pieces count as gone.
+    pub async fn disqualify(&self, id: &NodeId) -> Result<NodeRecord, Error> {
+        let Some(first) = self.get(id).await? else {
+            return Err(Error::NotFound(format!("no node {id}")));
+        };
+        self.update(id, |old| NodeRecord {
+            disqualified: true,
+            ..old.cloned().unwrap_or_else(|| first.clone())
+        })
+        .await
+    }
+
+    /// Replaces a node's record by `f` of its current one, retrying while others
+    /// change it meanwhile, so no concurrent update is lost.
+    async fn update(
+        &self,
+        id: &NodeId,
+        f: impl Fn(Option<&NodeRecord>) -> NodeRecord,
+    ) -> Result<NodeRecord, Error> {
+        let key = keys::node(id);
+        for attempt in 0..32u64 {
+            let cur = self.kv.range(RangeRequest::key(key.clone())).await?;
+            let (rev, old) = match cur.kvs.first() {
+                Some(kv) => (kv.mod_revision, Some(decode(&kv.key, &kv.value)?)),
+                None => (0, None),
+            };
+            let rec = f(old.as_ref());
+            let txn = TxnRequest {
+                compare: vec![Compare::new(
+                    key.clone(),
+                    CompareOp::Equal,
+                    CompareTarget::Mod(rev),
+                )],
+                success: vec![TxnOp::Put(PutRequest::new(key.clone(), encode(&rec)))],
+                failure: Vec::new(),
+            };
+            if self.kv.txn(txn).await?.succeeded {
+                return Ok(rec);
+            }
+            // Lost a race: back off a little, at random, so racers spread out.
+            let ms = rand::random::<u64>() % (2 * attempt + 2);
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+        }
+        Err(Error::Unavailable(format!(
+            "node {id}: its record keeps changing; try again"
+        )))
+    }
+
+    /// A node's record.
+    pub async fn get(&self, id: &NodeId) -> Result<Option<NodeRecord>, Error> {
+        let r = self.kv.range(RangeRequest::key(keys::node(id))).await?;
+        r.kvs
+            .first()
+            .map(|kv| decode(&kv.key, &kv.value))
+            .transpose()
+    }
+
+    /// The records of `ids`, read in one request at one revision (absent nodes are
+    /// missing from the map).
+    pub async fn get_many(&self, ids: &[NodeId]) -> Result<HashMap<NodeId, NodeRecord>, Error> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let txn = TxnRequest {
+            compare: Vec::new(),
+            success: ids
+                .iter()
+                .map(|id| TxnOp::Range(RangeRequest::key(keys::node(id))))
+                .collect(),
+            failure: Vec::new(),
+        };
+        let mut out = HashMap::new();
+        for r in self.kv.txn(txn).await?.responses {
+            let TxnOpResponse::Range(r) = r else {
+                return Err(Error::Internal(
+                    "a read transaction answered a write".into(),
+                ));
+            };
+            for kv in r.kvs {
+                let rec: NodeRecord = decode(&kv.key, &kv.value)?;
+                out.insert(rec.id, rec);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every node, read in pages at one revision.
+    pub async fn all(&self) -> Result<Vec<NodeRecord>, Error> {
+        Scan::prefix(&*self.kv, keys::NODES, 1000)
+            .collect()
+            .await?
+            .iter()
+            .map(|kv| decode(&kv.key, &kv.value))
+            .collect()
+    }
+
+    /// Reads the node table into the selection cache (the background refresh).
+    pub async fn refresh(&self) -> Result<usize, Error> {
+        let nodes = self.all().await?;
+        let n = nodes.len();
+        *self.cache.lock().unwrap_or_else(|p| p.into_inner()) = Some(Cached {
+            nodes,
+            at: Instant::now(),
+        });
+        Ok(n)
+    }
+
+    /// Chooses `n` nodes at random among those online, not disqualified, with
+    /// `piece_size` free, at most one per network (if so configured), from the cache;
+    /// when the cache has too few, it is read again first (at most every second).
+    pub async fn select(
+        &self,
+        n: usize,
+        piece_size: u64,
+        now: u64,
+    ) -> Result<Vec<NodeRecord>, Error> {
+        let fresh = {
+            let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            match &*cache {
+                Some(c) => {
+                    let chosen = self.choose(&c.nodes, n, piece_size, now);
+                    if chosen.len() == n {
+                        return Ok(chosen);
+                    }
+                    c.at.elapsed() < RELOAD_AFTER
+                }
+                None => false,
+            }
+        };
+        if !fresh {
+            self.refresh().await?;
+        }
+        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let nodes = cache.as_ref().map_or(&[][..], |c| &c.nodes[..]);
+        let chosen = self.choose(nodes, n, piece_size, now);
+        if chosen.len() < n {
+            return Err(Error::Unavailable(format!(
+                "{n} storage nodes needed, {} eligible (online, with space, distinct networks)",
+                chosen.len()
+            )));
+        }
+        Ok(chosen)
+    }
+
+    fn choose(&self, nodes: &[NodeRecord], n: usize, piece_size: u64, now: u64) -> Vec<NodeRecord> {
+        use rand::seq::SliceRandom;
+        let mut candidates: Vec<&NodeRecord> = nodes
+            .iter()
+            .filter(|r| {
+                !r.disqualified
+                    && r.free >= piece_size
+                    && now.saturating_sub(r.last_seen) <= self.config.online_window_s
+            })
+            .collect();
+        candidates.shuffle(&mut rand::thread_rng());
+        let mut networks = HashSet::new();
+        candidates
+            .into_iter()
+            .filter(|r| !self.config.distinct_networks || networks.insert(network_of(&r.address)))
+            .take(n)
+            .cloned()
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn networks_are_slash_24s_or_hosts() {
+        assert_eq!(network_of("http://10.1.2.3:7777"), "10.1.2.0/24");
+        assert_eq!(network_of("http://10.1.2.200:1"), "10.1.2.0/24");
+        assert_ne!(
+            network_of("http://10.1.3.3:1"),
+            network_of("http://10.1.2.3:1")
+        );
+        assert_eq!(network_of("http://node.example:1"), "node.example");
+    }
+}
