@@ -12,6 +12,9 @@ pub struct RemoteKv {
     client: ec::Client,
     /// The endpoints the client balances over, as they were added.
     endpoints: std::sync::Arc<tokio::sync::Mutex<std::collections::BTreeSet<String>>>,
+    /// The client's background work (following the member list); it stops when the
+    /// last clone of the client goes.
+    workers: std::sync::Arc<orbit_worker::Group>,
 }
 
 impl std::fmt::Debug for RemoteKv {
@@ -194,48 +197,53 @@ impl RemoteKv {
             endpoints: std::sync::Arc::new(tokio::sync::Mutex::new(
                 endpoints.iter().cloned().collect(),
             )),
+            workers: std::sync::Arc::default(),
         })
     }
 
     /// Makes the client follow the cluster's membership: every `interval` it reads the
     /// member list and balances over the members' client URLs, so members added later
-    /// are used and removed ones dropped. Stops when every clone of the client is gone.
+    /// are used and removed ones dropped. The `member-list-refresh` worker does it; it
+    /// stops when every clone of the client is gone.
     pub fn follow_members(&self, interval: std::time::Duration) {
         let weak = std::sync::Arc::downgrade(&self.endpoints);
         let client = self.client.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(interval).await;
-                let Some(endpoints) = weak.upgrade() else {
-                    return;
-                };
-                let Ok(list) =
-                    retrying(&client, |mut c| async move { c.member_list().await }).await
-                else {
-                    continue;
-                };
-                let wanted: std::collections::BTreeSet<String> = list
-                    .0
-                    .members
-                    .iter()
-                    .flat_map(|m| m.client_ur_ls.iter().cloned())
-                    .collect();
-                if wanted.is_empty() {
-                    continue;
-                }
-                let mut have = endpoints.lock().await;
-                for url in wanted.difference(&have.clone()) {
-                    if client.add_endpoint(url).await.is_ok() {
-                        have.insert(url.clone());
+        self.workers.spawn(
+            "member-list-refresh",
+            orbit_worker::Interval::every(interval),
+            move || {
+                let (weak, client) = (weak.clone(), client.clone());
+                orbit_worker::job(async move {
+                    let Some(endpoints) = weak.upgrade() else {
+                        return Ok(());
+                    };
+                    let list = retrying(&client, |mut c| async move { c.member_list().await })
+                        .await
+                        .map_err(|e| format!("member list: {e}"))?;
+                    let wanted: std::collections::BTreeSet<String> = list
+                        .0
+                        .members
+                        .iter()
+                        .flat_map(|m| m.client_ur_ls.iter().cloned())
+                        .collect();
+                    if wanted.is_empty() {
+                        return Ok(());
                     }
-                }
-                for url in have.clone().difference(&wanted) {
-                    if client.remove_endpoint(url).await.is_ok() {
-                        have.remove(url);
+                    let mut have = endpoints.lock().await;
+                    for url in wanted.difference(&have.clone()) {
+                        if client.add_endpoint(url).await.is_ok() {
+                            have.insert(url.clone());
+                        }
                     }
-                }
-            }
-        });
+                    for url in have.clone().difference(&wanted) {
+                        if client.remove_endpoint(url).await.is_ok() {
+                            have.remove(url);
+                        }
+                    }
+                    Ok(())
+                })
+            },
+        );
     }
 
     /// The endpoints the client currently balances over.

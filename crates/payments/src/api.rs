@@ -15,7 +15,7 @@ pub mod pb {
 }
 
 /// The `[payments]` section of a satellite's configuration.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PaymentsConfig {
     /// The escrow's address: part of every signed payment, so a payment for one
@@ -24,7 +24,11 @@ pub struct PaymentsConfig {
     /// Who is paid: the satellite operator's account.
     pub recipient: Address,
     /// The recipient's payment group (32 bytes, hex).
-    #[serde(default = "default_group", deserialize_with = "group_hex")]
+    #[serde(
+        default = "default_group",
+        deserialize_with = "group_hex",
+        serialize_with = "hex_group"
+    )]
     pub group_id: [u8; 32],
     /// A payment is refused when the channel expires within this many seconds.
     #[serde(default = "default_threshold")]
@@ -45,6 +49,9 @@ fn default_threshold() -> u64 {
 }
 fn default_skew() -> u64 {
     300
+}
+fn hex_group<S: serde::Serializer>(g: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&orbit_identity::hex_encode(g))
 }
 fn group_hex<'de, D: serde::Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
     let s = String::deserialize(d)?;

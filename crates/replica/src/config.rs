@@ -2,12 +2,12 @@
 //! what to fix.
 
 use orbit_store::config::url_addr;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 /// How the replica gets its store cluster.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Use the given client URLs: orbit members started by hand, or a real etcd.
@@ -33,7 +33,7 @@ impl std::str::FromStr for Mode {
 }
 
 /// One row of the replica table.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReplicaRow {
     /// Replica id, unique.
@@ -51,7 +51,7 @@ pub struct ReplicaRow {
 }
 
 /// A replica's configuration file.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReplicaConfig {
     /// This replica's id; must be in the table.
@@ -81,7 +81,7 @@ pub struct ReplicaConfig {
     pub replica_ttl_s: i64,
     /// Mode incremental: the replica that may create the cluster (default: the lowest
     /// id). Every other replica only ever joins.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bootstrap_replica: Option<u64>,
     /// Mode incremental: let this replica create the cluster although it is not the
     /// designated one — for when that one is gone for good. Never on two replicas.

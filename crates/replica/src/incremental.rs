@@ -156,23 +156,34 @@ impl Manager {
         }
     }
 
-    /// Runs the loop until the task is aborted.
-    pub(crate) fn spawn(mut self) -> tokio::task::JoinHandle<()> {
+    /// Runs the manager as the `cluster-manager` worker of `workers`, a step every
+    /// replica heartbeat.
+    pub(crate) fn spawn(self, workers: &orbit_worker::Group) -> orbit_worker::Handle {
         let tick = Duration::from_millis(self.config.replica_heartbeat_ms);
-        tokio::spawn(async move {
-            loop {
-                self.tend_own_member().await;
-                match self.slot.get() {
-                    Some(node) if node.leads_with_quorum() => {
-                        if let Err(e) = self.coordinate(&node).await {
-                            tracing::debug!(error = %e, "coordination step failed; retrying");
-                        }
-                    }
-                    _ => self.coordinator = Coordinator::default(),
-                }
-                tokio::time::sleep(tick).await;
+        let me = Arc::new(tokio::sync::Mutex::new(self));
+        workers.spawn(
+            "cluster-manager",
+            orbit_worker::Interval::every(tick).starting_now(),
+            move || {
+                let me = me.clone();
+                orbit_worker::job(async move { me.lock().await.step().await })
+            },
+        )
+    }
+
+    /// One step: tend this replica's own member, then coordinate if it leads.
+    async fn step(&mut self) -> orbit_worker::JobResult {
+        self.tend_own_member().await;
+        match self.slot.get() {
+            Some(node) if node.leads_with_quorum() => self
+                .coordinate(&node)
+                .await
+                .map_err(|e| format!("coordination step: {e}")),
+            _ => {
+                self.coordinator = Coordinator::default();
+                Ok(())
             }
-        })
+        }
     }
 
     fn learner_timeout(&self) -> Duration {

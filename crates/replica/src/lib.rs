@@ -101,7 +101,9 @@ pub struct Replica {
     kv: Arc<dyn Kv>,
     node: NodeSlot,
     status_addr: SocketAddr,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Background work: the replica's own (heartbeat, cluster manager) and that of the
+    /// services the process adds; stopped last started first.
+    workers: orbit_worker::Group,
     /// The status endpoint's server, stopped first at shutdown.
     status_server: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -154,26 +156,26 @@ impl Replica {
         let runs_node = Arc::new(AtomicBool::new(
             config.mode == Mode::Fixed && node.get().is_some(),
         ));
-        let mut tasks = vec![table::spawn_heartbeat(
+        let workers = orbit_worker::Group::new();
+        table::heartbeat_worker(
+            &workers,
             kv.clone(),
             config.token.clone(),
             config.replica_id,
             runs_node.clone(),
             std::time::Duration::from_millis(config.replica_heartbeat_ms),
             config.replica_ttl_s,
-        )];
+        );
         if config.mode == Mode::Incremental {
-            tasks.push(
-                incremental::Manager::new(config.clone(), kv.clone(), node.clone(), runs_node)
-                    .spawn(),
-            );
+            incremental::Manager::new(config.clone(), kv.clone(), node.clone(), runs_node)
+                .spawn(&workers);
         }
         let replica = Arc::new(Replica {
             config,
             kv,
             node,
             status_addr,
-            tasks,
+            workers,
             status_server: std::sync::Mutex::new(None),
         });
         let server = status::serve(replica.clone(), listener);
@@ -206,13 +208,19 @@ impl Replica {
         &self.config
     }
 
+    /// The process's workers: services add theirs here, so the status endpoint shows
+    /// them and shutdown stops them (before the replica's own, which started first).
+    pub fn workers(&self) -> &orbit_worker::Group {
+        &self.workers
+    }
+
     /// Where the status endpoint listens.
     pub fn status_addr(&self) -> SocketAddr {
         self.status_addr
     }
 
-    /// Stops the status endpoint, heartbeating, managing the cluster, and the embedded
-    /// store member, if any.
+    /// Stops the status endpoint, every worker (the services' first, then heartbeating
+    /// and managing the cluster), and the embedded store member, if any.
     pub async fn shutdown(&self) {
         let server = self
             .status_server
@@ -222,8 +230,12 @@ impl Replica {
         if let Some(s) = server {
             s.abort();
         }
-        for t in &self.tasks {
-            t.abort();
+        let aborted = self
+            .workers
+            .shutdown(std::time::Duration::from_secs(5))
+            .await;
+        if !aborted.is_empty() {
+            tracing::warn!(?aborted, "workers did not stop in time");
         }
         if let Some(n) = self.node.set(None) {
             n.shutdown().await;

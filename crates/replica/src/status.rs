@@ -3,12 +3,19 @@
 //! `GET /health`: 200 when the replica can do a linearizable read of the store within
 //! two seconds, 503 otherwise — the check a load balancer wants.
 //! `GET /status`: JSON with the replica's id, mode, whether it runs a store member,
-//! and the store's members as this replica sees them.
+//! the store's members as this replica sees them, and the status of every worker of
+//! the process (`workers`) and of its store member (`store_workers`).
+//! `POST /workers/<name>/trigger` runs a worker now and answers with its result;
+//! `…/pause` and `…/resume` stop and restart its interval runs. They take the
+//! cluster token as `Authorization: Bearer <token>` (what operators and tests use
+//! instead of waiting for an interval).
 
 use crate::Replica;
+use axum::extract::Path;
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use orbit_kv::RangeRequest;
 use std::sync::Arc;
@@ -21,6 +28,7 @@ pub(crate) fn serve(
     let app = Router::new()
         .route("/health", get(health))
         .route("/status", get(status))
+        .route("/workers/{name}/{action}", post(control))
         .with_state(replica);
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
@@ -82,5 +90,52 @@ async fn status(State(r): State<Arc<Replica>>) -> Json<serde_json::Value> {
             })
         }),
         "members": members,
+        "workers": r.workers.statuses(),
+        "store_workers": r.node.get().map(|n| n.worker_statuses()).unwrap_or_default(),
     }))
+}
+
+/// Triggers, pauses or resumes a worker of the process or of its store member.
+async fn control(
+    State(r): State<Arc<Replica>>,
+    Path((name, action)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> (StatusCode, String) {
+    let want = format!("Bearer {}", r.config.token);
+    let given = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    // Constant time: the token is the cluster's shared secret.
+    if blake3::hash(given.as_bytes()) != blake3::hash(want.as_bytes()) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            "give the cluster token as Authorization: Bearer <token>\n".into(),
+        );
+    }
+    let handle = r
+        .workers
+        .handle(&name)
+        .or_else(|| r.node.get().and_then(|n| n.worker(&name)));
+    let Some(h) = handle else {
+        return (StatusCode::NOT_FOUND, format!("no worker {name:?}\n"));
+    };
+    match action.as_str() {
+        "trigger" => match h.trigger_wait().await {
+            Ok(()) => (StatusCode::OK, "ok\n".into()),
+            Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+        },
+        "pause" => {
+            h.pause();
+            (StatusCode::OK, "paused\n".into())
+        }
+        "resume" => {
+            h.resume();
+            (StatusCode::OK, "resumed\n".into())
+        }
+        _ => (
+            StatusCode::NOT_FOUND,
+            "the actions are trigger, pause and resume\n".into(),
+        ),
+    }
 }

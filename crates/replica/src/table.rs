@@ -10,7 +10,7 @@
 
 use orbit_kv::{Kv, KvError, KvResult, PutRequest, RangeRequest};
 use serde::{Deserialize, Serialize};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -79,19 +79,24 @@ async fn beat(kv: &dyn Kv, token: &str, hb: &Heartbeat, lease: i64) -> KvResult<
 }
 
 /// Heartbeats this replica's row every `interval` under a lease of `ttl` seconds
-/// (with `store_node` as it is at each beat),
-/// re-granting the lease if it was lost (the replica was away longer than the TTL).
-pub fn spawn_heartbeat(
+/// (with `store_node` as it is at each beat), as the `replica-heartbeat` worker of
+/// `workers`, re-granting the lease if it was lost (the replica was away longer than
+/// the TTL).
+pub fn heartbeat_worker(
+    workers: &orbit_worker::Group,
     kv: Arc<dyn Kv>,
     token: String,
     id: u64,
     store_node: Arc<AtomicBool>,
     interval: Duration,
     ttl: i64,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut lease = 0i64;
-        loop {
+) -> orbit_worker::Handle {
+    let lease = Arc::new(AtomicI64::new(0));
+    let every = orbit_worker::Interval::every(interval).starting_now();
+    workers.spawn("replica-heartbeat", every, move || {
+        let (kv, token, store_node, lease) =
+            (kv.clone(), token.clone(), store_node.clone(), lease.clone());
+        orbit_worker::job(async move {
             let hb = Heartbeat {
                 v: 1,
                 id,
@@ -99,22 +104,29 @@ pub fn spawn_heartbeat(
                 store_node: store_node.load(Ordering::Relaxed),
             };
             let res: KvResult<()> = async {
-                if lease == 0 {
-                    lease = kv.lease_grant(ttl, 0).await?.id;
-                    tracing::info!(lease, "heartbeating this replica's row under a new lease");
+                let mut l = lease.load(Ordering::Relaxed);
+                if l == 0 {
+                    l = kv.lease_grant(ttl, 0).await?.id;
+                    lease.store(l, Ordering::Relaxed);
+                    tracing::info!(
+                        lease = l,
+                        "heartbeating this replica's row under a new lease"
+                    );
                 } else {
-                    kv.lease_keep_alive(lease).await?;
+                    kv.lease_keep_alive(l).await?;
                 }
-                beat(&*kv, &token, &hb, lease).await
+                beat(&*kv, &token, &hb, l).await
             }
             .await;
             match res {
-                Ok(()) => {}
-                Err(KvError::LeaseNotFound) => lease = 0,
-                Err(e) => tracing::debug!(error = %e, "heartbeat failed; retrying"),
+                Ok(()) => Ok(()),
+                Err(KvError::LeaseNotFound) => {
+                    lease.store(0, Ordering::Relaxed);
+                    Err("the heartbeat lease ran out; the next beat grants a new one".into())
+                }
+                Err(e) => Err(format!("heartbeat: {e}")),
             }
-            tokio::time::sleep(interval).await;
-        }
+        })
     })
 }
 

@@ -6,7 +6,7 @@ use orbit_identity::{NodeId, PublicKey};
 use orbit_protocol::{Action, PieceHash, PieceId};
 use orbit_satellite_model::apikeys::{ApiKeys, Op};
 use orbit_satellite_model::metainfo::{Metainfo, Redundancy, Segment, Stream};
-use orbit_satellite_model::nodes::{Nodes, SelectionConfig};
+use orbit_satellite_model::nodes::Nodes;
 use orbit_satellite_model::orders::Orders;
 use orbit_satellite_model::unix_now;
 use std::collections::HashSet;
@@ -101,16 +101,15 @@ impl SatelliteApi {
     pub fn new(
         kv: std::sync::Arc<dyn orbit_kv::Kv>,
         identity: orbit_identity::Identity,
-        selection: SelectionConfig,
-        config: StorageConfig,
+        section: &crate::StorageSection,
     ) -> SatelliteApi {
         SatelliteApi {
             charges: None,
             keys: ApiKeys::new(kv.clone()),
-            nodes: Nodes::new(kv.clone(), selection),
-            orders: Orders::new(kv.clone(), identity, 3600),
+            nodes: Nodes::new(kv.clone(), section.selection()),
+            orders: Orders::new(kv.clone(), identity, section.order_expiration_s),
             meta: Metainfo::new(kv),
-            config,
+            config: section.limits(),
         }
     }
 

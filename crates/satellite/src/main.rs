@@ -37,6 +37,21 @@ enum Command {
         #[command(subcommand)]
         process: run::Process,
     },
+    /// The configuration file.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Prints the effective configuration: every default filled in, the token redacted.
+    Show {
+        /// The configuration file.
+        #[arg(long, env = "ORBIT_CONFIG")]
+        config: std::path::PathBuf,
+    },
 }
 
 /// Waits for Ctrl-C or SIGTERM: how a foreground process is asked to stop.
@@ -64,5 +79,11 @@ async fn main() -> anyhow::Result<()> {
         Command::Apikey { command } => apikey::run(command).await,
         Command::Escrow { command } => escrow::run(command).await,
         Command::Run { process } => run::run(process).await,
+        Command::Config {
+            command: ConfigCommand::Show { config },
+        } => {
+            print!("{}", run::load(&config)?.show()?);
+            Ok(())
+        }
     }
 }

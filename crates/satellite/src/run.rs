@@ -3,17 +3,17 @@
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use orbit_identity::Identity;
-use orbit_payments::{Escrow, PaymentsConfig, PaymentsService};
-use orbit_replica::{Mode, Replica, ReplicaConfig};
-use orbit_satellite_api::service::{Charges, SatelliteApi, StorageConfig};
-use orbit_satellite_model::nodes::SelectionConfig;
-use serde::Deserialize;
-use std::path::PathBuf;
+use orbit_replica::{Mode, Replica};
+use satellite::api::ApiProcess;
+use satellite::config::SatelliteConfig;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// The processes.
 #[derive(Subcommand)]
 pub enum Process {
-    /// The API replica: for now its store cluster manager and a status/health endpoint.
+    /// The API replica: the storage network and payments APIs, its store cluster
+    /// manager and its status/health endpoint.
     Api(ApiArgs),
 }
 
@@ -39,97 +39,9 @@ pub struct ApiArgs {
     /// designated one (when that one is gone for good). Never on two replicas.
     #[arg(long, env = "ORBIT_BOOTSTRAP")]
     bootstrap: bool,
-    /// Address of the public gRPC API (payments).
+    /// Address of the public gRPC API (storage network, payments).
     #[arg(long, env = "ORBIT_API_ADDR")]
     api_addr: Option<String>,
-}
-
-/// The `[api]` section: where the replica's public gRPC API listens.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ApiSection {
-    #[serde(default = "default_api_addr")]
-    addr: String,
-}
-
-fn default_api_addr() -> String {
-    "127.0.0.1:7778".into()
-}
-
-/// A replica's configuration file: the replica's own settings, plus the sections of
-/// the services it serves (`[api]`, `[payments]`).
-struct SatelliteConfig {
-    replica: ReplicaConfig,
-    api: ApiSection,
-    payments: Option<PaymentsConfig>,
-    storage: Option<StorageSection>,
-}
-
-/// The `[storage]` section: the storage network API (metainfo, nodes, orders).
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct StorageSection {
-    /// The satellite's identity file, relative to the data dir; created if missing.
-    #[serde(default = "default_identity")]
-    identity: PathBuf,
-    /// Seconds since its last check-in within which a node counts as online.
-    #[serde(default = "default_online_window")]
-    online_window_s: u64,
-    /// At most one node per /24 network per segment (turn off for one-machine networks).
-    #[serde(default = "default_true")]
-    distinct_networks: bool,
-    /// Uploads begun this many seconds ago and never committed are deleted.
-    #[serde(default = "default_abandoned_upload_s")]
-    abandoned_upload_s: u64,
-    /// How often expired serials and abandoned uploads are swept, seconds.
-    #[serde(default = "default_sweep_interval_s")]
-    sweep_interval_s: u64,
-}
-
-fn default_abandoned_upload_s() -> u64 {
-    24 * 3600
-}
-fn default_sweep_interval_s() -> u64 {
-    600
-}
-
-fn default_identity() -> PathBuf {
-    PathBuf::from("satellite.key")
-}
-fn default_online_window() -> u64 {
-    3600
-}
-fn default_true() -> bool {
-    true
-}
-
-impl SatelliteConfig {
-    fn parse(text: &str) -> anyhow::Result<SatelliteConfig> {
-        let mut table: toml::Table = text.parse()?;
-        let api = match table.remove("api") {
-            Some(v) => v.try_into().context("[api]")?,
-            None => ApiSection {
-                addr: default_api_addr(),
-            },
-        };
-        let payments = table
-            .remove("payments")
-            .map(|v| v.try_into::<PaymentsConfig>())
-            .transpose()
-            .context("[payments]")?;
-        let storage = table
-            .remove("storage")
-            .map(|v| v.try_into::<StorageSection>())
-            .transpose()
-            .context("[storage]")?;
-        let replica = ReplicaConfig::parse_unchecked(&toml::to_string(&table)?)?;
-        Ok(SatelliteConfig {
-            replica,
-            api,
-            payments,
-            storage,
-        })
-    }
 }
 
 /// Runs a process until SIGINT or SIGTERM.
@@ -140,16 +52,12 @@ pub async fn run(p: Process) -> anyhow::Result<()> {
 }
 
 async fn api(a: ApiArgs) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(&a.config)
-        .with_context(|| format!("reading {}", a.config.display()))?;
     let SatelliteConfig {
         replica: mut config,
-        mut api,
-        payments,
-        storage,
-    } = SatelliteConfig::parse(&text).with_context(|| format!("in {}", a.config.display()))?;
+        mut services,
+    } = load(&a.config)?;
     if let Some(addr) = a.api_addr {
-        api.addr = addr;
+        services.api.addr = addr;
     }
     if let Some(id) = a.replica_id {
         config.replica_id = id;
@@ -168,110 +76,30 @@ async fn api(a: ApiArgs) -> anyhow::Result<()> {
         .validate()
         .with_context(|| format!("in {}", a.config.display()))?;
     let replica = Replica::start(config).await?;
-    // Paid storage requests are validated on the same ledger as the payments API.
-    let charges = payments.as_ref().map(|p| Charges {
-        escrow: Escrow::new(replica.kv(), p.escrow),
-        prices: p.prices.clone(),
-        expiry_threshold_s: p.expiry_threshold_s,
-    });
-    let payments = payments.map(|p| {
-        let escrow = Escrow::new(replica.kv(), p.escrow);
-        PaymentsService::new(escrow, p).server()
-    });
-    let workers = orbit_worker::Group::new();
-    let storage = match storage {
+    let identity = match &services.storage {
         Some(st) => {
             let path = replica.config().data_dir.join(&st.identity);
             let identity = Identity::load_or_create(&path)
                 .with_context(|| format!("satellite identity {}", path.display()))?;
-            // Records written by older satellites are rewritten once, before serving.
-            let m = orbit_satellite_model::schema::migrate(&*replica.kv())
-                .await
-                .context("migrating the satellite's records")?;
-            if m.rewritten > 0 {
-                println!(
-                    "migrated {} records from satellite schema {} to {}",
-                    m.rewritten,
-                    m.from,
-                    orbit_satellite_model::schema::SCHEMA
-                );
-            }
             println!(
                 "satellite {} (key {})",
                 identity.id(),
                 orbit_identity::hex_encode(&identity.public().0)
             );
-            let mut sat = SatelliteApi::new(
-                replica.kv(),
-                identity,
-                SelectionConfig {
-                    online_window_s: st.online_window_s,
-                    distinct_networks: st.distinct_networks,
-                    ..SelectionConfig::default()
-                },
-                StorageConfig::default(),
-            );
-            sat.charges = charges;
-            // Sweeps are idempotent deletes by compare: any replica may run them.
-            let every = orbit_worker::Interval::every(std::time::Duration::from_secs(
-                st.sweep_interval_s.max(1),
-            ));
-            let orders = sat.orders.clone();
-            workers.spawn("expired-serials", every, move || {
-                let orders = orders.clone();
-                orbit_worker::job(async move {
-                    let n = orders
-                        .remove_expired(orbit_satellite_model::unix_now())
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    tracing::debug!(removed = n, "expired serials swept");
-                    Ok(())
-                })
-            });
-            let meta = sat.meta.clone();
-            let max_age = st.abandoned_upload_s;
-            workers.spawn("abandoned-uploads", every, move || {
-                let meta = meta.clone();
-                orbit_worker::job(async move {
-                    let n = meta
-                        .remove_abandoned(orbit_satellite_model::unix_now(), max_age)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    tracing::debug!(removed = n, "abandoned uploads swept");
-                    Ok(())
-                })
-            });
-            Some((
-                sat.metainfo_server()
-                    .max_decoding_message_size(16 << 20)
-                    .max_encoding_message_size(16 << 20),
-                sat.nodes_server(),
-            ))
+            identity
         }
-        None => None,
+        // Payments alone sign nothing with the satellite's identity.
+        None => Identity::generate(),
     };
-    let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
-    let mut api_server = None;
-    if payments.is_some() || storage.is_some() {
-        let listener = tokio::net::TcpListener::bind(&api.addr)
-            .await
-            .with_context(|| format!("API address {}", api.addr))?;
-        println!("API on http://{}", listener.local_addr()?);
-        let (meta, nodes) = storage.unzip();
-        api_server = Some(tokio::spawn(async move {
-            if let Err(e) = tonic::transport::Server::builder()
-                .add_optional_service(payments)
-                .add_optional_service(meta)
-                .add_optional_service(nodes)
-                .serve_with_incoming_shutdown(orbit_store::no_delay(listener), async {
-                    let _ = api_stopped.await;
-                })
-                .await
-            {
-                tracing::error!(error = %e, "API server failed");
-            }
-        }));
-    }
+    let process = ApiProcess::build(&services, replica.kv(), identity, replica.workers()).await?;
+    let serving = match process.serves() {
+        true => {
+            let s = process.serve().await?;
+            println!("API on {}", s.url);
+            Some(s)
+        }
+        false => None,
+    };
     println!(
         "replica {} ({:?} mode{}) status on http://{}/status",
         replica.config().replica_id,
@@ -284,15 +112,20 @@ async fn api(a: ApiArgs) -> anyhow::Result<()> {
         replica.status_addr()
     );
     crate::until_stopped().await?;
-    // Outside in: no new requests, then the background work, then the store.
-    let _ = stop_api.send(());
-    if let Some(server) = api_server {
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), server).await;
+    // Outside in: no new requests, then the background work (the services' workers
+    // before the replica's own), then the store.
+    if let Some(s) = serving {
+        s.stop(Duration::from_secs(5)).await;
     }
-    let aborted = workers.shutdown(std::time::Duration::from_secs(5)).await;
-    if !aborted.is_empty() {
-        tracing::warn!(?aborted, "workers did not stop in time");
-    }
+    tracing::info!("API stopped");
     replica.shutdown().await;
+    tracing::info!("replica stopped");
     Ok(())
+}
+
+/// Reads and parses a configuration file.
+pub fn load(path: &Path) -> anyhow::Result<SatelliteConfig> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    SatelliteConfig::parse(&text).with_context(|| format!("in {}", path.display()))
 }

@@ -133,17 +133,36 @@ impl Reporter {
     }
 
     /// One round of chores: check in with and settle at every satellite.
-    pub async fn run_once(&self, satellites: &[TrustedSatellite]) {
+    /// Checks in with every satellite; the failures, one per satellite.
+    pub async fn check_in_all(&self, satellites: &[TrustedSatellite]) -> orbit_worker::JobResult {
+        let mut failed = Vec::new();
         for s in satellites {
             if let Err(e) = self.check_in(s).await {
-                tracing::warn!(satellite = %s.url, error = %e, "check-in failed");
+                failed.push(format!("check-in with {}: {e}", s.url));
             }
+        }
+        joined(failed)
+    }
+
+    /// Settles with every satellite; the failures, one per satellite.
+    pub async fn settle_all(&self, satellites: &[TrustedSatellite]) -> orbit_worker::JobResult {
+        let mut failed = Vec::new();
+        for s in satellites {
             match self.settle(s).await {
                 Ok(n) if n > 0 => tracing::info!(satellite = %s.url, orders = n, "orders settled"),
                 Ok(_) => {}
-                Err(e) => tracing::warn!(satellite = %s.url, error = %e, "settlement failed"),
+                Err(e) => failed.push(format!("settlement with {}: {e}", s.url)),
             }
         }
+        joined(failed)
+    }
+}
+
+fn joined(failed: Vec<String>) -> orbit_worker::JobResult {
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(failed.join("; "))
     }
 }
 
@@ -157,15 +176,15 @@ pub struct Node {
     pub pieces: Arc<PieceStore>,
     /// Check-ins and settlement.
     pub reporter: Arc<Reporter>,
-    satellites: Vec<TrustedSatellite>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Check-ins and settlement, as workers.
+    workers: orbit_worker::Group,
+    server: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for Node {
     fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
+        // The workers go with the group.
+        self.server.abort();
     }
 }
 
@@ -224,28 +243,41 @@ impl Node {
                 tracing::warn!(satellite = %s.url, error = %e, "check-in failed; retrying later");
             }
         }
-        let chores = {
-            let (r, sats) = (reporter.clone(), config.satellites.clone());
-            let interval = Duration::from_secs(config.check_in_s.max(1));
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(interval).await;
-                    r.run_once(&sats).await;
-                }
-            })
-        };
+        let workers = orbit_worker::Group::new();
+        let every = orbit_worker::Interval::every(Duration::from_secs(config.check_in_s.max(1)));
+        let (r, sats) = (reporter.clone(), Arc::new(config.satellites.clone()));
+        workers.spawn("check-in", every, move || {
+            let (r, sats) = (r.clone(), sats.clone());
+            orbit_worker::job(async move { r.check_in_all(&sats).await })
+        });
+        let (r, sats) = (reporter.clone(), Arc::new(config.satellites));
+        workers.spawn("settlement", every, move || {
+            let (r, sats) = (r.clone(), sats.clone());
+            orbit_worker::job(async move { r.settle_all(&sats).await })
+        });
         Ok(Node {
             identity,
             url,
             pieces,
             reporter,
-            satellites: config.satellites,
-            tasks: vec![server, chores],
+            workers,
+            server,
         })
     }
 
-    /// Runs the chores once now (tests trigger them instead of waiting).
-    pub async fn run_chores_once(&self) {
-        self.reporter.run_once(&self.satellites).await;
+    /// Runs the check-in and settlement workers now and waits for them (tests trigger
+    /// them instead of waiting).
+    pub async fn run_chores_once(&self) -> orbit_worker::JobResult {
+        for name in ["check-in", "settlement"] {
+            if let Some(h) = self.workers.handle(name) {
+                h.trigger_wait().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The status of the node's workers.
+    pub fn worker_statuses(&self) -> Vec<orbit_worker::Status> {
+        self.workers.statuses()
     }
 }

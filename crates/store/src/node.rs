@@ -18,6 +18,7 @@ use crate::StoreError;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{ChangeMembers, ServerState};
 use orbit_kv::*;
+use orbit_worker::Interval;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -74,6 +75,9 @@ pub struct StoreNode {
     client_addr: SocketAddr,
     peer_addr: SocketAddr,
     shutdown: watch::Sender<bool>,
+    /// The member's background work (Raft heartbeats, lease expiry, compaction,
+    /// membership chores), stopped before Raft at shutdown.
+    workers: orbit_worker::Group,
     /// Held while the member runs: one process per data dir.
     _lock: std::fs::File,
 }
@@ -226,6 +230,7 @@ impl StoreNode {
             proposer: Proposer::start(raft.clone()),
             reads: ReadIndexer::start(raft.clone()),
             shutdown,
+            workers: orbit_worker::Group::new(),
             _lock: lock,
         });
         crate::server::serve(node.clone(), client_listener, peer_listener);
@@ -293,6 +298,7 @@ impl StoreNode {
     /// Stops the member: servers, chores and Raft.
     pub async fn shutdown(&self) {
         let _ = self.shutdown.send(true);
+        self.workers.shutdown(Duration::from_secs(2)).await;
         let _ = self.raft.shutdown().await;
     }
 
@@ -686,42 +692,76 @@ impl StoreNode {
     /// heartbeats are off: their period is also its RPC time limit, see `start`).
     fn spawn_heartbeats(self: &Arc<Self>) {
         let weak = Arc::downgrade(self);
-        let mut stop = self.shutdown_signal();
         let period = Duration::from_millis(self.config.heartbeat_ms);
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = stop.changed() => return,
-                    _ = tokio::time::sleep(period) => {}
+        self.workers
+            .spawn("raft-heartbeat", Interval::every(period), move || {
+                let weak = weak.clone();
+                orbit_worker::job(async move {
+                    let Some(node) = weak.upgrade() else {
+                        return Ok(());
+                    };
+                    if node.is_leader() {
+                        node.raft()
+                            .trigger()
+                            .heartbeat()
+                            .await
+                            .map_err(|e| e.to_string())?;
+                    }
+                    Ok(())
+                })
+            });
+    }
+
+    /// The chores of a member, each its own worker on the chore tick.
+    fn spawn_chores(self: &Arc<Self>) {
+        let tick = Interval::every(Duration::from_millis(self.config.heartbeat_ms.max(50)));
+        let weak = Arc::downgrade(self);
+        let published = Arc::new(AtomicBool::new(false));
+        self.workers.spawn("member-publish", tick, move || {
+            let (weak, published) = (weak.clone(), published.clone());
+            orbit_worker::job(async move {
+                if let Some(node) = weak.upgrade() {
+                    if !published.load(Ordering::Relaxed) && node.publish().await {
+                        published.store(true, Ordering::Relaxed);
+                    }
                 }
-                let Some(node) = weak.upgrade() else { return };
-                if node.is_leader() && node.raft().trigger().heartbeat().await.is_err() {
-                    return;
-                }
+                Ok(())
+            })
+        });
+        let weak = Arc::downgrade(self);
+        self.workers.spawn("lease-expiry", tick, move || {
+            if let Some(node) = weak.upgrade() {
+                node.expire_leases();
             }
+            orbit_worker::job(async { Ok(()) })
+        });
+        let weak = Arc::downgrade(self);
+        self.workers.spawn("auto-compaction", tick, move || {
+            if let Some(node) = weak.upgrade() {
+                node.auto_compact();
+            }
+            orbit_worker::job(async { Ok(()) })
+        });
+        let weak = Arc::downgrade(self);
+        self.workers.spawn("learner-promotion", tick, move || {
+            let weak = weak.clone();
+            orbit_worker::job(async move {
+                if let Some(node) = weak.upgrade() {
+                    node.promote_caught_up_learners().await;
+                }
+                Ok(())
+            })
         });
     }
 
-    fn spawn_chores(self: &Arc<Self>) {
-        let weak = Arc::downgrade(self);
-        let mut stop = self.shutdown_signal();
-        let tick = Duration::from_millis(self.config.heartbeat_ms.max(50));
-        tokio::spawn(async move {
-            let mut published = false;
-            loop {
-                tokio::select! {
-                    _ = stop.changed() => return,
-                    _ = tokio::time::sleep(tick) => {}
-                }
-                let Some(node) = weak.upgrade() else { return };
-                if !published {
-                    published = node.publish().await;
-                }
-                node.expire_leases();
-                node.auto_compact();
-                node.promote_caught_up_learners().await;
-            }
-        });
+    /// The handle of the member's worker called `name`.
+    pub fn worker(&self, name: &str) -> Option<orbit_worker::Handle> {
+        self.workers.handle(name)
+    }
+
+    /// The status of the member's background workers.
+    pub fn worker_statuses(&self) -> Vec<orbit_worker::Status> {
+        self.workers.statuses()
     }
 
     /// Makes this member's name and client URL known to the cluster; true once done.

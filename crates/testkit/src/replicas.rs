@@ -10,10 +10,26 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// `GET path` on a status endpoint: the status code and body (0 when unreachable).
 pub async fn get(port: u16, path: &str) -> (u16, String) {
+    request(port, "GET", path, "").await
+}
+
+/// `POST path` with `Authorization: Bearer <token>` (none when empty).
+pub async fn post(port: u16, path: &str, token: &str) -> (u16, String) {
+    let auth = match token {
+        "" => String::new(),
+        t => format!("Authorization: Bearer {t}\r\n"),
+    };
+    request(port, "POST", path, &auth).await
+}
+
+/// One HTTP/1.0 request with extra `headers` (each ending in CRLF).
+async fn request(port: u16, method: &str, path: &str, headers: &str) -> (u16, String) {
     let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
         return (0, String::new());
     };
-    let req = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+    let req = format!(
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n{headers}\r\n"
+    );
     if s.write_all(req.as_bytes()).await.is_err() {
         return (0, String::new());
     }
@@ -79,6 +95,8 @@ pub struct Replicas {
     /// Public API port of each replica.
     pub api: Vec<u16>,
     procs: Vec<Option<Child>>,
+    /// Environment of the processes, besides the test's own.
+    env: Vec<(String, String)>,
 }
 
 impl Replicas {
@@ -116,6 +134,7 @@ impl Replicas {
             status: (0..n).map(|_| free_port()).collect(),
             api: (0..n).map(|_| free_port()).collect(),
             procs: (0..n).map(|_| None).collect(),
+            env: Vec::new(),
         }
     }
 
@@ -141,6 +160,11 @@ impl Replicas {
         std::fs::read_to_string(self.dir.path().join(format!("r{i}.log"))).unwrap_or_default()
     }
 
+    /// Sets an environment variable of the processes started from now on.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.push((key.into(), value.into()));
+    }
+
     /// Starts replica `i` (id `i + 1`); its log is appended to.
     pub fn spawn(&mut self, i: usize) {
         let log = std::fs::OpenOptions::new()
@@ -156,6 +180,7 @@ impl Replicas {
             .arg(self.data_dir(i))
             .args(["--status-addr", &format!("127.0.0.1:{}", self.status[i])])
             .args(["--api-addr", &format!("127.0.0.1:{}", self.api[i])])
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -176,6 +201,25 @@ impl Replicas {
     /// Client URL of row `i`.
     pub fn client_url(&self, i: usize) -> String {
         format!("http://127.0.0.1:{}", self.clients[i])
+    }
+
+    /// Asks replica `i` to stop (SIGTERM) and waits up to `timeout` for it; its exit
+    /// status, or `None` if it did not stop in time (it is then killed).
+    pub fn terminate(&mut self, i: usize, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let mut c = self.procs[i].take()?;
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = c.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        None
     }
 
     /// SIGKILLs replica `i`.

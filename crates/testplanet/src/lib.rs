@@ -4,9 +4,11 @@
 
 use orbit_identity::Identity;
 use orbit_kv::Kv;
-use orbit_satellite_api::service::{Charges, SatelliteApi, StorageConfig};
-use orbit_satellite_model::nodes::SelectionConfig;
+use orbit_satellite_api::service::SatelliteApi;
+use orbit_satellite_api::StorageSection;
 use orbit_testkit::{OrbitCluster, Timings};
+use satellite::api::{ApiProcess, ApiSection, Serving};
+use satellite::config::Services;
 use std::sync::Arc;
 use storagenode::node::{Node, NodeConfig, TrustedSatellite};
 use tempfile::TempDir;
@@ -34,12 +36,22 @@ pub const NODE_CAPACITY: u64 = 4 << 30;
 pub struct ApiReplica {
     /// Its URL.
     pub url: String,
-    server: tokio::task::JoinHandle<()>,
+    /// The process, as `satellite run api` builds it.
+    pub process: ApiProcess,
+    serving: Option<Serving>,
+    /// Its background workers (trigger them instead of waiting).
+    pub workers: orbit_worker::Group,
 }
 
-impl Drop for ApiReplica {
-    fn drop(&mut self) {
-        self.server.abort();
+impl ApiReplica {
+    /// Stops serving and its workers.
+    pub async fn stop(mut self) {
+        if let Some(s) = self.serving.take() {
+            s.stop(std::time::Duration::from_secs(5)).await;
+        }
+        self.workers
+            .shutdown(std::time::Duration::from_secs(5))
+            .await;
     }
 }
 
@@ -49,7 +61,7 @@ pub struct Planet {
     pub store: OrbitCluster,
     /// The satellite's identity.
     pub satellite: Identity,
-    /// The satellite's API.
+    /// The satellite's API (of the first replica).
     pub api: SatelliteApi,
     /// The first API replica.
     pub replica: ApiReplica,
@@ -58,43 +70,37 @@ pub struct Planet {
     node_dirs: Vec<TempDir>,
     /// An access grant to the project `test` (passphrase `correct horse`).
     pub access: Access,
+    services: Services,
 }
 
-/// Serves the satellite API `api` on a free port (with the payments API when it
-/// charges).
-pub async fn serve(api: &SatelliteApi) -> ApiReplica {
-    let payments = api.charges.as_ref().map(|c| {
-        orbit_payments::PaymentsService::new(
-            c.escrow.clone(),
-            orbit_payments::PaymentsConfig {
-                escrow: c.escrow.address(),
-                recipient: orbit_payments::Wallet::random().address(),
-                group_id: [0; 32],
-                expiry_threshold_s: c.expiry_threshold_s,
-                request_skew_s: 300,
-                prices: c.prices.clone(),
-            },
-        )
-        .server()
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+/// The service sections of a test satellite: on a free loopback port, every node
+/// selectable (they all share 127.0.0.1, so one per /24 would allow only one).
+pub fn services(payments: Option<orbit_payments::PaymentsConfig>) -> Services {
+    Services {
+        api: ApiSection {
+            addr: "127.0.0.1:0".into(),
+        },
+        storage: Some(StorageSection {
+            distinct_networks: false,
+            ..StorageSection::default()
+        }),
+        payments,
+    }
+}
+
+/// Builds and serves an `api` process from `services` on `kv`, as `satellite`.
+pub async fn serve(services: &Services, kv: Arc<dyn Kv>, satellite: &Identity) -> ApiReplica {
+    let workers = orbit_worker::Group::new();
+    let process = ApiProcess::build(services, kv, satellite.clone(), &workers)
         .await
-        .expect("binding the API");
-    let url = format!("http://{}", listener.local_addr().expect("bound"));
-    let (meta, nodes) = (api.metainfo_server(), api.nodes_server());
-    let server = tokio::spawn(async move {
-        tonic::transport::Server::builder()
-            .add_service(
-                meta.max_decoding_message_size(16 << 20)
-                    .max_encoding_message_size(16 << 20),
-            )
-            .add_service(nodes)
-            .add_optional_service(payments)
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
-            .await
-            .expect("API server");
-    });
-    ApiReplica { url, server }
+        .expect("building the api process");
+    let serving = process.serve().await.expect("serving the API");
+    ApiReplica {
+        url: serving.url.clone(),
+        process,
+        serving: Some(serving),
+        workers,
+    }
 }
 
 impl Planet {
@@ -110,36 +116,31 @@ impl Planet {
     pub async fn start_paid(n: usize, prices: &[(&str, u64)]) -> Planet {
         let store = OrbitCluster::start(1, Timings::FAST).await;
         let kv: Arc<dyn Kv> = Arc::new(store.embedded(0));
-        let charges = Charges {
-            escrow: orbit_payments::Escrow::new(
-                kv.clone(),
-                orbit_payments::Wallet::random().address(),
-            ),
-            prices: prices.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        let payments = orbit_payments::PaymentsConfig {
+            escrow: orbit_payments::Wallet::random().address(),
+            recipient: orbit_payments::Wallet::random().address(),
+            group_id: [0; 32],
             expiry_threshold_s: 60,
+            request_skew_s: 300,
+            prices: prices.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
         };
-        Self::on(store, kv, n, Some(charges)).await
+        Self::on(store, kv, n, Some(payments)).await
     }
 
     async fn on(
         store: OrbitCluster,
         kv: Arc<dyn Kv>,
         n: usize,
-        charges: Option<Charges>,
+        payments: Option<orbit_payments::PaymentsConfig>,
     ) -> Planet {
         let satellite = Identity::generate();
-        let mut api = SatelliteApi::new(
-            kv,
-            satellite.clone(),
-            // Every node is on 127.0.0.1: one per /24 would allow only one.
-            SelectionConfig {
-                distinct_networks: false,
-                ..SelectionConfig::default()
-            },
-            StorageConfig::default(),
-        );
-        api.charges = charges;
-        let replica = serve(&api).await;
+        let services = services(payments);
+        let replica = serve(&services, kv, &satellite).await;
+        let api = replica
+            .process
+            .storage
+            .clone()
+            .expect("the storage API is configured");
         let mut nodes = Vec::new();
         let mut node_dirs = Vec::new();
         for _ in 0..n {
@@ -176,6 +177,7 @@ impl Planet {
             nodes,
             node_dirs,
             access,
+            services,
         }
     }
 
@@ -198,16 +200,11 @@ impl Planet {
 
     /// Another API replica on the same store.
     pub async fn another_replica(&self) -> ApiReplica {
-        let mut api = SatelliteApi::new(
+        serve(
+            &self.services,
             Arc::new(self.store.embedded(0)),
-            self.satellite.clone(),
-            SelectionConfig {
-                distinct_networks: false,
-                ..SelectionConfig::default()
-            },
-            StorageConfig::default(),
-        );
-        api.charges = self.api.charges.clone();
-        serve(&api).await
+            &self.satellite,
+        )
+        .await
     }
 }

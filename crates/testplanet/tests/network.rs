@@ -276,7 +276,7 @@ async fn nodes_settle_their_orders_once() {
     let mut settled = 0;
     for n in planet.nodes.iter().flatten() {
         let before = n.reporter.unsettled_count();
-        n.run_chores_once().await;
+        n.run_chores_once().await.unwrap();
         settled += before - n.reporter.unsettled_count();
         assert_eq!(n.reporter.unsettled_count(), 0);
     }

@@ -227,8 +227,14 @@ impl Group {
                         Ok(()) => s.last_error = None,
                         Err(e) => {
                             s.failures += 1;
+                            // The first failure after a success (or a new error) is a
+                            // warning; the same error again is not news.
+                            if s.last_error.as_ref() == Some(e) {
+                                tracing::debug!(worker = %worker_name, error = %e, "worker run failed again");
+                            } else {
+                                tracing::warn!(worker = %worker_name, error = %e, "worker run failed");
+                            }
                             s.last_error = Some(e.clone());
-                            tracing::warn!(worker = %worker_name, error = %e, "worker run failed");
                         }
                     }
                 }
@@ -247,6 +253,16 @@ impl Group {
                 cancel: cancel_tx,
             });
         handle
+    }
+
+    /// The handle of the worker called `name`.
+    pub fn handle(&self, name: &str) -> Option<Handle> {
+        self.workers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|e| e.name == name)
+            .map(|e| e.handle.clone())
     }
 
     /// The status of every worker, in start order.
@@ -270,10 +286,28 @@ impl Group {
             let _ = e.cancel.send(true);
             if tokio::time::timeout_at(end, &mut e.task).await.is_err() {
                 e.task.abort();
+                tracing::warn!(worker = %e.name, "worker aborted: it did not stop in time");
                 aborted.push(e.name);
+            } else {
+                tracing::debug!(worker = %e.name, "worker stopped");
             }
         }
         aborted
+    }
+}
+
+impl Drop for Group {
+    /// A group dropped without [`Group::shutdown`] aborts its workers: none outlives
+    /// its owner.
+    fn drop(&mut self) {
+        for e in self
+            .workers
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            e.task.abort();
+        }
     }
 }
 
