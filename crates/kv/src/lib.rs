@@ -48,6 +48,14 @@ pub trait Kv: Send + Sync {
     async fn watch(&self, key: Vec<u8>, opts: WatchOptions) -> KvResult<WatchStream>;
     /// Lists the members of the store cluster.
     async fn members(&self) -> KvResult<Vec<Member>>;
+    /// Lists, raises or clears alarms (etcd's Maintenance.Alarm): the alarms the
+    /// request matched, raised or cleared.
+    async fn alarm(
+        &self,
+        action: AlarmAction,
+        member_id: u64,
+        alarm: AlarmType,
+    ) -> KvResult<Vec<AlarmMember>>;
 
     /// Reads one key; a convenience over [`Kv::range`].
     async fn get(&self, key: &[u8]) -> KvResult<Option<KeyValue>> {

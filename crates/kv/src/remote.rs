@@ -434,4 +434,41 @@ impl Kv for RemoteKv {
             .await?;
         Ok(resp.0.members.into_iter().map(pb::member_from_pb).collect())
     }
+
+    async fn alarm(
+        &self,
+        action: AlarmAction,
+        member_id: u64,
+        alarm: AlarmType,
+    ) -> KvResult<Vec<AlarmMember>> {
+        let action = match action {
+            AlarmAction::Get => ec::AlarmAction::Get,
+            AlarmAction::Activate => ec::AlarmAction::Activate,
+            AlarmAction::Deactivate => ec::AlarmAction::Deactivate,
+        };
+        let kind = match alarm {
+            AlarmType::None => ec::AlarmType::None,
+            AlarmType::NoSpace => ec::AlarmType::Nospace,
+            AlarmType::Corrupt => ec::AlarmType::Corrupt,
+        };
+        let resp = self
+            .retrying(|mut c| async move {
+                let mut opts = ec::AlarmOptions::new();
+                opts.with_member(member_id);
+                c.alarm(action, kind, Some(opts)).await
+            })
+            .await?;
+        resp.alarms()
+            .iter()
+            .map(|a| {
+                let alarm = AlarmType::from_pb(a.alarm() as i32).ok_or_else(|| {
+                    KvError::Unavailable(format!("unknown alarm type {}", a.alarm() as i32))
+                })?;
+                Ok(AlarmMember {
+                    member_id: a.member_id(),
+                    alarm,
+                })
+            })
+            .collect()
+    }
 }

@@ -428,3 +428,55 @@ pub struct Member {
     /// Whether it is a non-voting learner.
     pub is_learner: bool,
 }
+
+/// An alarm a member raised, as etcd's `AlarmType`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum AlarmType {
+    /// No alarm: in a request, any alarm.
+    None,
+    /// The store is out of space: writes that add data are refused until disarmed.
+    NoSpace,
+    /// A member found its data corrupt.
+    Corrupt,
+}
+
+impl AlarmType {
+    /// etcd's number for it.
+    pub fn to_pb(self) -> i32 {
+        match self {
+            AlarmType::None => 0,
+            AlarmType::NoSpace => 1,
+            AlarmType::Corrupt => 2,
+        }
+    }
+
+    /// From etcd's number; unknown numbers are refused.
+    pub fn from_pb(n: i32) -> Option<AlarmType> {
+        match n {
+            0 => Some(AlarmType::None),
+            1 => Some(AlarmType::NoSpace),
+            2 => Some(AlarmType::Corrupt),
+            _ => None,
+        }
+    }
+}
+
+/// What a Maintenance.Alarm request does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AlarmAction {
+    /// Lists alarms (of a member, or all for member 0; of a type, or all for `None`).
+    Get,
+    /// Raises an alarm for a member.
+    Activate,
+    /// Clears an alarm of a member.
+    Deactivate,
+}
+
+/// An alarm and the member it is raised for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct AlarmMember {
+    /// The member.
+    pub member_id: u64,
+    /// The alarm.
+    pub alarm: AlarmType,
+}

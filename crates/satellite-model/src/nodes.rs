@@ -184,6 +184,7 @@ impl Nodes {
                 failure: Vec::new(),
             };
             if self.kv.txn(txn).await?.succeeded {
+                self.cached(&rec);
                 return Ok(rec);
             }
             // Lost a race: back off a little, at random, so racers spread out.
@@ -243,11 +244,41 @@ impl Nodes {
             .collect()
     }
 
+    /// Puts a record this replica just wrote into the selection cache: a node that
+    /// checked in here is selectable at once, a disqualified one no longer.
+    fn cached(&self, rec: &NodeRecord) {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = cache.as_mut() {
+            match c.nodes.iter_mut().find(|n| n.id == rec.id) {
+                Some(n) => *n = rec.clone(),
+                None => c.nodes.push(rec.clone()),
+            }
+        }
+    }
+
     /// Reads the node table into the selection cache (the background refresh).
     pub async fn refresh(&self) -> Result<usize, Error> {
-        let nodes = self.all().await?;
+        let mut nodes = self.all().await?;
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        // What this replica wrote while the table was being read is newer than what
+        // the read saw (nodes are never deleted, a disqualification is permanent).
+        if let Some(old) = cache.as_ref() {
+            let read: HashMap<NodeId, usize> =
+                nodes.iter().enumerate().map(|(i, n)| (n.id, i)).collect();
+            for o in &old.nodes {
+                match read.get(&o.id) {
+                    Some(&i) => {
+                        let n = &mut nodes[i];
+                        if o.last_seen > n.last_seen || (o.disqualified && !n.disqualified) {
+                            *n = o.clone();
+                        }
+                    }
+                    None => nodes.push(o.clone()),
+                }
+            }
+        }
         let n = nodes.len();
-        *self.cache.lock().unwrap_or_else(|p| p.into_inner()) = Some(Cached {
+        *cache = Some(Cached {
             nodes,
             at: Instant::now(),
         });

@@ -155,6 +155,32 @@ async fn etcdctl_kv_txn_lease_watch_and_cluster_commands() {
         out, "PUT\nfruit/apple\nred\nPUT\nfruit/apple\ngreen\nPUT\nfruit/apple\ngone\n",
         "watch saw history then the live put"
     );
+
+    // alarms: one raised through the API, listed and disarmed by etcdctl.
+    let kv = c.client().await;
+    let member = kv.members().await.unwrap()[0].id;
+    kv.alarm(
+        orbit_kv::AlarmAction::Activate,
+        member,
+        orbit_kv::AlarmType::NoSpace,
+    )
+    .await
+    .unwrap();
+    let ep = all.clone();
+    tokio::task::spawn_blocking(move || {
+        let out = etcdctl(&ep, &["alarm", "list"]);
+        assert!(
+            out.contains(&format!("memberID:{member}")) && out.contains("alarm:NOSPACE"),
+            "{out}"
+        );
+        let out = etcdctl(&ep, &["endpoint", "status"]);
+        assert!(out.contains("alarm:NOSPACE"), "{out}");
+        etcdctl(&ep, &["alarm", "disarm"]);
+        assert_eq!(etcdctl(&ep, &["alarm", "list"]), "");
+        assert_eq!(etcdctl(&ep, &["put", "after/alarm", "x"]).trim(), "OK");
+    })
+    .await
+    .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

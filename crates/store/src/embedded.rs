@@ -167,4 +167,13 @@ impl Kv for EmbeddedKv {
     async fn members(&self) -> KvResult<Vec<Member>> {
         Ok(self.node.members())
     }
+
+    async fn alarm(
+        &self,
+        action: AlarmAction,
+        member_id: u64,
+        alarm: AlarmType,
+    ) -> KvResult<Vec<AlarmMember>> {
+        self.node.alarm(action, member_id, alarm).await
+    }
 }

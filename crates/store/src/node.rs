@@ -595,9 +595,81 @@ impl StoreNode {
         if bincode::serialized_size(&req).unwrap_or(u64::MAX) > MAX_REQUEST_BYTES as u64 {
             return Err(KvError::RequestTooLarge);
         }
-        match self.leader_call(ForwardRequest::Write(req)).await? {
+        let res = match self.leader_call(ForwardRequest::Write(req)).await? {
             ForwardResponse::Write(Response::Write(res)) => res,
             other => Err(KvError::Unavailable(format!("unexpected answer {other:?}"))),
+        };
+        if matches!(res, Err(KvError::NoSpace)) && !self.shared.read().out_of_space() {
+            // Over the quota: raise NOSPACE for this member, as etcd does, so every
+            // write that adds data is refused until an operator clears it.
+            let alarm = AlarmMember {
+                member_id: self.id,
+                alarm: AlarmType::NoSpace,
+            };
+            match self
+                .member_write(MemberCommand::Alarm {
+                    alarm,
+                    active: true,
+                })
+                .await
+            {
+                Ok(()) => tracing::warn!("store quota exceeded: NOSPACE alarm raised"),
+                Err(e) => tracing::warn!(error = %e, "raising the NOSPACE alarm failed"),
+            }
+        }
+        res
+    }
+
+    /// The raised alarms this member has applied.
+    pub fn alarms(&self) -> Vec<AlarmMember> {
+        self.shared.read().alarms.iter().copied().collect()
+    }
+
+    /// Lists, raises or clears alarms (etcd's Maintenance.Alarm). A list is read after
+    /// a read barrier, so it shows every alarm committed before it.
+    pub async fn alarm(
+        &self,
+        action: AlarmAction,
+        member_id: u64,
+        alarm: AlarmType,
+    ) -> KvResult<Vec<AlarmMember>> {
+        let matching = |s: &crate::state_machine::State| -> Vec<AlarmMember> {
+            s.alarms
+                .iter()
+                .filter(|a| member_id == 0 || a.member_id == member_id)
+                .filter(|a| alarm == AlarmType::None || a.alarm == alarm)
+                .copied()
+                .collect()
+        };
+        let one = AlarmMember { member_id, alarm };
+        match action {
+            AlarmAction::Get => {
+                self.read_barrier().await?;
+                Ok(matching(&self.shared.read()))
+            }
+            AlarmAction::Activate => {
+                if alarm == AlarmType::None {
+                    return Ok(Vec::new());
+                }
+                self.member_write(MemberCommand::Alarm {
+                    alarm: one,
+                    active: true,
+                })
+                .await?;
+                Ok(vec![one])
+            }
+            AlarmAction::Deactivate => {
+                self.read_barrier().await?;
+                if !self.shared.read().alarms.contains(&one) {
+                    return Ok(Vec::new());
+                }
+                self.member_write(MemberCommand::Alarm {
+                    alarm: one,
+                    active: false,
+                })
+                .await?;
+                Ok(vec![one])
+            }
         }
     }
 

@@ -63,6 +63,14 @@ pub enum MemberCommand {
         /// Member id.
         id: NodeId,
     },
+    /// An alarm is raised (`active`) or cleared for a member (etcd's Alarm; appended
+    /// last so log entries written before it still decode).
+    Alarm {
+        /// The alarm and its member.
+        alarm: orbit_kv::AlarmMember,
+        /// Raised, or cleared.
+        active: bool,
+    },
 }
 
 impl fmt::Display for Request {

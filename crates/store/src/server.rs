@@ -503,11 +503,34 @@ impl PbClusterService for Api {
 
 #[tonic::async_trait]
 impl PbMaintenanceService for Api {
-    async fn alarm(&self, _request: Request<PbAlarmRequest>) -> GrpcResult<PbAlarmResponse> {
-        // Space is enforced per write (the quota error); no alarm state is kept.
+    async fn alarm(&self, request: Request<PbAlarmRequest>) -> GrpcResult<PbAlarmResponse> {
+        let r = request.into_inner();
+        let action = match r.action {
+            0 => orbit_kv::AlarmAction::Get,
+            1 => orbit_kv::AlarmAction::Activate,
+            2 => orbit_kv::AlarmAction::Deactivate,
+            n => {
+                return Err(Status::invalid_argument(format!(
+                    "unknown alarm action {n}"
+                )))
+            }
+        };
+        let alarm = orbit_kv::AlarmType::from_pb(r.alarm)
+            .ok_or_else(|| Status::invalid_argument(format!("unknown alarm type {}", r.alarm)))?;
+        let alarms = self
+            .node
+            .alarm(action, r.member_id, alarm)
+            .await
+            .map_err(st)?;
         Ok(Response::new(PbAlarmResponse {
             header: self.header(self.revision()),
-            alarms: Vec::new(),
+            alarms: alarms
+                .iter()
+                .map(|a| PbAlarmMember {
+                    member_id: a.member_id,
+                    alarm: a.alarm.to_pb(),
+                })
+                .collect(),
         }))
     }
 
@@ -516,6 +539,15 @@ impl PbMaintenanceService for Api {
         let mut errors = Vec::new();
         if s.leader == 0 {
             errors.push(KvError::NoLeader.to_string());
+        }
+        // Raised alarms, as etcd lists them (etcdctl endpoint status shows them).
+        for a in self.node.alarms() {
+            let kind = match a.alarm {
+                orbit_kv::AlarmType::NoSpace => "NOSPACE",
+                orbit_kv::AlarmType::Corrupt => "CORRUPT",
+                orbit_kv::AlarmType::None => "NONE",
+            };
+            errors.push(format!("memberID:{} alarm:{kind} ", a.member_id));
         }
         Ok(Response::new(PbStatusResponse {
             header: self.header(s.revision),

@@ -4,10 +4,11 @@
 //! The state lives in memory; the snapshot file plus the log after it are what make it
 //! durable. At start the snapshot is loaded and openraft replays the log from there.
 
-use crate::mvcc::{Changes, Mvcc};
+use crate::mvcc::{Changes, Mvcc, WriteCommand};
 use crate::raft_types::*;
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, ErrorSubject, ErrorVerb, RaftSnapshotBuilder};
+use orbit_kv::{KvError, TxnOp};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Cursor, Read, Write};
@@ -15,8 +16,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 use tokio::sync::broadcast;
 
-/// Version of the snapshot file format.
-const SNAPSHOT_FORMAT: u32 = 1;
+/// Version of the snapshot file format: 2 added the alarms to the state; a format-1
+/// snapshot is read as a state without alarms.
+const SNAPSHOT_FORMAT: u32 = 2;
 /// How many change batches a slow watcher may fall behind before it re-reads history.
 const WATCH_BACKLOG: usize = 4096;
 
@@ -44,6 +46,45 @@ pub struct State {
     pub members: BTreeMap<NodeId, MemberAttrs>,
     /// Ids of removed members, never to be used again.
     pub removed: BTreeSet<NodeId>,
+    /// Raised alarms (a NOSPACE one refuses writes that add data).
+    pub alarms: BTreeSet<orbit_kv::AlarmMember>,
+}
+
+/// The state as snapshot format 1 kept it: before alarms.
+#[derive(Deserialize)]
+struct StateV1 {
+    last_applied: Option<LogId>,
+    membership: StoredMembership,
+    kv: Mvcc,
+    members: BTreeMap<NodeId, MemberAttrs>,
+    removed: BTreeSet<NodeId>,
+}
+
+impl State {
+    /// Decodes a snapshot's state written in snapshot `format`.
+    fn decode(format: u32, data: &[u8]) -> Result<State, bincode::Error> {
+        match format {
+            1 => {
+                let v1: StateV1 = bincode::deserialize(data)?;
+                Ok(State {
+                    last_applied: v1.last_applied,
+                    membership: v1.membership,
+                    kv: v1.kv,
+                    members: v1.members,
+                    removed: v1.removed,
+                    alarms: BTreeSet::new(),
+                })
+            }
+            _ => bincode::deserialize(data),
+        }
+    }
+
+    /// Whether a NOSPACE alarm is raised.
+    pub fn out_of_space(&self) -> bool {
+        self.alarms
+            .iter()
+            .any(|a| a.alarm == orbit_kv::AlarmType::NoSpace)
+    }
 }
 
 /// One applied write as watchers see it.
@@ -105,7 +146,7 @@ impl StateMachine {
         std::fs::create_dir_all(dir)?;
         let mut state = State::default();
         if let Some(snap) = read_snapshot_file(&dir.join("snapshot"))? {
-            state = bincode::deserialize(&snap.data).map_err(std::io::Error::other)?;
+            state = State::decode(snap.format, &snap.data).map_err(std::io::Error::other)?;
         }
         let (tx, _) = broadcast::channel(WATCH_BACKLOG);
         Ok(Self {
@@ -149,7 +190,7 @@ fn read_snapshot_file(path: &Path) -> std::io::Result<Option<SnapshotFile>> {
         )));
     }
     let snap: SnapshotFile = bincode::deserialize(body).map_err(std::io::Error::other)?;
-    if snap.format != SNAPSHOT_FORMAT {
+    if !(1..=SNAPSHOT_FORMAT).contains(&snap.format) {
         return Err(std::io::Error::other(format!(
             "{}: snapshot format {} is not supported",
             path.display(),
@@ -180,6 +221,11 @@ fn write_snapshot_file(dir: &Path, meta: &SnapshotMeta, data: &[u8]) -> std::io:
 impl StateMachine {
     fn apply_request(&self, s: &mut State, req: Request, quota: u64) -> Response {
         match req {
+            // With NOSPACE raised, what adds data is refused until the alarm is
+            // cleared, as etcd: deletes and compaction still free space.
+            Request::Write(cmd) if s.out_of_space() && adds_data(&cmd) => {
+                Response::Write(Err(KvError::NoSpace))
+            }
             Request::Write(cmd) => {
                 let (res, events) = s.kv.apply(&cmd, quota);
                 if !events.is_empty() {
@@ -205,6 +251,23 @@ impl StateMachine {
     }
 }
 
+/// Whether a write adds data (what a NOSPACE alarm refuses): a put, a transaction
+/// with a put in either branch, a lease grant.
+fn adds_data(cmd: &WriteCommand) -> bool {
+    fn puts(ops: &[TxnOp]) -> bool {
+        ops.iter().any(|op| match op {
+            TxnOp::Put(_) => true,
+            TxnOp::Txn(t) => puts(&t.success) || puts(&t.failure),
+            _ => false,
+        })
+    }
+    match cmd {
+        WriteCommand::Put(_) | WriteCommand::LeaseGrant { .. } => true,
+        WriteCommand::Txn(t) => puts(&t.success) || puts(&t.failure),
+        _ => false,
+    }
+}
+
 fn apply_member(state: &mut State, cmd: &MemberCommand) {
     match cmd {
         MemberCommand::Publish {
@@ -227,6 +290,13 @@ fn apply_member(state: &mut State, cmd: &MemberCommand) {
         MemberCommand::Removed { id } => {
             state.members.remove(id);
             state.removed.insert(*id);
+        }
+        MemberCommand::Alarm { alarm, active } => {
+            if *active {
+                state.alarms.insert(*alarm);
+            } else {
+                state.alarms.remove(alarm);
+            }
         }
     }
 }
@@ -275,7 +345,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
         let data = snapshot.into_inner();
-        let state: State = bincode::deserialize(&data).map_err(|e| sm_err(ErrorVerb::Read, e))?;
+        // A leader of this build sends format 2; one not yet upgraded sends format 1.
+        let state = State::decode(SNAPSHOT_FORMAT, &data)
+            .or_else(|_| State::decode(1, &data))
+            .map_err(|e| sm_err(ErrorVerb::Read, e))?;
         write_snapshot_file(&self.dir, meta, &data).map_err(|e| sm_err(ErrorVerb::Write, e))?;
         let mut s = self.write_lock();
         *s = state;
@@ -321,5 +394,58 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             meta,
             snapshot: Box::new(Cursor::new(data)),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use orbit_kv::{PutRequest, RangeRequest};
+
+    /// A snapshot file as a given format wrote it.
+    fn write_format(dir: &Path, format: u32, data: Vec<u8>) {
+        let file = SnapshotFile {
+            format,
+            meta: SnapshotMeta::default(),
+            data,
+        };
+        let mut body = bincode::serialize(&file).unwrap();
+        let crc = crc32fast::hash(&body);
+        body.extend_from_slice(&crc.to_le_bytes());
+        std::fs::write(dir.join("snapshot"), body).unwrap();
+    }
+
+    #[test]
+    fn a_format_1_snapshot_loads_without_alarms_and_an_unknown_format_is_refused() {
+        #[derive(Serialize)]
+        struct V1<'a> {
+            last_applied: &'a Option<LogId>,
+            membership: &'a StoredMembership,
+            kv: &'a Mvcc,
+            members: &'a BTreeMap<NodeId, MemberAttrs>,
+            removed: &'a BTreeSet<NodeId>,
+        }
+        let mut s = State::default();
+        let (res, _) = s.kv.apply(&WriteCommand::Put(PutRequest::new("k", "v")), 0);
+        res.unwrap();
+        let v1 = bincode::serialize(&V1 {
+            last_applied: &s.last_applied,
+            membership: &s.membership,
+            kv: &s.kv,
+            members: &s.members,
+            removed: &s.removed,
+        })
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        write_format(dir.path(), 1, v1);
+        let sm = StateMachine::open(dir.path(), 0).unwrap();
+        let state = sm.shared().read().clone();
+        assert!(state.alarms.is_empty());
+        let r = state.kv.range(&RangeRequest::key("k")).unwrap();
+        assert_eq!(r.kvs[0].value, b"v");
+
+        write_format(dir.path(), 3, bincode::serialize(&state).unwrap());
+        let e = StateMachine::open(dir.path(), 0).err().unwrap().to_string();
+        assert!(e.contains("snapshot format 3"), "{e}");
     }
 }

@@ -33,11 +33,47 @@ async fn oversized_messages_and_full_quota_are_refused_cleanly() {
         }
     }
     assert_eq!(refused, Some(KvError::NoSpace));
-    // …while reads and deletes still work, and deleting plus compacting frees space.
+    // …and raise a NOSPACE alarm, as etcd: one member's, listed by every member.
+    let alarms = kv
+        .alarm(AlarmAction::Get, 0, AlarmType::None)
+        .await
+        .unwrap();
+    let members: Vec<u64> = kv.members().await.unwrap().iter().map(|m| m.id).collect();
+    assert_eq!(alarms.len(), 1, "{alarms:?}");
+    assert_eq!(alarms[0].alarm, AlarmType::NoSpace);
+    assert!(members.contains(&alarms[0].member_id), "{alarms:?}");
+    for i in 0..3 {
+        let each = c
+            .embedded(i)
+            .alarm(AlarmAction::Get, 0, AlarmType::None)
+            .await;
+        assert_eq!(each.unwrap(), alarms, "member {i}");
+    }
+    // Reads and deletes still work, and deleting plus compacting frees space…
     assert_eq!(kv.get(b"small").await.unwrap().unwrap().value, b"v");
     let d = kv.delete(DeleteRequest::prefix("fill/")).await.unwrap();
     assert!(d.deleted > 0);
     kv.compact(d.revision).await.unwrap();
+    // …but writes that add data wait for the alarm to be cleared (etcdctl alarm disarm).
+    assert_eq!(
+        kv.put(PutRequest::new("after", "x")).await.unwrap_err(),
+        KvError::NoSpace
+    );
+    assert_eq!(kv.lease_grant(10, 0).await.unwrap_err(), KvError::NoSpace);
+    let cleared = kv
+        .alarm(
+            AlarmAction::Deactivate,
+            alarms[0].member_id,
+            AlarmType::NoSpace,
+        )
+        .await
+        .unwrap();
+    assert_eq!(cleared, alarms);
+    assert!(kv
+        .alarm(AlarmAction::Get, 0, AlarmType::None)
+        .await
+        .unwrap()
+        .is_empty());
     kv.put(PutRequest::new("after", vec![0u8; 4096]))
         .await
         .unwrap();

@@ -455,6 +455,62 @@ async fn suite(kv: &dyn Kv) -> Vec<String> {
         t.range(&format!("filter {what}"), &r);
     }
 
+    // Alarms: raise NOSPACE for a member, list it, writes that add data are refused
+    // (deletes are not), clear it, writes work again.
+    let member = kv.members().await.unwrap()[0].id;
+    let shown = |a: &[AlarmMember]| -> Vec<(bool, AlarmType)> {
+        a.iter().map(|a| (a.member_id == member, a.alarm)).collect()
+    };
+    let raised = kv
+        .alarm(AlarmAction::Activate, member, AlarmType::NoSpace)
+        .await
+        .unwrap();
+    t.line(format!("alarm activate: {:?}", shown(&raised)));
+    let listed = kv
+        .alarm(AlarmAction::Get, 0, AlarmType::None)
+        .await
+        .unwrap();
+    t.line(format!("alarm list: {:?}", shown(&listed)));
+    let of_member = kv
+        .alarm(AlarmAction::Get, member, AlarmType::NoSpace)
+        .await
+        .unwrap();
+    t.line(format!("alarm list of the member: {:?}", shown(&of_member)));
+    let put = kv.put(PutRequest::new("a/1", "v")).await;
+    t.line(format!("put under NOSPACE: {}", err_name(&put)));
+    let txn_put = kv
+        .txn(TxnRequest {
+            compare: Vec::new(),
+            success: vec![TxnOp::Put(PutRequest::new("a/2", "v"))],
+            failure: Vec::new(),
+        })
+        .await;
+    t.line(format!(
+        "txn with a put under NOSPACE: {}",
+        err_name(&txn_put)
+    ));
+    let del = kv.delete(DeleteRequest::key("f/a")).await;
+    t.line(format!("delete under NOSPACE: {}", err_name(&del)));
+    let read = kv.range(RangeRequest::key("f/b")).await;
+    t.line(format!("read under NOSPACE: {}", err_name(&read)));
+    let cleared = kv
+        .alarm(AlarmAction::Deactivate, member, AlarmType::NoSpace)
+        .await
+        .unwrap();
+    t.line(format!("alarm deactivate: {:?}", shown(&cleared)));
+    let again = kv
+        .alarm(AlarmAction::Deactivate, member, AlarmType::NoSpace)
+        .await
+        .unwrap();
+    t.line(format!("alarm deactivate again: {:?}", shown(&again)));
+    let listed = kv
+        .alarm(AlarmAction::Get, 0, AlarmType::None)
+        .await
+        .unwrap();
+    t.line(format!("alarm list after: {:?}", shown(&listed)));
+    let put = kv.put(PutRequest::new("a/1", "v")).await;
+    t.line(format!("put after: {}", err_name(&put)));
+
     // Leases: grant, attach, keep alive, time to live, revoke, expire.
     let g = kv.lease_grant(30, 0).await.unwrap();
     t.line(format!("lease grant: ttl {}", g.ttl));
