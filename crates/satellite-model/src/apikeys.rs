@@ -3,7 +3,7 @@
 //! every request; secrets never change, so they are kept once read.
 
 use crate::keys::{self, Project};
-use crate::{legacy_v1, Error};
+use crate::Error;
 use orbit_kv::record::{encode, Versioned};
 use orbit_kv::{Kv, PutRequest, RangeRequest, TxnOp, TxnOpResponse, TxnRequest};
 pub use orbit_protocol::apikey::{ApiKey, Caveat, MalformedKey};
@@ -72,13 +72,7 @@ pub struct KeyRecord {
     pub project: String,
 }
 
-impl Versioned for KeyRecord {
-    const NAME: &'static str = "API key record";
-    const VERSION: u32 = 1;
-    fn legacy(value: serde_json::Value) -> Option<Result<Self, serde_json::Error>> {
-        legacy_v1(value)
-    }
-}
+crate::versioned_v1!(KeyRecord, "API key record");
 
 /// A revoked tag: the key with it, and every key restricted from it, is refused.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -80,9 +80,24 @@ pub(crate) fn decode<T: Versioned>(key: &[u8], value: &[u8]) -> Result<T, Error>
     Ok(orbit_kv::record::decode(key, value)?)
 }
 
+/// Makes a record type [`Versioned`] at version 1, reading its schema-1 layout (the
+/// same fields with a `v` of 1 among them) through [`legacy_v1`].
+#[macro_export]
+macro_rules! versioned_v1 {
+    ($t:ty, $name:literal) => {
+        impl orbit_kv::record::Versioned for $t {
+            const NAME: &'static str = $name;
+            const VERSION: u32 = 1;
+            fn legacy(value: serde_json::Value) -> Option<Result<Self, serde_json::Error>> {
+                $crate::legacy_v1(value)
+            }
+        }
+    };
+}
+
 /// A record written before the envelope, in its first layout (a `v` of 1 among its
 /// fields, which the current type ignores).
-pub(crate) fn legacy_v1<T: serde::de::DeserializeOwned>(
+pub fn legacy_v1<T: serde::de::DeserializeOwned>(
     value: serde_json::Value,
 ) -> Option<Result<T, serde_json::Error>> {
     let v1 = value.get("v").and_then(|v| v.as_u64()) == Some(1);

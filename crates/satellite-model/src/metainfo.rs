@@ -6,7 +6,7 @@
 //! replaces go with it.
 
 use crate::keys::{self, Bucket, Project, StreamId};
-use crate::{decode, legacy_v1, Error};
+use crate::{decode, Error};
 use orbit_identity::NodeId;
 use orbit_kv::record::{encode, Versioned};
 use orbit_kv::{
@@ -85,13 +85,7 @@ pub struct Segment {
     pub pieces: Vec<(u16, NodeId)>,
 }
 
-impl Versioned for Segment {
-    const NAME: &'static str = "segment record";
-    const VERSION: u32 = 1;
-    fn legacy(value: Value) -> Option<Result<Self, serde_json::Error>> {
-        legacy_v1(value)
-    }
-}
+crate::versioned_v1!(Segment, "segment record");
 
 /// A pending upload.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,13 +100,7 @@ pub struct Stream {
     pub created: u64,
 }
 
-impl Versioned for Stream {
-    const NAME: &'static str = "stream record";
-    const VERSION: u32 = 1;
-    fn legacy(value: Value) -> Option<Result<Self, serde_json::Error>> {
-        legacy_v1(value)
-    }
-}
+crate::versioned_v1!(Stream, "stream record");
 
 /// A committed object.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -125,13 +113,7 @@ pub struct Object {
     pub created: u64,
 }
 
-impl Versioned for Object {
-    const NAME: &'static str = "object record";
-    const VERSION: u32 = 1;
-    fn legacy(value: Value) -> Option<Result<Self, serde_json::Error>> {
-        legacy_v1(value)
-    }
-}
+crate::versioned_v1!(Object, "object record");
 
 /// Items per listing page when the request does not say.
 pub const LIST_PAGE: usize = 1000;

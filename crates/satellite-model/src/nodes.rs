@@ -2,9 +2,9 @@
 //! pieces from a cache of the table that a background worker refreshes.
 
 use crate::keys;
-use crate::{decode, legacy_v1, Error};
+use crate::{decode, Error};
 use orbit_identity::{NodeId, PublicKey};
-use orbit_kv::record::{encode, Versioned};
+use orbit_kv::record::encode;
 use orbit_kv::{
     Compare, CompareOp, CompareTarget, Kv, PutRequest, RangeRequest, Scan, TxnOp, TxnOpResponse,
     TxnRequest,
@@ -34,13 +34,7 @@ pub struct NodeRecord {
     pub disqualified: bool,
 }
 
-impl Versioned for NodeRecord {
-    const NAME: &'static str = "node record";
-    const VERSION: u32 = 1;
-    fn legacy(value: serde_json::Value) -> Option<Result<Self, serde_json::Error>> {
-        legacy_v1(value)
-    }
-}
+crate::versioned_v1!(NodeRecord, "node record");
 
 /// How nodes are chosen.
 #[derive(Clone, Debug)]

@@ -3,9 +3,9 @@
 
 use crate::keys;
 use crate::nodes::NodeRecord;
-use crate::{decode, legacy_v1, Error};
+use crate::{decode, Error};
 use orbit_identity::{Identity, PublicKey};
-use orbit_kv::record::{encode, Versioned};
+use orbit_kv::record::encode;
 use orbit_kv::{Compare, CompareOp, CompareTarget, Kv, PutRequest, Scan, TxnOp, TxnRequest};
 use orbit_protocol::{decode_served, Action, OrderLimit, PieceId};
 use serde::{Deserialize, Serialize};
@@ -29,13 +29,7 @@ pub struct Settled {
     pub expires: u64,
 }
 
-impl Versioned for Settled {
-    const NAME: &'static str = "settled order record";
-    const VERSION: u32 = 1;
-    fn legacy(value: serde_json::Value) -> Option<Result<Self, serde_json::Error>> {
-        legacy_v1(value)
-    }
-}
+crate::versioned_v1!(Settled, "settled order record");
 
 /// Signs order limits and settles orders.
 #[derive(Clone)]
