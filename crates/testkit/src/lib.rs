@@ -221,7 +221,7 @@ impl Drop for OrbitCluster {
 pub struct EtcdCluster {
     children: Vec<Child>,
     endpoints: Vec<String>,
-    _dir: TempDir,
+    dir: TempDir,
 }
 
 /// The etcd binary: `$ORBIT_ETCD_BIN`, else `etcd` on the PATH.
@@ -235,6 +235,11 @@ impl EtcdCluster {
     /// Starts an `n`-member etcd cluster with its default durability (fsync on every
     /// commit) and waits until it serves. Panics with advice if etcd is missing.
     pub async fn start(n: usize) -> EtcdCluster {
+        EtcdCluster::start_with(n, &[]).await
+    }
+
+    /// As [`EtcdCluster::start`], with `extra` flags for every member.
+    pub async fn start_with(n: usize, extra: &[&str]) -> EtcdCluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let peers: Vec<(String, u16, u16)> = (0..n)
             .map(|i| (format!("e{i}"), free_port(), free_port()))
@@ -266,6 +271,7 @@ impl EtcdCluster {
                 .arg(format!("etcd-{}", dir.path().display()))
                 .arg("--initial-cluster-state")
                 .arg("new")
+                .args(extra)
                 .stdout(Stdio::null())
                 .stderr(log)
                 .spawn()
@@ -284,7 +290,7 @@ impl EtcdCluster {
         let cluster = EtcdCluster {
             children,
             endpoints,
-            _dir: dir,
+            dir,
         };
         cluster.wait_ready(Duration::from_secs(30)).await;
         cluster
@@ -309,6 +315,16 @@ impl EtcdCluster {
     /// The client URLs.
     pub fn endpoints(&self) -> Vec<String> {
         self.endpoints.clone()
+    }
+
+    /// The members' process ids.
+    pub fn pids(&self) -> Vec<u32> {
+        self.children.iter().map(|c| c.id()).collect()
+    }
+
+    /// Member `i`'s data dir (its names are `e0`, `e1`, ...).
+    pub fn data_dir(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("e{i}"))
     }
 
     /// A client of the cluster.

@@ -34,6 +34,16 @@ pub struct ProcCluster {
 impl ProcCluster {
     /// Starts `n` members of `binary` (a `satellite`) and waits until it takes writes.
     pub async fn start(binary: &Path, n: usize, timings: Timings) -> ProcCluster {
+        ProcCluster::start_with(binary, n, timings, &[]).await
+    }
+
+    /// As [`ProcCluster::start`], with `extra` flags for every member's `storage init`.
+    pub async fn start_with(
+        binary: &Path,
+        n: usize,
+        timings: Timings,
+        extra: &[&str],
+    ) -> ProcCluster {
         let dir = tempfile::tempdir().unwrap();
         let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
         let initial = ports
@@ -68,9 +78,17 @@ impl ProcCluster {
                     timings.heartbeat_ms.to_string(),
                     "--election-ms".into(),
                     timings.election_ms.to_string(),
-                    "--snapshot-entries".into(),
-                    "2000".into(),
-                ],
+                ]
+                .into_iter()
+                .chain(
+                    // Frequent snapshots exercise catch-up in tests, unless `extra` says.
+                    (!extra.contains(&"--snapshot-entries"))
+                        .then(|| ["--snapshot-entries".to_string(), "2000".to_string()])
+                        .into_iter()
+                        .flatten(),
+                )
+                .chain(extra.iter().map(|a| a.to_string()))
+                .collect(),
             })
             .collect();
         let mut c = ProcCluster {
