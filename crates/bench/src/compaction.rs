@@ -2,8 +2,9 @@
 //! One member of orbit (a real `satellite storage init` process) and one of Debian's
 //! etcd, each with automatic compaction off and on, take the same 1,000,000
 //! overwrites of 10,000 keys from 64 clients. Then each is left idle long enough for
-//! its compactor to reach the end of the load, and every key is overwritten once more
-//! (so orbit takes a snapshot of the compacted state; etcd gets the same writes).
+//! its compactor to reach the end of the load, and then takes 12,000 more overwrites
+//! from a single client (so orbit takes a snapshot of the compacted state; etcd gets
+//! the same writes).
 //! Prints one markdown table: resident memory, the engine's reported database size,
 //! the on-disk snapshot (orbit) or bbolt file (etcd), the data dir, and the history
 //! still readable.
@@ -57,10 +58,15 @@ struct Row {
 }
 
 /// Writes `total` overwrites spread over `keys` keys from `clients` clients.
-async fn load(pool: &[Arc<dyn Kv>], args: &Args, total: u64) -> anyhow::Result<f64> {
+async fn load(
+    pool: &[Arc<dyn Kv>],
+    args: &Args,
+    clients: usize,
+    total: u64,
+) -> anyhow::Result<f64> {
     let next = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
-    let tasks: Vec<_> = (0..args.clients)
+    let tasks: Vec<_> = (0..clients)
         .map(|c| {
             let kv = pool[c % pool.len()].clone();
             let next = next.clone();
@@ -137,6 +143,26 @@ fn sizes(dir: &Path, name: &str) -> (u64, u64) {
     (total, found)
 }
 
+/// Writes after the idle: every key once more, plus a snapshot interval's worth.
+fn tail_writes() -> u64 {
+    orbit_store::config::DEFAULT_SNAPSHOT_ENTRIES + 2_000
+}
+
+/// When the first file named `name` under `dir` was last written.
+fn modified(dir: &Path, name: &str) -> Option<std::time::SystemTime> {
+    for e in std::fs::read_dir(dir).ok()?.flatten() {
+        let meta = e.metadata().ok()?;
+        if meta.is_dir() {
+            if let Some(m) = modified(&e.path(), name) {
+                return Some(m);
+            }
+        } else if e.file_name() == name {
+            return meta.modified().ok();
+        }
+    }
+    None
+}
+
 /// Seconds an idle member needs for its periodic compactor to reach what was written
 /// before it went idle: the retention plus one sampling step, and some slack.
 fn settle_secs(retention: &str) -> anyhow::Result<u64> {
@@ -162,13 +188,25 @@ async fn measure(
         "{engine}, compaction {compaction}: {} overwrites",
         args.writes
     );
-    let load_s = load(&pool, args, args.writes).await?;
+    let load_s = load(&pool, args, args.clients, args.writes).await?;
     eprintln!(
-        "  {:.0} writes/s; idle {settle} s, then one overwrite per key",
-        args.writes as f64 / load_s
+        "  {:.0} writes/s; idle {settle} s, then {} overwrites from one client",
+        args.writes as f64 / load_s,
+        tail_writes()
     );
     tokio::time::sleep(Duration::from_secs(settle)).await;
-    load(&pool, args, args.keys).await?;
+    let idle_end = std::time::SystemTime::now();
+    // One client, so every write is its own log entry (concurrent writes share
+    // entries): enough entries for orbit to take a snapshot of the compacted state.
+    load(&pool, args, 1, tail_writes()).await?;
+    // orbit snapshots every so many log entries, in the background: wait for the one
+    // the last overwrites brought, so the file measured holds the compacted state.
+    if file_name == "snapshot" {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while modified(dir, file_name).is_none_or(|m| m < idle_end) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let kv = RemoteKv::connect(endpoints).await?;
     let status = kv.client().status().await?;
@@ -280,8 +318,12 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     println!(
-        "\n{} overwrites of {} keys ({}-byte values) from {} clients over {CONNS} connections, one member each, fsync on every commit; then {settle} s idle and one more overwrite per key before measuring. etcd's bbolt file does not shrink without a defragment; its reported db size is the file size.",
-        args.writes, args.keys, args.value_bytes, args.clients
+        "\n{} overwrites of {} keys ({}-byte values) from {} clients over {CONNS} connections, one member each, fsync on every commit; then {settle} s idle and {} more overwrites from one client (so orbit snapshots the compacted state) before measuring. etcd's bbolt file does not shrink without a defragment; its reported db size is the file size.",
+        args.writes,
+        args.keys,
+        args.value_bytes,
+        args.clients,
+        tail_writes()
     );
     Ok(())
 }

@@ -125,8 +125,11 @@ async fn start(
     })
 }
 
-/// A network's store now: reported size, data dir size (log and snapshot) and revision.
-async fn sample(n: &Network) -> anyhow::Result<(i64, u64, i64)> {
+/// A store's reported size, data dir size (log and snapshot) and revision.
+type Sample = (i64, u64, i64);
+
+/// A network's store now.
+async fn sample(n: &Network) -> anyhow::Result<Sample> {
     let kv = RemoteKv::connect(&[n.replicas.client_url(0)]).await?;
     let status = kv.client().status().await?;
     let revision = kv.range(RangeRequest::key("/")).await?.revision;
@@ -177,7 +180,7 @@ async fn main() -> anyhow::Result<()> {
     // Let every node check in once before the first sample.
     tokio::time::sleep(Duration::from_secs(35)).await;
     let start = Instant::now();
-    let mut rows: Vec<(u64, Vec<(i64, u64, i64)>)> = Vec::new();
+    let mut rows: Vec<(u64, Vec<Sample>)> = Vec::new();
     loop {
         let minute = start.elapsed().as_secs() / 60;
         let mut cells = Vec::new();

@@ -4,6 +4,7 @@
 //! an embedded store node (in `orbit-store`), and [`RemoteKv`], a client over the etcd
 //! protocol that works against orbit store nodes and against a real etcd cluster.
 
+pub mod election;
 mod error;
 pub mod pb;
 pub mod pin;

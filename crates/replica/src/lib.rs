@@ -106,7 +106,12 @@ pub struct Replica {
     workers: orbit_worker::Group,
     /// The status endpoint's server, stopped first at shutdown.
     status_server: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Sections the process's services add to `/status`, by name.
+    status_sections: std::sync::Mutex<Vec<(String, StatusSection)>>,
 }
+
+/// A service's part of `/status`: called on every request.
+pub type StatusSection = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
 
 impl Replica {
     /// Starts the replica as configured, with its status endpoint.
@@ -177,6 +182,7 @@ impl Replica {
             status_addr,
             workers,
             status_server: std::sync::Mutex::new(None),
+            status_sections: std::sync::Mutex::new(Vec::new()),
         });
         let server = status::serve(replica.clone(), listener);
         *replica
@@ -212,6 +218,23 @@ impl Replica {
     /// them and shutdown stops them (before the replica's own, which started first).
     pub fn workers(&self) -> &orbit_worker::Group {
         &self.workers
+    }
+
+    /// Adds `section` to `/status` under `name` (a service's own state, such as the
+    /// segment loop's last pass).
+    pub fn add_status(&self, name: &str, section: StatusSection) {
+        self.status_sections
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((name.to_string(), section));
+    }
+
+    /// The sections services added to `/status`.
+    pub(crate) fn status_sections(&self) -> Vec<(String, StatusSection)> {
+        self.status_sections
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Where the status endpoint listens.

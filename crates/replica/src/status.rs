@@ -4,7 +4,8 @@
 //! two seconds, 503 otherwise — the check a load balancer wants.
 //! `GET /status`: JSON with the replica's id, mode, whether it runs a store member,
 //! the store's members as this replica sees them, and the status of every worker of
-//! the process (`workers`) and of its store member (`store_workers`).
+//! the process (`workers`) and of its store member (`store_workers`), and a section per
+//! service that adds one (`loop`: the segment loop's election and last pass).
 //! `POST /workers/<name>/trigger` runs a worker now and answers with its result;
 //! `…/pause` and `…/resume` stop and restart its interval runs. They take the
 //! cluster token as `Authorization: Bearer <token>` (what operators and tests use
@@ -75,7 +76,7 @@ async fn status(State(r): State<Arc<Replica>>) -> Json<serde_json::Value> {
             .collect::<Vec<_>>()),
         Err(e) => serde_json::json!({ "error": e.to_string() }),
     };
-    Json(serde_json::json!({
+    let mut body = serde_json::json!({
         "replica_id": r.config.replica_id,
         "replicas": table,
         "mode": format!("{:?}", r.config.mode).to_lowercase(),
@@ -92,7 +93,11 @@ async fn status(State(r): State<Arc<Replica>>) -> Json<serde_json::Value> {
         "members": members,
         "workers": r.workers.statuses(),
         "store_workers": r.node.get().map(|n| n.worker_statuses()).unwrap_or_default(),
-    }))
+    });
+    for (name, section) in r.status_sections() {
+        body[name] = section();
+    }
+    Json(body)
 }
 
 /// Triggers, pauses or resumes a worker of the process or of its store member.

@@ -39,6 +39,8 @@ pub const APIKEYS: &str = "/orbit/sat/apikeys/";
 pub const REVOKED: &str = "/orbit/sat/revoked/";
 /// The data model's schema version.
 pub const SCHEMA: &str = "/orbit/sat/schema";
+/// Elected processes' leader keys: the holder's name, under its lease.
+pub const LEADERS: &str = "/orbit/sat/leaders/";
 
 /// The prefixes that hold versioned records (what a migration walks).
 pub const RECORD_PREFIXES: &[&str] = &[
@@ -156,6 +158,32 @@ pub fn segment(id: &StreamId, index: u32) -> String {
     format!("{}{index:010}", segments_of(id))
 }
 
+/// The keys of segment range `i` of `n`: segments whose stream id starts in the
+/// `i`-th of `n` equal slices of the first two bytes (stream ids are random, so the
+/// slices hold about as many segments each). Together the ranges cover every segment
+/// exactly once.
+pub fn segment_range(i: usize, n: usize) -> (Vec<u8>, Vec<u8>) {
+    let n = n.clamp(1, 1 << 16);
+    let bound = |j: usize| (j << 16) / n;
+    let at = |b: usize| format!("{SEGMENTS}{b:04x}").into_bytes();
+    let start = if i == 0 {
+        SEGMENTS.as_bytes().to_vec()
+    } else {
+        at(bound(i))
+    };
+    let end = if i + 1 >= n {
+        orbit_kv::prefix_end(SEGMENTS.as_bytes())
+    } else {
+        at(bound(i + 1))
+    };
+    (start, end)
+}
+
+/// The leader key of the elected process `name` (`loop`, ...).
+pub fn leader(name: &str) -> String {
+    format!("{LEADERS}{name}")
+}
+
 /// A node's record.
 pub fn node(id: &NodeId) -> String {
     format!("{NODES}{id}")
@@ -236,6 +264,33 @@ pub fn parse_node(key: &[u8]) -> Result<NodeId, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn segment_ranges_cover_every_stream_once() {
+        for n in [1, 2, 3, 4, 7, 16] {
+            let ranges: Vec<_> = (0..n).map(|i| segment_range(i, n)).collect();
+            for w in ranges.windows(2) {
+                assert_eq!(w[0].1, w[1].0, "ranges of {n} must abut");
+            }
+            assert_eq!(ranges[0].0, SEGMENTS.as_bytes());
+            assert_eq!(ranges[n - 1].1, orbit_kv::prefix_end(SEGMENTS.as_bytes()));
+            for id in [
+                [0u8; 16],
+                [0x7f; 16],
+                [0xff; 16],
+                [0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+            ] {
+                let key = segment(&id, 3).into_bytes();
+                let holding = ranges
+                    .iter()
+                    .filter(|(a, b)| {
+                        a.as_slice() <= key.as_slice() && key.as_slice() < b.as_slice()
+                    })
+                    .count();
+                assert_eq!(holding, 1, "stream {id:?} in {n} ranges");
+            }
+        }
+    }
 
     #[test]
     fn keys_parse_back_and_hostile_names_never_become_keys() {

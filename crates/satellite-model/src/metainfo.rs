@@ -115,6 +115,12 @@ pub struct Object {
 
 crate::versioned_v1!(Object, "object record");
 
+/// A segment as a scan of the segment keys returns it: its stream, and the record.
+pub fn decode_segment(kv: &orbit_kv::KeyValue) -> Result<(StreamId, Segment), Error> {
+    let (stream, _) = keys::parse_segment(&kv.key)?;
+    Ok((stream, decode(&kv.key, &kv.value)?))
+}
+
 /// Items per listing page when the request does not say.
 pub const LIST_PAGE: usize = 1000;
 

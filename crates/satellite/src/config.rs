@@ -4,7 +4,8 @@
 //!
 //! - `[api]`: where the public gRPC API listens ([`crate::api::ApiSection`]);
 //! - `[storage]`: the storage network API ([`orbit_satellite_api::StorageSection`]);
-//! - `[payments]`: payment channels ([`orbit_payments::PaymentsConfig`]).
+//! - `[payments]`: payment channels ([`orbit_payments::PaymentsConfig`]);
+//! - `[loop]`: the segment loop ([`orbit_segment_loop::LoopSection`]).
 //!
 //! A key no section knows is refused with the section and the key named.
 
@@ -12,6 +13,7 @@ use crate::api::ApiSection;
 use orbit_payments::PaymentsConfig;
 use orbit_replica::ReplicaConfig;
 use orbit_satellite_api::StorageSection;
+use orbit_segment_loop::LoopSection;
 use serde::{Deserialize, Serialize};
 
 /// The service sections, what a process builder takes.
@@ -25,6 +27,9 @@ pub struct Services {
     /// `[payments]`, when the satellite takes payments.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub payments: Option<PaymentsConfig>,
+    /// `[loop]`, the segment loop's settings (defaults when absent).
+    #[serde(rename = "loop", skip_serializing_if = "Option::is_none")]
+    pub segment_loop: Option<LoopSection>,
 }
 
 /// The whole file.
@@ -58,6 +63,7 @@ impl SatelliteConfig {
             api: section(&mut table, "api")?.unwrap_or_default(),
             storage: section(&mut table, "storage")?,
             payments: section(&mut table, "payments")?,
+            segment_loop: section(&mut table, "loop")?,
         };
         let replica = ReplicaConfig::deserialize(table)
             .map_err(|e| anyhow::anyhow!("replica settings (top level): {}", e.message()))?;

@@ -3,6 +3,8 @@
 //!
 //! - [`config`]: the root configuration (replica settings and service sections).
 //! - [`api`]: the `api` process.
+//! - [`segment_loop`]: the `loop` process.
 
 pub mod api;
 pub mod config;
+pub mod segment_loop;

@@ -7,6 +7,11 @@ mod storage;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc: the store's state lives in memory, and mimalloc hands pages freed by a
+/// compaction back to the system where glibc's allocator keeps them.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// orbit satellite.
 #[derive(Parser)]
 #[command(name = "satellite", version, about)]

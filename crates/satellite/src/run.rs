@@ -5,8 +5,10 @@ use clap::{Args, Subcommand};
 use orbit_identity::Identity;
 use orbit_replica::{Mode, Replica};
 use satellite::api::ApiProcess;
-use satellite::config::SatelliteConfig;
+use satellite::config::{SatelliteConfig, Services};
+use satellite::segment_loop::LoopProcess;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The processes.
@@ -15,11 +17,14 @@ pub enum Process {
     /// The API replica: the storage network and payments APIs, its store cluster
     /// manager and its status/health endpoint.
     Api(ApiArgs),
+    /// The segment loop and its observers; any number may run, one is elected to run
+    /// passes and the others stand by.
+    Loop(ReplicaArgs),
 }
 
-/// Flags of `run api`; each overrides the configuration file.
+/// Flags every process takes; each overrides the configuration file.
 #[derive(Args)]
-pub struct ApiArgs {
+pub struct ReplicaArgs {
     /// The replica's TOML configuration (see docs/replicas.md).
     #[arg(long, env = "ORBIT_CONFIG")]
     config: PathBuf,
@@ -39,6 +44,13 @@ pub struct ApiArgs {
     /// designated one (when that one is gone for good). Never on two replicas.
     #[arg(long, env = "ORBIT_BOOTSTRAP")]
     bootstrap: bool,
+}
+
+/// Flags of `run api`.
+#[derive(Args)]
+pub struct ApiArgs {
+    #[command(flatten)]
+    replica: ReplicaArgs,
     /// Address of the public gRPC API (storage network, payments).
     #[arg(long, env = "ORBIT_API_ADDR")]
     api_addr: Option<String>,
@@ -48,17 +60,16 @@ pub struct ApiArgs {
 pub async fn run(p: Process) -> anyhow::Result<()> {
     match p {
         Process::Api(a) => api(a).await,
+        Process::Loop(a) => segment_loop(a).await,
     }
 }
 
-async fn api(a: ApiArgs) -> anyhow::Result<()> {
+/// The configuration with the command line's overrides, and the replica started on it.
+async fn start_replica(a: ReplicaArgs) -> anyhow::Result<(Arc<Replica>, Services)> {
     let SatelliteConfig {
         replica: mut config,
-        mut services,
+        services,
     } = load(&a.config)?;
-    if let Some(addr) = a.api_addr {
-        services.api.addr = addr;
-    }
     if let Some(id) = a.replica_id {
         config.replica_id = id;
     }
@@ -75,7 +86,41 @@ async fn api(a: ApiArgs) -> anyhow::Result<()> {
     config
         .validate()
         .with_context(|| format!("in {}", a.config.display()))?;
-    let replica = Replica::start(config).await?;
+    Ok((Replica::start(config).await?, services))
+}
+
+async fn segment_loop(a: ReplicaArgs) -> anyhow::Result<()> {
+    let (replica, services) = start_replica(a).await?;
+    let name = format!("replica-{}", replica.config().replica_id);
+    let process = Arc::new(LoopProcess::build(
+        &services,
+        replica.kv(),
+        &name,
+        replica.workers(),
+    ));
+    let p = process.clone();
+    replica.add_status("loop", Arc::new(move || p.status()));
+    println!(
+        "segment loop {name} (replica {}) status on http://{}/status",
+        replica.config().replica_id,
+        replica.status_addr()
+    );
+    crate::until_stopped().await?;
+    // No new campaign steps, then hand the leadership over, then stop the rest.
+    if let Some(h) = replica.workers().handle("loop-election") {
+        h.pause();
+    }
+    process.resign().await;
+    replica.shutdown().await;
+    tracing::info!("replica stopped");
+    Ok(())
+}
+
+async fn api(a: ApiArgs) -> anyhow::Result<()> {
+    let (replica, mut services) = start_replica(a.replica).await?;
+    if let Some(addr) = a.api_addr {
+        services.api.addr = addr;
+    }
     let identity = match &services.storage {
         Some(st) => {
             let path = replica.config().data_dir.join(&st.identity);

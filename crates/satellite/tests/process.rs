@@ -1,10 +1,17 @@
-//! One real `satellite run api` process: its workers and their status on the status
-//! endpoint, trigger and pause through it, shutdown outside in (API, the services'
-//! workers, the replica's, the store's) on SIGTERM; and `satellite config show`.
+//! Real `satellite run` processes: one `api` with its workers and their status on the
+//! status endpoint, trigger and pause through it, shutdown outside in (API, the
+//! services' workers, the replica's, the store's) on SIGTERM; two `loop` processes
+//! electing one to run passes, the standby taking over after a SIGKILL; and
+//! `satellite config show`.
 
 mod common;
 
-use common::replicas::{get, post, row, satellite, wait_health, Replicas};
+use common::replicas::{get, post, row, satellite, wait_health, wait_status, Replicas};
+use orbit_identity::NodeId;
+use orbit_kv::{Kv, PutRequest, RemoteKv};
+use orbit_protocol::PieceId;
+use orbit_satellite_model::keys;
+use orbit_satellite_model::metainfo::{Redundancy, Segment};
 use orbit_testkit::free_port;
 use serde_json::Value;
 use std::process::Command;
@@ -37,6 +44,9 @@ async fn workers_show_on_the_status_endpoint_obey_triggers_and_stop_outside_in()
     r.spawn(0);
     let port = r.status[0];
     wait_health(port, 200, Duration::from_secs(30)).await;
+    // The status endpoint serves from the replica's start; the API's workers join
+    // once the API is built.
+    wait_status(port, |s| s.contains("abandoned-uploads")).await;
 
     let s = status(port).await;
     for name in [
@@ -115,6 +125,130 @@ async fn workers_show_on_the_status_endpoint_obey_triggers_and_stop_outside_in()
         order.windows(2).all(|w| w[0] < w[1]),
         "shutdown out of order {order:?}:\n{log}"
     );
+}
+
+/// Which of the loop replicas `candidates` leads, once exactly one does.
+async fn loop_leader(r: &Replicas, candidates: &[usize], timeout: Duration) -> usize {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let mut leaders = Vec::new();
+        for &i in candidates {
+            let (code, body) = get(r.status[i], "/status").await;
+            if code == 200 {
+                let s: Value = serde_json::from_str(&body).unwrap();
+                if s["loop"]["leader"] == true {
+                    leaders.push(i);
+                }
+            }
+        }
+        assert!(leaders.len() <= 1, "two loops lead at once: {leaders:?}");
+        if let [i] = leaders[..] {
+            return i;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no loop leads within {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Triggers a pass on loop replica `i` and returns its report.
+async fn pass(r: &Replicas, i: usize) -> Value {
+    let (code, body) = post(r.status[i], "/workers/segment-loop/trigger", "replica-test").await;
+    assert_eq!((code, body.as_str()), (200, "ok\n"));
+    status(r.status[i]).await["loop"]["last_pass"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_loop_runs_passes_and_a_standby_takes_over_after_a_sigkill() {
+    let table = [
+        row(1, free_port(), free_port(), true),
+        row(2, free_port(), free_port(), false),
+        row(3, free_port(), free_port(), false),
+    ]
+    .concat();
+    let mut r = Replicas::with(
+        satellite(),
+        &format!("[storage]\ndistinct_networks = false\n[loop]\ninterval_s = 3600\nleader_ttl_s = 2\nranges = 3\nbatch = 7\n{table}"),
+        "fixed",
+        3,
+        "",
+    );
+    r.spawn(0);
+    wait_health(r.status[0], 200, Duration::from_secs(30)).await;
+    let kv = RemoteKv::connect(&[r.client_url(0)]).await.unwrap();
+    for i in 0..40u32 {
+        let mut stream = [0u8; 16];
+        stream[..4].copy_from_slice(&i.wrapping_mul(0x9e37_79b9).to_be_bytes());
+        let seg = Segment {
+            index: 0,
+            encrypted_size: 100,
+            inline: None,
+            redundancy: Redundancy {
+                k: 1,
+                repair: 1,
+                success: 2,
+                total: 2,
+            },
+            root: PieceId([1; 32]),
+            piece_size: 100,
+            pieces: vec![(0, NodeId([2; 32])), (1, NodeId([3; 32]))],
+        };
+        kv.put(PutRequest::new(
+            keys::segment(&stream, 0),
+            orbit_kv::record::encode(&seg),
+        ))
+        .await
+        .unwrap();
+    }
+    r.spawn_as(1, "loop");
+    r.spawn_as(2, "loop");
+    wait_health(r.status[1], 200, Duration::from_secs(30)).await;
+    wait_health(r.status[2], 200, Duration::from_secs(30)).await;
+    let leader = loop_leader(&r, &[1, 2], Duration::from_secs(10)).await;
+    let standby = 3 - leader;
+    let s = status(r.status[standby]).await;
+    assert_eq!(
+        s["loop"]["holder"],
+        format!("replica-{}", leader + 1),
+        "{s}"
+    );
+    for w in ["loop-election", "segment-loop"] {
+        worker(&s, "workers", w);
+    }
+
+    let p = pass(&r, leader).await;
+    assert_eq!(p["segments"], 40, "{p}");
+    assert_eq!(p["live_count"], 40, "{p}");
+    assert_eq!(p["complete"], true, "{p}");
+    assert_eq!(p["ranges"], 3, "{p}");
+    // A standby's trigger runs no pass.
+    assert!(pass(&r, standby).await.is_null());
+
+    r.kill(leader);
+    let t = std::time::Instant::now();
+    assert_eq!(
+        loop_leader(&r, &[standby], Duration::from_secs(10)).await,
+        standby
+    );
+    eprintln!("standby took over {:?} after the SIGKILL", t.elapsed());
+    let p = pass(&r, standby).await;
+    assert_eq!(p["segments"], 40, "{p}");
+    assert_eq!(p["complete"], true, "{p}");
+
+    // A clean stop hands over at once: the restarted one leads well within the TTL's
+    // worth of steps after the other resigns.
+    r.spawn_as(leader, "loop");
+    wait_health(r.status[leader], 200, Duration::from_secs(30)).await;
+    let exit = r.terminate(standby, Duration::from_secs(20));
+    assert!(exit.is_some_and(|e| e.success()), "{exit:?}");
+    assert_eq!(
+        loop_leader(&r, &[leader], Duration::from_secs(10)).await,
+        leader
+    );
+    let p = pass(&r, leader).await;
+    assert_eq!(p["complete"], true, "{p}");
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! `satellite run api` replica processes for tests and benchmarks: their
+//! `satellite run <process>` replica processes for tests and benchmarks: their
 //! configuration, status endpoint and lifecycle.
 
 use crate::free_port;
@@ -165,21 +165,31 @@ impl Replicas {
         self.env.push((key.into(), value.into()));
     }
 
-    /// Starts replica `i` (id `i + 1`); its log is appended to.
+    /// Starts replica `i` (id `i + 1`) as `satellite run api`; its log is appended to.
     pub fn spawn(&mut self, i: usize) {
+        self.spawn_as(i, "api");
+    }
+
+    /// Starts replica `i` as `satellite run <process>` (`api`, `loop`, ...).
+    pub fn spawn_as(&mut self, i: usize, process: &str) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.dir.path().join(format!("r{i}.log")))
             .unwrap();
+        let api_addr = format!("127.0.0.1:{}", self.api[i]);
+        let api_flags: &[&str] = match process {
+            "api" => &["--api-addr", &api_addr],
+            _ => &[],
+        };
         let child = Command::new(&self.bin)
-            .args(["run", "api", "--config"])
+            .args(["run", process, "--config"])
             .arg(&self.configs[i])
             .args(["--replica-id", &(i + 1).to_string()])
             .arg("--data-dir")
             .arg(self.data_dir(i))
             .args(["--status-addr", &format!("127.0.0.1:{}", self.status[i])])
-            .args(["--api-addr", &format!("127.0.0.1:{}", self.api[i])])
+            .args(api_flags)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)

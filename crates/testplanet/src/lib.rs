@@ -85,6 +85,7 @@ pub fn services(payments: Option<orbit_payments::PaymentsConfig>) -> Services {
             ..StorageSection::default()
         }),
         payments,
+        segment_loop: None,
     }
 }
 

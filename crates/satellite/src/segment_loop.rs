@@ -1,0 +1,98 @@
+//! The `loop` process: the segment loop and its observers, composed here for
+//! `satellite run loop` and testplanet alike. Any number may run; they elect one
+//! through a lease in the store, and only that one runs passes. The others stand by
+//! and take over within the lease's TTL when it dies.
+
+use crate::config::Services;
+use orbit_kv::election::Candidate;
+use orbit_kv::Kv;
+use orbit_satellite_model::keys;
+use orbit_segment_loop::{Active, SegmentLoop};
+use orbit_worker::{Group, Interval};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A built `loop` process; its workers run in the group it was built with.
+pub struct LoopProcess {
+    /// The loop and its observers.
+    pub segment_loop: Arc<SegmentLoop>,
+    /// This process's campaign for the loop's leadership.
+    pub candidate: Arc<Candidate>,
+    kv: Arc<dyn Kv>,
+}
+
+impl LoopProcess {
+    /// Builds the loop from the `[loop]` section (defaults when absent) over `kv`,
+    /// campaigning as `name`; its election and pass workers join `workers`.
+    pub fn build(services: &Services, kv: Arc<dyn Kv>, name: &str, workers: &Group) -> LoopProcess {
+        let section = services.segment_loop.clone().unwrap_or_default();
+        let candidate = Arc::new(Candidate::new(
+            keys::leader("loop"),
+            name,
+            section.leader_ttl_s,
+        ));
+        let segment_loop = Arc::new(SegmentLoop::new(kv.clone(), section.clone()));
+        let p = LoopProcess {
+            segment_loop,
+            candidate,
+            kv,
+        };
+        p.spawn(workers, Duration::from_secs(section.interval_s.max(1)));
+        p
+    }
+
+    fn spawn(&self, workers: &Group, interval: Duration) {
+        // Three steps per TTL: a holder renews well before its lease ends, and a
+        // standby tries again at most a third of a TTL after the key is free.
+        let step = Duration::from_millis((self.candidate.ttl() as u64 * 1000 / 3).max(100));
+        let (kv, candidate) = (self.kv.clone(), self.candidate.clone());
+        workers.spawn("loop-election", Interval::every(step).starting_now(), move || {
+            let (kv, candidate) = (kv.clone(), candidate.clone());
+            orbit_worker::job(async move {
+                let was = candidate.is_leader();
+                let now = candidate.step(&*kv).await.map_err(|e| e.to_string())?;
+                if now != was {
+                    let holder = candidate.standing().holder.unwrap_or_default();
+                    match now {
+                        true => tracing::info!("this process now runs the segment loop"),
+                        false => tracing::warn!(%holder, "this process no longer runs the segment loop"),
+                    }
+                }
+                Ok(())
+            })
+        });
+        let (segment_loop, candidate) = (self.segment_loop.clone(), self.candidate.clone());
+        workers.spawn("segment-loop", Interval::every(interval), move || {
+            let (segment_loop, candidate) = (segment_loop.clone(), candidate.clone());
+            orbit_worker::job(async move {
+                if !candidate.is_leader() {
+                    return Ok(());
+                }
+                let c = candidate.clone();
+                let active: Active = Arc::new(move || c.is_leader());
+                let report = segment_loop.run_pass(active).await;
+                match report.problems() {
+                    Some(p) => Err(p),
+                    None => Ok(()),
+                }
+            })
+        });
+    }
+
+    /// The loop's part of `/status`: who leads, and the last pass this process ran.
+    pub fn status(&self) -> serde_json::Value {
+        let s = self.candidate.standing();
+        serde_json::json!({
+            "leader": s.leader,
+            "holder": s.holder,
+            "last_pass": self.segment_loop.last_pass(),
+        })
+    }
+
+    /// Gives the leadership up (at shutdown), so a standby takes over at once.
+    pub async fn resign(&self) {
+        if let Err(e) = self.candidate.resign(&*self.kv).await {
+            tracing::warn!(error = %e, "could not resign the segment loop's leadership");
+        }
+    }
+}
