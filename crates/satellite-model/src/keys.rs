@@ -39,6 +39,10 @@ pub const APIKEYS: &str = "/orbit/sat/apikeys/";
 pub const REVOKED: &str = "/orbit/sat/revoked/";
 /// The data model's schema version.
 pub const SCHEMA: &str = "/orbit/sat/schema";
+/// Repair queue entries, by segment: `<stream hex>/<index>`.
+pub const REPAIR_ENTRIES: &str = "/orbit/sat/repair/segments/";
+/// Repair queue pointers, least healthy first: `<healthy>/<stream hex>/<index>`.
+pub const REPAIR_QUEUE: &str = "/orbit/sat/repair/queue/";
 /// Elected processes' leader keys: the holder's name, under its lease.
 pub const LEADERS: &str = "/orbit/sat/leaders/";
 
@@ -177,6 +181,25 @@ pub fn segment_range(i: usize, n: usize) -> (Vec<u8>, Vec<u8>) {
         at(bound(i + 1))
     };
     (start, end)
+}
+
+/// The repair queue entry of a segment.
+pub fn repair_entry(id: &StreamId, index: u32) -> String {
+    format!("{REPAIR_ENTRIES}{}/{index:010}", hex_encode(id))
+}
+
+/// The queue pointer of a segment with `healthy` healthy pieces.
+pub fn repair_pointer(healthy: u32, id: &StreamId, index: u32) -> String {
+    format!("{REPAIR_QUEUE}{healthy:05}/{}/{index:010}", hex_encode(id))
+}
+
+/// The entry a queue pointer names.
+pub fn parse_repair_pointer(key: &[u8]) -> Result<(StreamId, u32), Error> {
+    let (_, seg) = rest(key, REPAIR_QUEUE)?
+        .split_once('/')
+        .ok_or_else(|| malformed(key))?;
+    let (s, i) = seg.split_once('/').ok_or_else(|| malformed(key))?;
+    Ok((stream_id(s, key)?, i.parse().map_err(|_| malformed(key))?))
 }
 
 /// The leader key of the elected process `name` (`loop`, ...).

@@ -7,6 +7,7 @@
 //! - [`nodes`]: the node table, check-ins, selection (with its cache).
 //! - [`orders`]: order limits and settlement once per serial.
 //! - [`apikeys`]: API key secrets and the revocation list.
+//! - [`repair`]: segment health and the repair queue.
 //! - [`schema`]: the model's version in the store, and the migration of older records.
 //!
 //! Every record goes through `orbit_kv::record`: `{"v": version, "r": body}`, where an
@@ -17,6 +18,7 @@ pub mod keys;
 pub mod metainfo;
 pub mod nodes;
 pub mod orders;
+pub mod repair;
 pub mod schema;
 
 use orbit_kv::record::{RecordError, Versioned};

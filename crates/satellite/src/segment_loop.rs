@@ -1,12 +1,14 @@
-//! The `loop` process: the segment loop and its observers, composed here for
-//! `satellite run loop` and testplanet alike. Any number may run; they elect one
-//! through a lease in the store, and only that one runs passes. The others stand by
-//! and take over within the lease's TTL when it dies.
+//! The `loop` process: the segment loop and its observers (the repair checker),
+//! composed here for `satellite run loop` and testplanet alike. Any number may run;
+//! they elect one through a lease in the store, and only that one runs passes. The
+//! others stand by and take over within the lease's TTL when it dies.
 
 use crate::config::Services;
 use orbit_kv::election::Candidate;
 use orbit_kv::Kv;
+use orbit_repair::Checker;
 use orbit_satellite_model::keys;
+use orbit_satellite_model::repair::HealthRules;
 use orbit_segment_loop::{Active, SegmentLoop};
 use orbit_worker::{Group, Interval};
 use std::sync::Arc;
@@ -18,6 +20,8 @@ pub struct LoopProcess {
     pub segment_loop: Arc<SegmentLoop>,
     /// This process's campaign for the loop's leadership.
     pub candidate: Arc<Candidate>,
+    /// The repair checker observer.
+    pub checker: Arc<Checker>,
     kv: Arc<dyn Kv>,
 }
 
@@ -31,10 +35,22 @@ impl LoopProcess {
             name,
             section.leader_ttl_s,
         ));
-        let segment_loop = Arc::new(SegmentLoop::new(kv.clone(), section.clone()));
+        // Pieces are judged by the storage API's own rules for online nodes and
+        // networks, so the checker and node selection agree.
+        let storage = services.storage.clone().unwrap_or_default();
+        let checker = Arc::new(Checker::new(
+            kv.clone(),
+            HealthRules {
+                online_window_s: storage.online_window_s,
+                distinct_networks: storage.distinct_networks,
+            },
+        ));
+        let mut segment_loop = SegmentLoop::new(kv.clone(), section.clone());
+        segment_loop.add(checker.clone());
         let p = LoopProcess {
-            segment_loop,
+            segment_loop: Arc::new(segment_loop),
             candidate,
+            checker,
             kv,
         };
         p.spawn(workers, Duration::from_secs(section.interval_s.max(1)));
@@ -86,6 +102,7 @@ impl LoopProcess {
             "leader": s.leader,
             "holder": s.holder,
             "last_pass": self.segment_loop.last_pass(),
+            "repair_checker": self.checker.stats(),
         })
     }
 

@@ -223,6 +223,10 @@ async fn one_loop_runs_passes_and_a_standby_takes_over_after_a_sigkill() {
     assert_eq!(p["live_count"], 40, "{p}");
     assert_eq!(p["complete"], true, "{p}");
     assert_eq!(p["ranges"], 3, "{p}");
+    // Their pieces are on nodes the satellite never heard of: all queued, all lost.
+    let checker = status(r.status[leader]).await["loop"]["repair_checker"].clone();
+    assert_eq!(checker["checked"], 40, "{checker}");
+    assert_eq!(checker["lost"], 40, "{checker}");
     // A standby's trigger runs no pass.
     assert!(pass(&r, standby).await.is_null());
 

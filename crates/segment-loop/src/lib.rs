@@ -460,10 +460,7 @@ impl SegmentLoop {
 
 /// Whether a store error may go away by itself (a leader change, a lost connection).
 fn transient(e: &KvError) -> bool {
-    !matches!(
-        e,
-        KvError::Compacted { .. } | KvError::FutureRevision
-    )
+    !matches!(e, KvError::Compacted { .. } | KvError::FutureRevision)
 }
 
 /// Scans one range at `revision`, handing each page to the range's partials.

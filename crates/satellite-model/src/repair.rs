@@ -1,0 +1,321 @@
+//! Segment health, and the repair queue the checker fills and repairers drain.
+//!
+//! A piece is *missing* when its node is unknown, disqualified or offline (not heard
+//! from within the online window); *clumped* when another piece of the segment is on
+//! a node in the same /24 (only the first piece of each network counts as healthy);
+//! else *healthy*. A segment is injured when its healthy pieces are at or below its
+//! repair threshold and below its success threshold, or when it has clumped pieces to
+//! move; it is lost when fewer than `k` pieces are retrievable at all.
+//!
+//! The queue keeps one entry per injured segment under
+//! `/orbit/sat/repair/segments/<stream>/<index>` and a pointer to it under
+//! `/orbit/sat/repair/queue/<healthy>/<stream>/<index>`, so a range over the queue
+//! lists the least healthy segments first. Both change in one transaction.
+
+use crate::keys::{self, StreamId};
+use crate::metainfo::Segment;
+use crate::nodes::{network_of, NodeRecord};
+use crate::{decode, Error};
+use orbit_identity::NodeId;
+use orbit_kv::record::encode;
+use orbit_kv::{
+    Compare, CompareOp, CompareTarget, DeleteRequest, Kv, PutRequest, RangeRequest, Scan, TxnOp,
+    TxnRequest,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+/// What one piece of a segment is worth now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PieceState {
+    /// On an online, qualified node, alone in its network.
+    Healthy,
+    /// On a node that is unknown, disqualified or offline.
+    Missing,
+    /// Retrievable, but in a /24 another piece of the segment is in.
+    Clumped,
+}
+
+/// A segment's health.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    /// Healthy pieces.
+    pub healthy: u32,
+    /// Pieces that can still be downloaded (healthy and clumped).
+    pub retrievable: u32,
+    /// Each piece: its number, node and state.
+    pub pieces: Vec<(u16, NodeId, PieceState)>,
+}
+
+impl Health {
+    /// Pieces in `state`.
+    pub fn count(&self, state: PieceState) -> u32 {
+        self.pieces.iter().filter(|p| p.2 == state).count() as u32
+    }
+
+    /// Whether `segment` needs repair at this health.
+    pub fn injured(&self, segment: &Segment) -> bool {
+        let r = &segment.redundancy;
+        (self.healthy <= r.repair && self.healthy < r.success)
+            || self.count(PieceState::Clumped) > 0
+    }
+
+    /// Whether too few pieces are left to rebuild `segment`.
+    pub fn lost(&self, segment: &Segment) -> bool {
+        self.retrievable < segment.redundancy.k
+    }
+}
+
+/// What decides a piece's state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HealthRules {
+    /// A node is online when heard from within this many seconds.
+    pub online_window_s: u64,
+    /// Pieces sharing a /24 are clumped (off when every node is on one host, as in a
+    /// local test network).
+    pub distinct_networks: bool,
+}
+
+/// Whether `node` counts as online and qualified at `now`.
+pub fn usable(node: &NodeRecord, now: u64, rules: &HealthRules) -> bool {
+    !node.disqualified && now.saturating_sub(node.last_seen) <= rules.online_window_s
+}
+
+/// The health of `segment` given the node table `nodes` at `now`.
+pub fn health(
+    segment: &Segment,
+    nodes: &HashMap<NodeId, NodeRecord>,
+    now: u64,
+    rules: &HealthRules,
+) -> Health {
+    let mut networks = HashSet::new();
+    let mut pieces = Vec::with_capacity(segment.pieces.len());
+    for &(num, node) in &segment.pieces {
+        let state = match nodes.get(&node) {
+            Some(n) if usable(n, now, rules) => {
+                if !rules.distinct_networks || networks.insert(network_of(&n.address)) {
+                    PieceState::Healthy
+                } else {
+                    PieceState::Clumped
+                }
+            }
+            _ => PieceState::Missing,
+        };
+        pieces.push((num, node, state));
+    }
+    let healthy = pieces.iter().filter(|p| p.2 == PieceState::Healthy).count() as u32;
+    let retrievable = healthy + pieces.iter().filter(|p| p.2 == PieceState::Clumped).count() as u32;
+    Health {
+        healthy,
+        retrievable,
+        pieces,
+    }
+}
+
+/// A queued segment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepairEntry {
+    /// The segment's stream.
+    pub stream: StreamId,
+    /// The segment's index in it.
+    pub index: u32,
+    /// Healthy pieces when last checked.
+    pub healthy: u32,
+    /// Retrievable pieces when last checked.
+    pub retrievable: u32,
+    /// Pieces needed to rebuild it.
+    pub k: u32,
+    /// Unix time (s) first queued.
+    pub inserted: u64,
+    /// Unix time (s) last flagged.
+    pub updated: u64,
+    /// Repairs tried and failed.
+    pub attempts: u32,
+    /// Unix time (s) of the last try (0: none).
+    pub last_attempt: u64,
+    /// Store revision of the loop pass that last flagged it (passes pin a fresh
+    /// revision each, so it names the pass).
+    pub pass: i64,
+}
+
+crate::versioned_v1!(RepairEntry, "repair queue entry");
+
+impl RepairEntry {
+    /// Whether too few pieces are left to rebuild it.
+    pub fn lost(&self) -> bool {
+        self.retrievable < self.k
+    }
+}
+
+fn entry_key(stream: &StreamId, index: u32) -> String {
+    keys::repair_entry(stream, index)
+}
+
+fn queue_key(e: &RepairEntry) -> String {
+    keys::repair_pointer(e.healthy, &e.stream, e.index)
+}
+
+/// What the checker found wrong with one segment.
+#[derive(Clone, Debug)]
+pub struct Injured {
+    /// Its stream.
+    pub stream: StreamId,
+    /// Its index.
+    pub index: u32,
+    /// Its health.
+    pub health: Health,
+    /// Pieces needed to rebuild it.
+    pub k: u32,
+}
+
+/// Counts of one pass's queue upkeep.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Upkeep {
+    /// Entries written (new or updated).
+    pub flagged: usize,
+    /// Entries removed because a complete pass no longer flagged them.
+    pub removed: usize,
+}
+
+/// The repair queue.
+#[derive(Clone)]
+pub struct RepairQueue {
+    kv: Arc<dyn Kv>,
+}
+
+impl RepairQueue {
+    /// The queue in `kv`.
+    pub fn new(kv: Arc<dyn Kv>) -> RepairQueue {
+        RepairQueue { kv }
+    }
+
+    /// Queues or updates `injured` as flagged by the pass at revision `pass`, at `now`.
+    /// An entry keeps its insertion time and attempts; its health and pointer follow.
+    pub async fn flag(&self, injured: &Injured, pass: i64, now: u64) -> Result<(), Error> {
+        let key = entry_key(&injured.stream, injured.index);
+        for _ in 0..16 {
+            let cur = self.kv.range(RangeRequest::key(key.clone())).await?;
+            let (rev, old) = match cur.kvs.first() {
+                Some(kv) => (
+                    kv.mod_revision,
+                    Some(decode::<RepairEntry>(&kv.key, &kv.value)?),
+                ),
+                None => (0, None),
+            };
+            let entry = RepairEntry {
+                stream: injured.stream,
+                index: injured.index,
+                healthy: injured.health.healthy,
+                retrievable: injured.health.retrievable,
+                k: injured.k,
+                inserted: old.as_ref().map_or(now, |o| o.inserted),
+                updated: now,
+                attempts: old.as_ref().map_or(0, |o| o.attempts),
+                last_attempt: old.as_ref().map_or(0, |o| o.last_attempt),
+                pass,
+            };
+            let mut ops = Vec::new();
+            // The pointer moves when the health changed (one txn may not name a key twice).
+            if let Some(o) = old.as_ref().filter(|o| queue_key(o) != queue_key(&entry)) {
+                ops.push(TxnOp::Delete(DeleteRequest::key(queue_key(o))));
+            }
+            ops.push(TxnOp::Put(PutRequest::new(key.clone(), encode(&entry))));
+            ops.push(TxnOp::Put(PutRequest::new(queue_key(&entry), "")));
+            let t = self
+                .kv
+                .txn(TxnRequest {
+                    compare: vec![Compare::new(
+                        key.clone(),
+                        CompareOp::Equal,
+                        CompareTarget::Mod(rev),
+                    )],
+                    success: ops,
+                    failure: Vec::new(),
+                })
+                .await?;
+            if t.succeeded {
+                return Ok(());
+            }
+        }
+        Err(Error::Unavailable(format!(
+            "repair entry {key}: it keeps changing; try again"
+        )))
+    }
+
+    /// Removes the entries the complete pass at revision `pass` did not flag: their
+    /// segments are healthy again, or gone.
+    pub async fn remove_stale(&self, pass: i64) -> Result<usize, Error> {
+        let mut removed = 0;
+        let mut scan = Scan::prefix(&*self.kv, keys::REPAIR_ENTRIES, 500);
+        while let Some(page) = scan.next_page().await? {
+            for kv in page {
+                let e: RepairEntry = decode(&kv.key, &kv.value)?;
+                if e.pass >= pass {
+                    continue;
+                }
+                // Unless flagged again meanwhile.
+                let t = self
+                    .kv
+                    .txn(TxnRequest {
+                        compare: vec![Compare::new(
+                            kv.key.clone(),
+                            CompareOp::Equal,
+                            CompareTarget::Mod(kv.mod_revision),
+                        )],
+                        success: vec![
+                            TxnOp::Delete(DeleteRequest::key(kv.key.clone())),
+                            TxnOp::Delete(DeleteRequest::key(queue_key(&e))),
+                        ],
+                        failure: Vec::new(),
+                    })
+                    .await?;
+                removed += t.succeeded as usize;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Every entry, least healthy first.
+    pub async fn entries(&self) -> Result<Vec<RepairEntry>, Error> {
+        let mut out = Vec::new();
+        let mut scan = Scan::prefix(&*self.kv, keys::REPAIR_QUEUE, 500);
+        while let Some(page) = scan.next_page().await? {
+            let ops = page
+                .iter()
+                .map(|kv| keys::parse_repair_pointer(&kv.key))
+                .map(|p| p.map(|(s, i)| TxnOp::Range(RangeRequest::key(entry_key(&s, i)))))
+                .collect::<Result<Vec<_>, _>>()?;
+            for r in self
+                .kv
+                .txn(TxnRequest {
+                    compare: vec![],
+                    success: ops,
+                    failure: vec![],
+                })
+                .await?
+                .responses
+            {
+                if let orbit_kv::TxnOpResponse::Range(r) = r {
+                    for kv in r.kvs {
+                        out.push(decode(&kv.key, &kv.value)?);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The entry of one segment, if queued.
+    pub async fn get(&self, stream: &StreamId, index: u32) -> Result<Option<RepairEntry>, Error> {
+        let r = self
+            .kv
+            .range(RangeRequest::key(entry_key(stream, index)))
+            .await?;
+        r.kvs
+            .first()
+            .map(|kv| decode(&kv.key, &kv.value))
+            .transpose()
+    }
+}
