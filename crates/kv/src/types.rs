@@ -319,6 +319,22 @@ pub struct TxnRequest {
     pub failure: Vec<TxnOp>,
 }
 
+impl TxnRequest {
+    /// Runs `success` only if `key` was last written at `mod_revision` (0: absent):
+    /// the write-back of a read-modify-write that must not overwrite a concurrent change.
+    pub fn if_unchanged(key: impl Into<Vec<u8>>, mod_revision: i64, success: Vec<TxnOp>) -> Self {
+        TxnRequest {
+            compare: vec![Compare::new(
+                key,
+                CompareOp::Equal,
+                CompareTarget::Mod(mod_revision),
+            )],
+            success,
+            failure: Vec::new(),
+        }
+    }
+}
+
 /// Result of one transaction operation.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TxnOpResponse {

@@ -407,18 +407,14 @@ impl Metainfo {
                     continue;
                 }
                 let id = keys::parse_stream(&kv.key)?;
-                let txn = TxnRequest {
-                    compare: vec![Compare::new(
-                        kv.key.clone(),
-                        CompareOp::Equal,
-                        CompareTarget::Mod(kv.mod_revision),
-                    )],
-                    success: vec![
+                let txn = TxnRequest::if_unchanged(
+                    kv.key.clone(),
+                    kv.mod_revision,
+                    vec![
                         TxnOp::Delete(DeleteRequest::key(kv.key.clone())),
                         TxnOp::Delete(DeleteRequest::prefix(keys::segments_of(&id))),
                     ],
-                    failure: Vec::new(),
-                };
+                );
                 if self.kv.txn(txn).await?.succeeded {
                     removed += 1;
                 }

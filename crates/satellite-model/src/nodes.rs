@@ -5,10 +5,7 @@ use crate::keys;
 use crate::{decode, Error};
 use orbit_identity::{NodeId, PublicKey};
 use orbit_kv::record::encode;
-use orbit_kv::{
-    Compare, CompareOp, CompareTarget, Kv, PutRequest, RangeRequest, Scan, TxnOp, TxnOpResponse,
-    TxnRequest,
-};
+use orbit_kv::{Kv, PutRequest, RangeRequest, Scan, TxnOp, TxnOpResponse, TxnRequest};
 use orbit_protocol::CheckIn;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
@@ -168,15 +165,11 @@ impl Nodes {
                 None => (0, None),
             };
             let rec = f(old.as_ref());
-            let txn = TxnRequest {
-                compare: vec![Compare::new(
-                    key.clone(),
-                    CompareOp::Equal,
-                    CompareTarget::Mod(rev),
-                )],
-                success: vec![TxnOp::Put(PutRequest::new(key.clone(), encode(&rec)))],
-                failure: Vec::new(),
-            };
+            let txn = TxnRequest::if_unchanged(
+                key.clone(),
+                rev,
+                vec![TxnOp::Put(PutRequest::new(key.clone(), encode(&rec)))],
+            );
             if self.kv.txn(txn).await?.succeeded {
                 self.cached(&rec);
                 return Ok(rec);

@@ -18,10 +18,7 @@ use crate::nodes::{network_of, NodeRecord};
 use crate::{decode, Error};
 use orbit_identity::NodeId;
 use orbit_kv::record::encode;
-use orbit_kv::{
-    Compare, CompareOp, CompareTarget, DeleteRequest, Kv, PutRequest, RangeRequest, Scan, TxnOp,
-    TxnRequest,
-};
+use orbit_kv::{DeleteRequest, Kv, PutRequest, RangeRequest, Scan, TxnOp, TxnRequest};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -225,15 +222,7 @@ impl RepairQueue {
             ops.push(TxnOp::Put(PutRequest::new(queue_key(&entry), "")));
             let t = self
                 .kv
-                .txn(TxnRequest {
-                    compare: vec![Compare::new(
-                        key.clone(),
-                        CompareOp::Equal,
-                        CompareTarget::Mod(rev),
-                    )],
-                    success: ops,
-                    failure: Vec::new(),
-                })
+                .txn(TxnRequest::if_unchanged(key.clone(), rev, ops))
                 .await?;
             if t.succeeded {
                 return Ok(());
@@ -258,18 +247,14 @@ impl RepairQueue {
                 // Unless flagged again meanwhile.
                 let t = self
                     .kv
-                    .txn(TxnRequest {
-                        compare: vec![Compare::new(
-                            kv.key.clone(),
-                            CompareOp::Equal,
-                            CompareTarget::Mod(kv.mod_revision),
-                        )],
-                        success: vec![
+                    .txn(TxnRequest::if_unchanged(
+                        kv.key.clone(),
+                        kv.mod_revision,
+                        vec![
                             TxnOp::Delete(DeleteRequest::key(kv.key.clone())),
                             TxnOp::Delete(DeleteRequest::key(queue_key(&e))),
                         ],
-                        failure: Vec::new(),
-                    })
+                    ))
                     .await?;
                 removed += t.succeeded as usize;
             }

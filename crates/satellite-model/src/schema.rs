@@ -17,9 +17,7 @@ use crate::nodes::NodeRecord;
 use crate::orders::Settled;
 use crate::Error;
 use orbit_kv::record::{encode, is_enveloped, Versioned};
-use orbit_kv::{
-    Compare, CompareOp, CompareTarget, Kv, PutRequest, RangeRequest, Scan, TxnOp, TxnRequest,
-};
+use orbit_kv::{Kv, PutRequest, RangeRequest, Scan, TxnOp, TxnRequest};
 use serde::{Deserialize, Serialize};
 
 /// The schema this build writes.
@@ -88,15 +86,11 @@ pub async fn migrate(kv: &dyn Kv) -> Result<Migration, Error> {
                     continue;
                 }
                 let new = reencode(prefix, &old.key, &old.value)?;
-                let txn = TxnRequest {
-                    compare: vec![Compare::new(
-                        old.key.clone(),
-                        CompareOp::Equal,
-                        CompareTarget::Mod(old.mod_revision),
-                    )],
-                    success: vec![TxnOp::Put(PutRequest::new(old.key.clone(), new))],
-                    failure: Vec::new(),
-                };
+                let txn = TxnRequest::if_unchanged(
+                    old.key.clone(),
+                    old.mod_revision,
+                    vec![TxnOp::Put(PutRequest::new(old.key.clone(), new))],
+                );
                 // A record changed since the scan was rewritten by a current writer
                 // (or deleted): nothing to migrate.
                 if kv.txn(txn).await?.succeeded {
