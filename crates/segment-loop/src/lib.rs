@@ -24,7 +24,7 @@ mod observer;
 pub use observer::{Observer, Partial};
 
 use observer::{DynObserver, DynPartial};
-use orbit_kv::{pin_revision, unpin, Kv, KvError, RangeRequest, Scan};
+use orbit_kv::{pin_revision, Kv, KvError, RangeRequest, Scan};
 use orbit_satellite_model::keys::{self, StreamId};
 use orbit_satellite_model::metainfo::{decode_segment, Segment};
 use orbit_satellite_model::unix_now;
@@ -361,10 +361,10 @@ impl SegmentLoop {
         for t in tracked.iter().filter(|t| !t.failed()) {
             t.call("finish", t.observer.finish(&end)).await;
         }
-        if let Err(e) = unpin(&*self.kv, PIN_NAME).await {
-            tracing::warn!(error = %e, "could not unpin the segment loop's revision");
+        // The pin is attached to the lease: revoking it unpins.
+        if let Err(e) = self.kv.lease_revoke(lease).await {
+            tracing::warn!(error = %e, "could not unpin the segment loop's revision; its lease ends it");
         }
-        let _ = self.kv.lease_revoke(lease).await;
         finish_report(report, &tracked)
     }
 
@@ -435,8 +435,7 @@ impl SegmentLoop {
 
     /// The segments in the store at `revision`, retried like a page.
     async fn live_count(&self, revision: i64) -> Result<u64, KvError> {
-        let deadline = Instant::now() + Duration::from_secs(self.section.retry_s);
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::new(Duration::from_secs(self.section.retry_s));
         loop {
             let r = self
                 .kv
@@ -448,13 +447,51 @@ impl SegmentLoop {
                 .await;
             match r {
                 Ok(r) => return Ok(r.count.max(0) as u64),
-                Err(e) if transient(&e) && Instant::now() < deadline => {
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
+                Err(e) if backoff.retry(&e).await => {}
                 Err(e) => return Err(e),
             }
         }
+    }
+}
+
+/// Retries of a store read that fails: doubling waits from 100 ms up to 5 s, for as
+/// long as the errors are transient and the first of the current run of failures is
+/// less than `limit` ago.
+struct Backoff {
+    limit: Duration,
+    failing_since: Option<Instant>,
+    wait: Duration,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(100);
+    const MAX: Duration = Duration::from_secs(5);
+
+    fn new(limit: Duration) -> Backoff {
+        Backoff {
+            limit,
+            failing_since: None,
+            wait: Self::FIRST,
+        }
+    }
+
+    /// After a failure with `e`: waits and returns true if the read should be tried
+    /// again, false if it should give up.
+    async fn retry(&mut self, e: &KvError) -> bool {
+        let since = *self.failing_since.get_or_insert_with(Instant::now);
+        if !transient(e) || since.elapsed() >= self.limit {
+            return false;
+        }
+        tracing::debug!(error = %e, failing_s = since.elapsed().as_secs(), "segment loop read failed; retrying");
+        tokio::time::sleep(self.wait).await;
+        self.wait = (self.wait * 2).min(Self::MAX);
+        true
+    }
+
+    /// After a success: the next failure starts a new run.
+    fn reset(&mut self) {
+        self.failing_since = None;
+        self.wait = Self::FIRST;
     }
 }
 
@@ -487,9 +524,7 @@ async fn scan_range(
     };
     let (start, end) = keys::segment_range(range.index, range.of);
     let mut scan = Scan::new(kv, start, end, section.batch.max(1) as i64).at(revision);
-    let retry = Duration::from_secs(section.retry_s);
-    let mut failing_since: Option<Instant> = None;
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::new(Duration::from_secs(section.retry_s));
     let mut batch = Vec::with_capacity(section.batch);
     loop {
         if !active() {
@@ -499,13 +534,8 @@ async fn scan_range(
         let page = match scan.next_page().await {
             Ok(Some(page)) => page,
             Ok(None) => break,
-            Err(e) if transient(&e) && failing_since.is_none_or(|s| s.elapsed() < retry) => {
-                let since = *failing_since.get_or_insert_with(Instant::now);
-                tracing::debug!(range = range.index, error = %e, failing_s = since.elapsed().as_secs(), "segment loop read failed; retrying from the cursor");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-                continue;
-            }
+            // The scan's cursor stays at the failed page: the retry resumes there.
+            Err(e) if backoff.retry(&e).await => continue,
             Err(e) => {
                 out.failed = Some(format!(
                     "range {} of {}: reading segments failed: {e}",
@@ -514,8 +544,7 @@ async fn scan_range(
                 break;
             }
         };
-        failing_since = None;
-        backoff = Duration::from_millis(100);
+        backoff.reset();
         batch.clear();
         for kv in &page {
             match decode_segment(kv) {
