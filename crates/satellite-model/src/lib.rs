@@ -82,6 +82,39 @@ pub(crate) fn decode<T: Versioned>(key: &[u8], value: &[u8]) -> Result<T, Error>
     Ok(orbit_kv::record::decode(key, value)?)
 }
 
+/// The records of type `T` at `keys`, read in one request at one revision (absent
+/// keys are left out).
+pub(crate) async fn read_many<T: Versioned>(
+    kv: &dyn orbit_kv::Kv,
+    keys: impl IntoIterator<Item = String>,
+) -> Result<Vec<T>, Error> {
+    use orbit_kv::{RangeRequest, TxnOp, TxnOpResponse, TxnRequest};
+    let success: Vec<TxnOp> = keys
+        .into_iter()
+        .map(|k| TxnOp::Range(RangeRequest::key(k)))
+        .collect();
+    if success.is_empty() {
+        return Ok(Vec::new());
+    }
+    let txn = TxnRequest {
+        compare: Vec::new(),
+        success,
+        failure: Vec::new(),
+    };
+    let mut out = Vec::new();
+    for r in kv.txn(txn).await?.responses {
+        let TxnOpResponse::Range(r) = r else {
+            return Err(Error::Internal(
+                "a read transaction answered a write".into(),
+            ));
+        };
+        for kv in r.kvs {
+            out.push(decode(&kv.key, &kv.value)?);
+        }
+    }
+    Ok(out)
+}
+
 /// Makes a record type [`Versioned`] at version 1, reading its schema-1 layout (the
 /// same fields with a `v` of 1 among them) through [`legacy_v1`].
 #[macro_export]

@@ -5,7 +5,7 @@ use crate::keys;
 use crate::{decode, Error};
 use orbit_identity::{NodeId, PublicKey};
 use orbit_kv::record::encode;
-use orbit_kv::{Kv, PutRequest, RangeRequest, Scan, TxnOp, TxnOpResponse, TxnRequest};
+use orbit_kv::{Kv, PutRequest, RangeRequest, Scan, TxnOp, TxnRequest};
 use orbit_protocol::CheckIn;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
@@ -195,30 +195,8 @@ impl Nodes {
     /// The records of `ids`, read in one request at one revision (absent nodes are
     /// missing from the map).
     pub async fn get_many(&self, ids: &[NodeId]) -> Result<HashMap<NodeId, NodeRecord>, Error> {
-        if ids.is_empty() {
-            return Ok(HashMap::new());
-        }
-        let txn = TxnRequest {
-            compare: Vec::new(),
-            success: ids
-                .iter()
-                .map(|id| TxnOp::Range(RangeRequest::key(keys::node(id))))
-                .collect(),
-            failure: Vec::new(),
-        };
-        let mut out = HashMap::new();
-        for r in self.kv.txn(txn).await?.responses {
-            let TxnOpResponse::Range(r) = r else {
-                return Err(Error::Internal(
-                    "a read transaction answered a write".into(),
-                ));
-            };
-            for kv in r.kvs {
-                let rec: NodeRecord = decode(&kv.key, &kv.value)?;
-                out.insert(rec.id, rec);
-            }
-        }
-        Ok(out)
+        let recs: Vec<NodeRecord> = crate::read_many(&*self.kv, ids.iter().map(keys::node)).await?;
+        Ok(recs.into_iter().map(|r| (r.id, r)).collect())
     }
 
     /// Every node, read in pages at one revision.

@@ -267,27 +267,11 @@ impl RepairQueue {
         let mut out = Vec::new();
         let mut scan = Scan::prefix(&*self.kv, keys::REPAIR_QUEUE, 500);
         while let Some(page) = scan.next_page().await? {
-            let ops = page
+            let entries = page
                 .iter()
-                .map(|kv| keys::parse_repair_pointer(&kv.key))
-                .map(|p| p.map(|(s, i)| TxnOp::Range(RangeRequest::key(entry_key(&s, i)))))
+                .map(|kv| keys::parse_repair_pointer(&kv.key).map(|(s, i)| entry_key(&s, i)))
                 .collect::<Result<Vec<_>, _>>()?;
-            for r in self
-                .kv
-                .txn(TxnRequest {
-                    compare: vec![],
-                    success: ops,
-                    failure: vec![],
-                })
-                .await?
-                .responses
-            {
-                if let orbit_kv::TxnOpResponse::Range(r) = r {
-                    for kv in r.kvs {
-                        out.push(decode(&kv.key, &kv.value)?);
-                    }
-                }
-            }
+            out.extend(crate::read_many::<RepairEntry>(&*self.kv, entries).await?);
         }
         Ok(out)
     }
