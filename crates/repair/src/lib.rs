@@ -52,6 +52,7 @@ pub struct CheckerPartial {
     now: u64,
     rules: HealthRules,
     checked: u64,
+    lost: u64,
     injured: Vec<Injured>,
 }
 
@@ -83,6 +84,7 @@ impl Partial for CheckerPartial {
             self.checked += 1;
             let h = health(&s.segment, &self.nodes, self.now, &self.rules);
             if h.injured(&s.segment) {
+                self.lost += h.lost(&s.segment) as u64;
                 self.injured.push(Injured {
                     stream: s.stream,
                     index: s.segment.index,
@@ -128,6 +130,7 @@ impl Observer for Checker {
             now: p.now,
             rules: self.rules,
             checked: 0,
+            lost: 0,
             injured: Vec::new(),
         })
     }
@@ -138,11 +141,6 @@ impl Observer for Checker {
             let p = p.as_ref().ok_or("join before start")?;
             (p.stats.pass, p.now)
         };
-        let lost = partial
-            .injured
-            .iter()
-            .filter(|i| i.health.retrievable < i.k)
-            .count() as u64;
         stream::iter(partial.injured.iter().map(Ok))
             .try_for_each_concurrent(WRITES, |i| async move {
                 self.queue
@@ -155,7 +153,7 @@ impl Observer for Checker {
         let s = &mut p.as_mut().ok_or("join before start")?.stats;
         s.checked += partial.checked;
         s.injured += partial.injured.len() as u64;
-        s.lost += lost;
+        s.lost += partial.lost;
         Ok(())
     }
 
