@@ -167,6 +167,28 @@ pub async fn download(
     Ok((data, hash))
 }
 
+/// Pings the node at `url` with a fresh challenge and checks that the answer is
+/// signed by `node_key`: a node is only heard from when it proves who it is.
+pub async fn ping(url: &str, node_key: &PublicKey) -> Result<(), TransferError> {
+    let mut c = connect(url).await?;
+    let challenge: [u8; 32] = rand::random();
+    let r = c
+        .ping(crate::pb::PingRequest {
+            challenge: challenge.to_vec(),
+        })
+        .await?
+        .into_inner();
+    if r.node_key != node_key.0 {
+        return Err(TransferError::Bad(format!(
+            "ping answered by another node than {}",
+            node_key.id()
+        )));
+    }
+    node_key
+        .verify(&crate::ping_signing_bytes(&challenge), &r.signature)
+        .map_err(|e| TransferError::Bad(format!("ping answer: {e}")))
+}
+
 fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

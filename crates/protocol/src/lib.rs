@@ -115,13 +115,36 @@ impl PieceId {
     }
 }
 
-/// What an order limit allows.
+/// What an order limit allows. New actions are appended: the encoding numbers them
+/// in order.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub enum Action {
     /// Store a piece.
     Put,
     /// Read a piece.
     Get,
+    /// Store a piece rebuilt by the satellite's repair.
+    PutRepair,
+    /// Read a piece for the satellite's repair.
+    GetRepair,
+}
+
+impl Action {
+    /// Whether it stores a piece.
+    pub fn is_put(self) -> bool {
+        matches!(self, Action::Put | Action::PutRepair)
+    }
+
+    /// Whether it reads a piece.
+    pub fn is_get(self) -> bool {
+        matches!(self, Action::Get | Action::GetRepair)
+    }
+}
+
+/// What a node signs to answer a ping: proof that whoever answers at its address
+/// holds its key.
+pub fn ping_signing_bytes(challenge: &[u8]) -> Vec<u8> {
+    signing_bytes(b"orbit-ping-v1", &challenge)
 }
 
 /// A one-use serial number of an order limit.

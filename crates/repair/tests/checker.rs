@@ -27,6 +27,9 @@ async fn node(kv: &dyn Kv, ip: &str, age_s: u64, disqualified: bool) -> NodeId {
         version: "test".into(),
         last_seen: unix_now() - age_s,
         disqualified,
+        last_contact: 0,
+        last_contact_failure: 0,
+        contact_failures: 0,
     };
     kv.put(PutRequest::new(keys::node(&rec.id), record::encode(&rec)))
         .await

@@ -43,6 +43,8 @@ pub const SCHEMA: &str = "/orbit/sat/schema";
 pub const REPAIR_ENTRIES: &str = "/orbit/sat/repair/segments/";
 /// Repair queue pointers, least healthy first: `<healthy>/<stream hex>/<index>`.
 pub const REPAIR_QUEUE: &str = "/orbit/sat/repair/queue/";
+/// Repair claims: the worker repairing a segment, under its lease: `<stream hex>/<index>`.
+pub const REPAIR_CLAIMS: &str = "/orbit/sat/repair/claims/";
 /// Elected processes' leader keys: the holder's name, under its lease.
 pub const LEADERS: &str = "/orbit/sat/leaders/";
 
@@ -191,6 +193,11 @@ pub fn repair_entry(id: &StreamId, index: u32) -> String {
 /// The queue pointer of a segment with `healthy` healthy pieces.
 pub fn repair_pointer(healthy: u32, id: &StreamId, index: u32) -> String {
     format!("{REPAIR_QUEUE}{healthy:05}/{}/{index:010}", hex_encode(id))
+}
+
+/// The claim key of a segment being repaired.
+pub fn repair_claim(id: &StreamId, index: u32) -> String {
+    format!("{REPAIR_CLAIMS}{}/{index:010}", hex_encode(id))
 }
 
 /// The entry a queue pointer names.

@@ -88,6 +88,18 @@ pub(crate) async fn read_many<T: Versioned>(
     kv: &dyn orbit_kv::Kv,
     keys: impl IntoIterator<Item = String>,
 ) -> Result<Vec<T>, Error> {
+    Ok(read_many_at(kv, keys)
+        .await?
+        .into_iter()
+        .map(|(t, _)| t)
+        .collect())
+}
+
+/// Like [`read_many`], with each record's mod revision (for a later compare).
+pub(crate) async fn read_many_at<T: Versioned>(
+    kv: &dyn orbit_kv::Kv,
+    keys: impl IntoIterator<Item = String>,
+) -> Result<Vec<(T, i64)>, Error> {
     use orbit_kv::{RangeRequest, TxnOp, TxnOpResponse, TxnRequest};
     let success: Vec<TxnOp> = keys
         .into_iter()
@@ -109,7 +121,7 @@ pub(crate) async fn read_many<T: Versioned>(
             ));
         };
         for kv in r.kvs {
-            out.push(decode(&kv.key, &kv.value)?);
+            out.push((decode(&kv.key, &kv.value)?, kv.mod_revision));
         }
     }
     Ok(out)

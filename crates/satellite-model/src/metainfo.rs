@@ -473,6 +473,51 @@ impl Metainfo {
             .transpose()
     }
 
+    /// One segment with the store revision it was last written at (what a later
+    /// [`Metainfo::replace_segment`] compares against).
+    pub async fn segment_at(
+        &self,
+        stream: &StreamId,
+        index: u32,
+    ) -> Result<Option<(Segment, i64)>, Error> {
+        let r = self
+            .kv
+            .range(RangeRequest::key(keys::segment(stream, index)))
+            .await?;
+        r.kvs
+            .first()
+            .map(|kv| Ok((decode(&kv.key, &kv.value)?, kv.mod_revision)))
+            .transpose()
+    }
+
+    /// Writes `seg` over segment `index` of `stream` only if it is still as written at
+    /// `mod_revision` and, with `claim`, its repair claim is still held under that
+    /// lease: a repair's new piece list never lands on a segment deleted or overwritten
+    /// meanwhile (a deleted segment has no revision to match, so it stays deleted), nor
+    /// from a worker whose claim ran out. Returns whether it was written.
+    pub async fn replace_segment(
+        &self,
+        stream: &StreamId,
+        seg: &Segment,
+        mod_revision: i64,
+        claim: Option<i64>,
+    ) -> Result<bool, Error> {
+        let key = keys::segment(stream, seg.index);
+        let mut txn = TxnRequest::if_unchanged(
+            key.clone(),
+            mod_revision,
+            vec![TxnOp::Put(PutRequest::new(key, encode(seg)))],
+        );
+        if let Some(lease) = claim {
+            txn.compare.push(Compare::new(
+                keys::repair_claim(stream, seg.index),
+                CompareOp::Equal,
+                CompareTarget::Lease(lease),
+            ));
+        }
+        Ok(self.kv.txn(txn).await?.succeeded)
+    }
+
     /// A page of the objects whose key starts with `prefix`, after `cursor` (empty:
     /// from the start), at most `limit` (0: [`LIST_PAGE`]).
     pub async fn list_objects(

@@ -29,9 +29,42 @@ pub struct NodeRecord {
     pub last_seen: u64,
     /// Never selected again.
     pub disqualified: bool,
+    /// Unix time (s) the uptime process last reached it (0: never).
+    #[serde(default)]
+    pub last_contact: u64,
+    /// Unix time (s) the uptime process last failed to reach it (0: never).
+    #[serde(default)]
+    pub last_contact_failure: u64,
+    /// Failed contacts since the last successful one.
+    #[serde(default)]
+    pub contact_failures: u32,
 }
 
 crate::versioned_v1!(NodeRecord, "node record");
+
+impl NodeRecord {
+    /// Unix time (s) the satellite last heard from it: its check-in or the uptime
+    /// process's contact, whichever is newer.
+    pub fn last_heard(&self) -> u64 {
+        self.last_seen.max(self.last_contact)
+    }
+
+    /// Whether it counts as online at `now` with the online window `window_s`: heard
+    /// from within it.
+    pub fn online(&self, now: u64, window_s: u64) -> bool {
+        now.saturating_sub(self.last_heard()) <= window_s
+    }
+}
+
+/// Nodes and networks a selection must avoid: a repair's new pieces go neither to
+/// the segment's nodes nor to their networks.
+#[derive(Clone, Debug, Default)]
+pub struct Exclude {
+    /// These nodes.
+    pub nodes: HashSet<NodeId>,
+    /// Nodes in these networks (see [`network_of`]).
+    pub networks: HashSet<String>,
+}
 
 /// How nodes are chosen.
 #[derive(Clone, Debug)]
@@ -134,6 +167,35 @@ impl Nodes {
             version: c.version.clone(),
             last_seen: now,
             disqualified: old.is_some_and(|n| n.disqualified),
+            last_contact: old.map_or(0, |n| n.last_contact),
+            last_contact_failure: old.map_or(0, |n| n.last_contact_failure),
+            // A check-in is a successful contact.
+            contact_failures: 0,
+        })
+        .await
+    }
+
+    /// Records the uptime process's contact with a node at `now`: reached (`ok`) or
+    /// not. Unknown nodes are not created.
+    pub async fn record_contact(
+        &self,
+        id: &NodeId,
+        ok: bool,
+        now: u64,
+    ) -> Result<NodeRecord, Error> {
+        let Some(first) = self.get(id).await? else {
+            return Err(Error::NotFound(format!("no node {id}")));
+        };
+        self.update(id, |old| {
+            let mut n = old.cloned().unwrap_or_else(|| first.clone());
+            if ok {
+                n.last_contact = n.last_contact.max(now);
+                n.contact_failures = 0;
+            } else {
+                n.last_contact_failure = n.last_contact_failure.max(now);
+                n.contact_failures = n.contact_failures.saturating_add(1);
+            }
+            n
         })
         .await
     }
@@ -234,7 +296,7 @@ impl Nodes {
                 match read.get(&o.id) {
                     Some(&i) => {
                         let n = &mut nodes[i];
-                        if o.last_seen > n.last_seen || (o.disqualified && !n.disqualified) {
+                        if o.last_heard() > n.last_heard() || (o.disqualified && !n.disqualified) {
                             *n = o.clone();
                         }
                     }
@@ -259,11 +321,23 @@ impl Nodes {
         piece_size: u64,
         now: u64,
     ) -> Result<Vec<NodeRecord>, Error> {
+        self.select_excluding(n, piece_size, now, &Exclude::default())
+            .await
+    }
+
+    /// Like [`Nodes::select`], avoiding the nodes and networks in `exclude`.
+    pub async fn select_excluding(
+        &self,
+        n: usize,
+        piece_size: u64,
+        now: u64,
+        exclude: &Exclude,
+    ) -> Result<Vec<NodeRecord>, Error> {
         let fresh = {
             let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
             match &*cache {
                 Some(c) => {
-                    let chosen = self.choose(&c.nodes, n, piece_size, now);
+                    let chosen = self.choose(&c.nodes, n, piece_size, now, exclude);
                     if chosen.len() == n {
                         return Ok(chosen);
                     }
@@ -277,7 +351,7 @@ impl Nodes {
         }
         let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         let nodes = cache.as_ref().map_or(&[][..], |c| &c.nodes[..]);
-        let chosen = self.choose(nodes, n, piece_size, now);
+        let chosen = self.choose(nodes, n, piece_size, now, exclude);
         if chosen.len() < n {
             return Err(Error::Unavailable(format!(
                 "{n} storage nodes needed, {} eligible (online, with space, distinct networks)",
@@ -287,21 +361,31 @@ impl Nodes {
         Ok(chosen)
     }
 
-    fn choose(&self, nodes: &[NodeRecord], n: usize, piece_size: u64, now: u64) -> Vec<NodeRecord> {
+    fn choose(
+        &self,
+        nodes: &[NodeRecord],
+        n: usize,
+        piece_size: u64,
+        now: u64,
+        exclude: &Exclude,
+    ) -> Vec<NodeRecord> {
         use rand::seq::SliceRandom;
+        let distinct = self.config.distinct_networks;
         let mut candidates: Vec<&NodeRecord> = nodes
             .iter()
             .filter(|r| {
                 !r.disqualified
                     && r.free >= piece_size
-                    && now.saturating_sub(r.last_seen) <= self.config.online_window_s
+                    && r.online(now, self.config.online_window_s)
+                    && !exclude.nodes.contains(&r.id)
+                    && !(distinct && exclude.networks.contains(&network_of(&r.address)))
             })
             .collect();
         candidates.shuffle(&mut rand::thread_rng());
         let mut networks = HashSet::new();
         candidates
             .into_iter()
-            .filter(|r| !self.config.distinct_networks || networks.insert(network_of(&r.address)))
+            .filter(|r| !distinct || networks.insert(network_of(&r.address)))
             .take(n)
             .cloned()
             .collect()

@@ -179,6 +179,9 @@ mod tests {
             version: "t".into(),
             last_seen: 0,
             disqualified: false,
+            last_contact: 0,
+            last_contact_failure: 0,
+            contact_failures: 0,
         };
         let limit = a.limit(
             &rec,

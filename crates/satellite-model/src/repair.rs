@@ -18,7 +18,10 @@ use crate::nodes::{network_of, NodeRecord};
 use crate::{decode, Error};
 use orbit_identity::NodeId;
 use orbit_kv::record::encode;
-use orbit_kv::{DeleteRequest, Kv, PutRequest, RangeRequest, Scan, TxnOp, TxnRequest};
+use orbit_kv::{
+    Compare, CompareOp, CompareTarget, DeleteRequest, Kv, PutRequest, RangeRequest, Scan, TxnOp,
+    TxnRequest,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -77,7 +80,7 @@ pub struct HealthRules {
 
 /// Whether `node` counts as online and qualified at `now`.
 pub fn usable(node: &NodeRecord, now: u64, rules: &HealthRules) -> bool {
-    !node.disqualified && now.saturating_sub(node.last_seen) <= rules.online_window_s
+    !node.disqualified && node.online(now, rules.online_window_s)
 }
 
 /// The health of `segment` given the node table `nodes` at `now`.
@@ -274,6 +277,121 @@ impl RepairQueue {
             out.extend(crate::read_many::<RepairEntry>(&*self.kv, entries).await?);
         }
         Ok(out)
+    }
+
+    /// Claims the least healthy entry that `eligible` accepts (its back-off over) and no
+    /// one holds, for `holder` under `lease`: the claim key lives as long as the lease,
+    /// so a worker that dies frees its jobs when its lease runs out. `None`: nothing to
+    /// do now.
+    pub async fn claim(
+        &self,
+        holder: &str,
+        lease: i64,
+        eligible: &(dyn Fn(&RepairEntry) -> bool + Sync),
+    ) -> Result<Option<RepairEntry>, Error> {
+        let mut scan = Scan::prefix(&*self.kv, keys::REPAIR_QUEUE, 64);
+        while let Some(page) = scan.next_page().await? {
+            let entries = page
+                .iter()
+                .map(|kv| keys::parse_repair_pointer(&kv.key).map(|(s, i)| entry_key(&s, i)))
+                .collect::<Result<Vec<_>, _>>()?;
+            for (e, rev) in crate::read_many_at::<RepairEntry>(&*self.kv, entries).await? {
+                if !eligible(&e) {
+                    continue;
+                }
+                let claim = keys::repair_claim(&e.stream, e.index);
+                let txn = TxnRequest {
+                    compare: vec![
+                        Compare::new(claim.clone(), CompareOp::Equal, CompareTarget::Create(0)),
+                        Compare::new(
+                            entry_key(&e.stream, e.index),
+                            CompareOp::Equal,
+                            CompareTarget::Mod(rev),
+                        ),
+                    ],
+                    success: vec![TxnOp::Put(PutRequest {
+                        lease,
+                        ..PutRequest::new(claim, holder)
+                    })],
+                    failure: Vec::new(),
+                };
+                if self.kv.txn(txn).await?.succeeded {
+                    return Ok(Some(e));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Gives a claim up (the job is done, dropped or failed).
+    pub async fn release(&self, stream: &StreamId, index: u32) -> Result<(), Error> {
+        self.kv
+            .delete(DeleteRequest::key(keys::repair_claim(stream, index)))
+            .await?;
+        Ok(())
+    }
+
+    /// Whether someone holds the segment's claim, and who.
+    pub async fn holder(&self, stream: &StreamId, index: u32) -> Result<Option<String>, Error> {
+        let r = self
+            .kv
+            .range(RangeRequest::key(keys::repair_claim(stream, index)))
+            .await?;
+        Ok(r.kvs
+            .first()
+            .map(|kv| String::from_utf8_lossy(&kv.value).into_owned()))
+    }
+
+    /// Counts a failed repair of a queued segment at `now` (its back-off grows with
+    /// the attempts). An entry gone meanwhile stays gone.
+    pub async fn attempted(&self, stream: &StreamId, index: u32, now: u64) -> Result<(), Error> {
+        let key = entry_key(stream, index);
+        for _ in 0..16 {
+            let cur = self.kv.range(RangeRequest::key(key.clone())).await?;
+            let Some(kv) = cur.kvs.first() else {
+                return Ok(());
+            };
+            let mut e: RepairEntry = decode(&kv.key, &kv.value)?;
+            e.attempts = e.attempts.saturating_add(1);
+            e.last_attempt = now;
+            let txn = TxnRequest::if_unchanged(
+                key.clone(),
+                kv.mod_revision,
+                vec![TxnOp::Put(PutRequest::new(key.clone(), encode(&e)))],
+            );
+            if self.kv.txn(txn).await?.succeeded {
+                return Ok(());
+            }
+        }
+        Err(Error::Unavailable(format!(
+            "repair entry {key}: it keeps changing; try again"
+        )))
+    }
+
+    /// Removes a segment's entry and pointer: it was repaired, or needs no repair.
+    pub async fn remove(&self, stream: &StreamId, index: u32) -> Result<(), Error> {
+        let key = entry_key(stream, index);
+        for _ in 0..16 {
+            let cur = self.kv.range(RangeRequest::key(key.clone())).await?;
+            let Some(kv) = cur.kvs.first() else {
+                return Ok(());
+            };
+            let e: RepairEntry = decode(&kv.key, &kv.value)?;
+            let txn = TxnRequest::if_unchanged(
+                key.clone(),
+                kv.mod_revision,
+                vec![
+                    TxnOp::Delete(DeleteRequest::key(key.clone())),
+                    TxnOp::Delete(DeleteRequest::key(queue_key(&e))),
+                ],
+            );
+            if self.kv.txn(txn).await?.succeeded {
+                return Ok(());
+            }
+        }
+        Err(Error::Unavailable(format!(
+            "repair entry {key}: it keeps changing; try again"
+        )))
     }
 
     /// The entry of one segment, if queued.

@@ -349,6 +349,9 @@ async fn expired_serials_are_swept_and_a_replay_is_refused_before_and_after() {
         version: "t".into(),
         last_seen: 0,
         disqualified: false,
+        last_contact: 0,
+        last_contact_failure: 0,
+        contact_failures: 0,
     };
     let limit = orders.limit(
         &rec,

@@ -8,9 +8,10 @@ use crate::serials::UsedSerials;
 use orbit_identity::{Identity, NodeId, PublicKey};
 use orbit_protocol::pb::piecestore_server::{Piecestore, PiecestoreServer};
 use orbit_protocol::pb::{
-    upload_request, DownloadRequest, DownloadResponse, UploadRequest, UploadResponse,
+    upload_request, DownloadRequest, DownloadResponse, PingRequest, PingResponse, UploadRequest,
+    UploadResponse,
 };
-use orbit_protocol::{Action, Order, OrderLimit, PieceHash};
+use orbit_protocol::{Order, OrderLimit, PieceHash};
 use std::collections::HashMap;
 use std::sync::Arc;
 use tonic::{Request, Response, Status, Streaming};
@@ -71,8 +72,9 @@ impl PiecestoreService {
             .max_encoding_message_size(8 << 20)
     }
 
-    /// Accepts a limit for `action` or says why not; spends its serial.
-    fn check_limit(&self, bytes: &[u8], action: Action) -> Result<OrderLimit, Status> {
+    /// Accepts a limit for a transfer of `kind` (`put`: an upload, an uplink's or a
+    /// repair's; else a download) or says why not; spends its serial.
+    fn check_limit(&self, bytes: &[u8], put: bool) -> Result<OrderLimit, Status> {
         let limit =
             OrderLimit::decode(bytes).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let key = self.trusted.get(&limit.satellite).ok_or_else(|| {
@@ -91,10 +93,15 @@ impl PiecestoreService {
                 self.identity.id()
             )));
         }
-        if limit.action != action {
+        let allowed = match put {
+            true => limit.action.is_put(),
+            false => limit.action.is_get(),
+        };
+        if !allowed {
             return Err(Status::permission_denied(format!(
-                "order limit allows {:?}, not {action:?}",
-                limit.action
+                "order limit allows {:?}, not {}",
+                limit.action,
+                if put { "an upload" } else { "a download" }
             )));
         }
         let now = unix_now();
@@ -157,7 +164,7 @@ impl Piecestore for PiecestoreService {
                 "an upload starts with its order limit",
             ));
         };
-        let limit = self.check_limit(&limit, Action::Put)?;
+        let limit = self.check_limit(&limit, true)?;
         let mut writer = self.pieces.writer(limit.piece, limit.limit)?;
         let mut last_order: Option<Order> = None;
         while let Some(msg) = stream.message().await? {
@@ -230,12 +237,27 @@ impl Piecestore for PiecestoreService {
 
     type DownloadStream = DownloadStream;
 
+    async fn ping(&self, request: Request<PingRequest>) -> Result<Response<PingResponse>, Status> {
+        let challenge = request.into_inner().challenge;
+        if challenge.len() > 64 {
+            return Err(Status::invalid_argument(
+                "a ping challenge is at most 64 bytes",
+            ));
+        }
+        Ok(Response::new(PingResponse {
+            node_key: self.identity.public().0.to_vec(),
+            signature: self
+                .identity
+                .sign(&orbit_protocol::ping_signing_bytes(&challenge)),
+        }))
+    }
+
     async fn download(
         &self,
         request: Request<DownloadRequest>,
     ) -> Result<Response<DownloadStream>, Status> {
         let r = request.into_inner();
-        let limit = self.check_limit(&r.limit, Action::Get)?;
+        let limit = self.check_limit(&r.limit, false)?;
         let order = order_for(&limit, &r.order)?;
         if order.amount < r.size {
             return Err(Status::failed_precondition(format!(
