@@ -5,15 +5,19 @@
 //! - `[api]`: where the public gRPC API listens ([`crate::api::ApiSection`]);
 //! - `[storage]`: the storage network API ([`orbit_satellite_api::StorageSection`]);
 //! - `[payments]`: payment channels ([`orbit_payments::PaymentsConfig`]);
-//! - `[loop]`: the segment loop ([`orbit_segment_loop::LoopSection`]).
+//! - `[loop]`: the segment loop ([`orbit_segment_loop::LoopSection`]);
+//! - `[repair]`: the repair workers ([`orbit_repair::RepairSection`]);
+//! - `[uptime]`: node contacts ([`orbit_uptime::UptimeSection`]).
 //!
 //! A key no section knows is refused with the section and the key named.
 
 use crate::api::ApiSection;
 use orbit_payments::PaymentsConfig;
+use orbit_repair::RepairSection;
 use orbit_replica::ReplicaConfig;
 use orbit_satellite_api::StorageSection;
 use orbit_segment_loop::LoopSection;
+use orbit_uptime::UptimeSection;
 use serde::{Deserialize, Serialize};
 
 /// The service sections, what a process builder takes.
@@ -30,6 +34,12 @@ pub struct Services {
     /// `[loop]`, the segment loop's settings (defaults when absent).
     #[serde(rename = "loop", skip_serializing_if = "Option::is_none")]
     pub segment_loop: Option<LoopSection>,
+    /// `[repair]`, the repair workers' settings (defaults when absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repair: Option<RepairSection>,
+    /// `[uptime]`, node contacts (defaults when absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uptime: Option<UptimeSection>,
 }
 
 /// The whole file.
@@ -64,6 +74,8 @@ impl SatelliteConfig {
             storage: section(&mut table, "storage")?,
             payments: section(&mut table, "payments")?,
             segment_loop: section(&mut table, "loop")?,
+            repair: section(&mut table, "repair")?,
+            uptime: section(&mut table, "uptime")?,
         };
         let replica = ReplicaConfig::deserialize(table)
             .map_err(|e| anyhow::anyhow!("replica settings (top level): {}", e.message()))?;

@@ -4,7 +4,13 @@
 //! - [`config`]: the root configuration (replica settings and service sections).
 //! - [`api`]: the `api` process.
 //! - [`segment_loop`]: the `loop` process.
+//! - [`repair`]: the `repair` process.
+//! - [`uptime`]: the `uptime` process.
+//! - [`elected`]: the election the processes that run once at a time share.
 
 pub mod api;
 pub mod config;
+pub mod elected;
+pub mod repair;
 pub mod segment_loop;
+pub mod uptime;

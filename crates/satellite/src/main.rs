@@ -2,6 +2,7 @@
 
 mod apikey;
 mod escrow;
+mod inspect;
 mod run;
 mod storage;
 
@@ -36,6 +37,11 @@ enum Command {
     Escrow {
         #[command(subcommand)]
         command: escrow::EscrowCommand,
+    },
+    /// Look at what the satellite knows: an object's segments and their health.
+    Inspect {
+        #[command(subcommand)]
+        command: inspect::InspectCommand,
     },
     /// Run one of the satellite's processes.
     Run {
@@ -83,6 +89,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Storage { command } => storage::run(command).await,
         Command::Apikey { command } => apikey::run(command).await,
         Command::Escrow { command } => escrow::run(command).await,
+        Command::Inspect { command } => inspect::run(command).await,
         Command::Run { process } => run::run(process).await,
         Command::Config {
             command: ConfigCommand::Show { config },

@@ -6,7 +6,9 @@ use orbit_identity::Identity;
 use orbit_replica::{Mode, Replica};
 use satellite::api::ApiProcess;
 use satellite::config::{SatelliteConfig, Services};
+use satellite::repair::RepairProcess;
 use satellite::segment_loop::LoopProcess;
+use satellite::uptime::UptimeProcess;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +22,12 @@ pub enum Process {
     /// The segment loop and its observers; any number may run, one is elected to run
     /// passes and the others stand by.
     Loop(ReplicaArgs),
+    /// Repair workers: they rebuild the segments the loop queued on new nodes; any
+    /// number may run.
+    Repair(ReplicaArgs),
+    /// Contacts storage nodes not heard from lately and records whether they
+    /// answered; any number may run, one is elected to contact.
+    Uptime(ReplicaArgs),
 }
 
 /// Flags every process takes; each overrides the configuration file.
@@ -61,6 +69,8 @@ pub async fn run(p: Process) -> anyhow::Result<()> {
     match p {
         Process::Api(a) => api(a).await,
         Process::Loop(a) => segment_loop(a).await,
+        Process::Repair(a) => repair(a).await,
+        Process::Uptime(a) => uptime(a).await,
     }
 }
 
@@ -89,9 +99,22 @@ async fn start_replica(a: ReplicaArgs) -> anyhow::Result<(Arc<Replica>, Services
     Ok((Replica::start(config).await?, services))
 }
 
+/// The name a process's campaigns and claims carry.
+fn process_name(replica: &Replica) -> String {
+    format!("replica-{}", replica.config().replica_id)
+}
+
+fn announce(what: &str, replica: &Replica) {
+    println!(
+        "{what} {} status on http://{}/status",
+        process_name(replica),
+        replica.status_addr()
+    );
+}
+
 async fn segment_loop(a: ReplicaArgs) -> anyhow::Result<()> {
     let (replica, services) = start_replica(a).await?;
-    let name = format!("replica-{}", replica.config().replica_id);
+    let name = process_name(&replica);
     let process = Arc::new(LoopProcess::build(
         &services,
         replica.kv(),
@@ -100,20 +123,69 @@ async fn segment_loop(a: ReplicaArgs) -> anyhow::Result<()> {
     ));
     let p = process.clone();
     replica.add_status("loop", Arc::new(move || p.status()));
-    println!(
-        "segment loop {name} (replica {}) status on http://{}/status",
-        replica.config().replica_id,
-        replica.status_addr()
-    );
+    announce("segment loop", &replica);
     crate::until_stopped().await?;
-    // No new campaign steps, then hand the leadership over, then stop the rest.
-    if let Some(h) = replica.workers().handle("loop-election") {
-        h.pause();
-    }
-    process.resign().await;
+    // Hand the leadership over, then stop the rest.
+    process.election.resign(replica.workers()).await;
     replica.shutdown().await;
     tracing::info!("replica stopped");
     Ok(())
+}
+
+async fn uptime(a: ReplicaArgs) -> anyhow::Result<()> {
+    let (replica, services) = start_replica(a).await?;
+    let name = process_name(&replica);
+    let process = Arc::new(UptimeProcess::build(
+        &services,
+        replica.kv(),
+        &name,
+        replica.workers(),
+    ));
+    let p = process.clone();
+    replica.add_status("uptime", Arc::new(move || p.status()));
+    announce("uptime", &replica);
+    crate::until_stopped().await?;
+    process.election.resign(replica.workers()).await;
+    replica.shutdown().await;
+    tracing::info!("replica stopped");
+    Ok(())
+}
+
+async fn repair(a: ReplicaArgs) -> anyhow::Result<()> {
+    let (replica, services) = start_replica(a).await?;
+    let identity = satellite_identity(&replica, &services)?;
+    let name = process_name(&replica);
+    let process = Arc::new(RepairProcess::build(
+        &services,
+        replica.kv(),
+        identity,
+        &name,
+        replica.workers(),
+    ));
+    let p = process.clone();
+    replica.add_status("repair", Arc::new(move || p.status()));
+    announce("repair", &replica);
+    crate::until_stopped().await?;
+    // Running repairs stop with the workers; their claims go with the lease.
+    replica.shutdown().await;
+    process.repairer.revoke_lease().await;
+    tracing::info!("replica stopped");
+    Ok(())
+}
+
+/// The satellite's identity (from `[storage] identity`, relative to the data dir):
+/// every process that signs order limits must load the same one.
+fn satellite_identity(replica: &Replica, services: &Services) -> anyhow::Result<Identity> {
+    let st = services.storage.clone().unwrap_or_default();
+    let path = replica.config().data_dir.join(&st.identity);
+    let identity = Identity::load_or_create(&path)
+        .with_context(|| format!("satellite identity {}", path.display()))?;
+    println!(
+        "satellite {} (key {})",
+        identity.id(),
+        orbit_identity::hex_encode(&identity.public().0)
+    );
+    Ok(identity)
 }
 
 async fn api(a: ApiArgs) -> anyhow::Result<()> {
@@ -122,17 +194,7 @@ async fn api(a: ApiArgs) -> anyhow::Result<()> {
         services.api.addr = addr;
     }
     let identity = match &services.storage {
-        Some(st) => {
-            let path = replica.config().data_dir.join(&st.identity);
-            let identity = Identity::load_or_create(&path)
-                .with_context(|| format!("satellite identity {}", path.display()))?;
-            println!(
-                "satellite {} (key {})",
-                identity.id(),
-                orbit_identity::hex_encode(&identity.public().0)
-            );
-            identity
-        }
+        Some(_) => satellite_identity(&replica, &services)?,
         // Payments alone sign nothing with the satellite's identity.
         None => Identity::generate(),
     };

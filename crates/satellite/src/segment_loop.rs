@@ -4,10 +4,9 @@
 //! others stand by and take over within the lease's TTL when it dies.
 
 use crate::config::Services;
-use orbit_kv::election::Candidate;
+use crate::elected::Election;
 use orbit_kv::Kv;
 use orbit_repair::Checker;
-use orbit_satellite_model::keys;
 use orbit_satellite_model::repair::HealthRules;
 use orbit_segment_loop::{Active, SegmentLoop};
 use orbit_worker::{Group, Interval};
@@ -19,10 +18,9 @@ pub struct LoopProcess {
     /// The loop and its observers.
     pub segment_loop: Arc<SegmentLoop>,
     /// This process's campaign for the loop's leadership.
-    pub candidate: Arc<Candidate>,
+    pub election: Election,
     /// The repair checker observer.
     pub checker: Arc<Checker>,
-    kv: Arc<dyn Kv>,
 }
 
 impl LoopProcess {
@@ -30,13 +28,8 @@ impl LoopProcess {
     /// campaigning as `name`; its election and pass workers join `workers`.
     pub fn build(services: &Services, kv: Arc<dyn Kv>, name: &str, workers: &Group) -> LoopProcess {
         let section = services.segment_loop.clone().unwrap_or_default();
-        let candidate = Arc::new(Candidate::new(
-            keys::leader("loop"),
-            name,
-            section.leader_ttl_s,
-        ));
         // Pieces are judged by the storage API's own rules for online nodes and
-        // networks, so the checker and node selection agree.
+        // networks, so the checker, node selection and repair agree.
         let storage = services.storage.clone().unwrap_or_default();
         let checker = Arc::new(Checker::new(
             kv.clone(),
@@ -49,35 +42,16 @@ impl LoopProcess {
         segment_loop.add(checker.clone());
         let p = LoopProcess {
             segment_loop: Arc::new(segment_loop),
-            candidate,
+            election: Election::start("loop", name, section.leader_ttl_s, kv, workers),
             checker,
-            kv,
         };
         p.spawn(workers, Duration::from_secs(section.interval_s.max(1)));
         p
     }
 
     fn spawn(&self, workers: &Group, interval: Duration) {
-        // Three steps per TTL: a holder renews well before its lease ends, and a
-        // standby tries again at most a third of a TTL after the key is free.
-        let step = Duration::from_millis((self.candidate.ttl() as u64 * 1000 / 3).max(100));
-        let (kv, candidate) = (self.kv.clone(), self.candidate.clone());
-        workers.spawn("loop-election", Interval::every(step).starting_now(), move || {
-            let (kv, candidate) = (kv.clone(), candidate.clone());
-            orbit_worker::job(async move {
-                let was = candidate.is_leader();
-                let now = candidate.step(&*kv).await.map_err(|e| e.to_string())?;
-                if now != was {
-                    let holder = candidate.standing().holder.unwrap_or_default();
-                    match now {
-                        true => tracing::info!("this process now runs the segment loop"),
-                        false => tracing::warn!(%holder, "this process no longer runs the segment loop"),
-                    }
-                }
-                Ok(())
-            })
-        });
-        let (segment_loop, candidate) = (self.segment_loop.clone(), self.candidate.clone());
+        let (segment_loop, candidate) =
+            (self.segment_loop.clone(), self.election.candidate.clone());
         workers.spawn("segment-loop", Interval::every(interval), move || {
             let (segment_loop, candidate) = (segment_loop.clone(), candidate.clone());
             orbit_worker::job(async move {
@@ -97,19 +71,9 @@ impl LoopProcess {
 
     /// The loop's part of `/status`: who leads, and the last pass this process ran.
     pub fn status(&self) -> serde_json::Value {
-        let s = self.candidate.standing();
-        serde_json::json!({
-            "leader": s.leader,
-            "holder": s.holder,
-            "last_pass": self.segment_loop.last_pass(),
-            "repair_checker": self.checker.stats(),
-        })
-    }
-
-    /// Gives the leadership up (at shutdown), so a standby takes over at once.
-    pub async fn resign(&self) {
-        if let Err(e) = self.candidate.resign(&*self.kv).await {
-            tracing::warn!(error = %e, "could not resign the segment loop's leadership");
-        }
+        let mut s = self.election.status();
+        s["last_pass"] = serde_json::json!(self.segment_loop.last_pass());
+        s["repair_checker"] = serde_json::json!(self.checker.stats());
+        s
     }
 }

@@ -86,6 +86,8 @@ pub fn services(payments: Option<orbit_payments::PaymentsConfig>) -> Services {
         }),
         payments,
         segment_loop: None,
+        repair: None,
+        uptime: None,
     }
 }
 
