@@ -419,20 +419,17 @@ impl Repairer {
                 false => HashSet::new(),
             },
         };
-        let targets = match self
+        let targets = self
             .nodes
-            .select_excluding(want, seg.piece_size, now, &exclude)
+            .select_at_most(want, seg.piece_size, now, &exclude)
             .await
-        {
-            Ok(t) => t,
-            // Fewer nodes than would make it whole: as many as make it healthy.
-            Err(_) if needed < want => self
-                .nodes
-                .select_excluding(needed, seg.piece_size, now, &exclude)
-                .await
-                .map_err(err("selecting nodes for the rebuilt pieces"))?,
-            Err(e) => return Ok(Outcome::Failed(format!("selecting nodes: {e}"))),
-        };
+            .map_err(err("selecting nodes for the rebuilt pieces"))?;
+        if targets.len() < needed {
+            return Ok(Outcome::Failed(format!(
+                "{} new nodes eligible (not the segment's, online, with space), {needed} needed",
+                targets.len()
+            )));
+        }
         let uploaded = self.upload(&seg, &rebuilt, &free, &targets).await;
         let (placed, upload_failures): (Vec<_>, Vec<_>) =
             uploaded.into_iter().partition(Result::is_ok);

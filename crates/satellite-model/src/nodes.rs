@@ -333,6 +333,25 @@ impl Nodes {
         now: u64,
         exclude: &Exclude,
     ) -> Result<Vec<NodeRecord>, Error> {
+        let chosen = self.select_at_most(n, piece_size, now, exclude).await?;
+        if chosen.len() < n {
+            return Err(Error::Unavailable(format!(
+                "{n} storage nodes needed, {} eligible (online, with space, distinct networks)",
+                chosen.len()
+            )));
+        }
+        Ok(chosen)
+    }
+
+    /// Like [`Nodes::select_excluding`], returning fewer than `n` when fewer are
+    /// eligible (a repair takes what it can get).
+    pub async fn select_at_most(
+        &self,
+        n: usize,
+        piece_size: u64,
+        now: u64,
+        exclude: &Exclude,
+    ) -> Result<Vec<NodeRecord>, Error> {
         let fresh = {
             let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
             match &*cache {
@@ -351,14 +370,7 @@ impl Nodes {
         }
         let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         let nodes = cache.as_ref().map_or(&[][..], |c| &c.nodes[..]);
-        let chosen = self.choose(nodes, n, piece_size, now, exclude);
-        if chosen.len() < n {
-            return Err(Error::Unavailable(format!(
-                "{n} storage nodes needed, {} eligible (online, with space, distinct networks)",
-                chosen.len()
-            )));
-        }
-        Ok(chosen)
+        Ok(self.choose(nodes, n, piece_size, now, exclude))
     }
 
     fn choose(

@@ -9,6 +9,8 @@ use orbit_satellite_api::StorageSection;
 use orbit_testkit::{OrbitCluster, Timings};
 use satellite::api::{ApiProcess, ApiSection, Serving};
 use satellite::config::Services;
+use satellite::repair::RepairProcess;
+use satellite::segment_loop::LoopProcess;
 use std::sync::Arc;
 use storagenode::node::{Node, NodeConfig, TrustedSatellite};
 use tempfile::TempDir;
@@ -199,6 +201,44 @@ impl Planet {
     /// Node `i`'s directory.
     pub fn node_dir(&self, i: usize) -> &std::path::Path {
         self.node_dirs[i].path()
+    }
+
+    /// A `loop` process on the planet's store, built as `satellite run loop` builds it
+    /// (passes hourly: tests run them with `run_pass`), and its workers.
+    pub fn loop_process(&self, name: &str) -> (LoopProcess, orbit_worker::Group) {
+        let workers = orbit_worker::Group::new();
+        let p = LoopProcess::build(
+            &self.services,
+            Arc::new(self.store.embedded(0)),
+            name,
+            &workers,
+        );
+        (p, workers)
+    }
+
+    /// A `repair` process on the planet's store with `section` (its own interval
+    /// is an hour: tests call `run_once`), built as `satellite run repair` builds it.
+    pub fn repair_process(
+        &self,
+        name: &str,
+        section: orbit_repair::RepairSection,
+    ) -> (RepairProcess, orbit_worker::Group) {
+        let workers = orbit_worker::Group::new();
+        let services = Services {
+            repair: Some(orbit_repair::RepairSection {
+                interval_s: 3600,
+                ..section
+            }),
+            ..self.services.clone()
+        };
+        let p = RepairProcess::build(
+            &services,
+            Arc::new(self.store.embedded(0)),
+            self.satellite.clone(),
+            name,
+            &workers,
+        );
+        (p, workers)
     }
 
     /// Another API replica on the same store.
