@@ -106,10 +106,9 @@ async fn repair_rebuilds_missing_pieces_elsewhere_drops_corrupt_ones_and_settles
         .unwrap();
     let (stream, before) = segments(&planet, "bkt", "x").await;
     assert_eq!(before.len(), 3);
-    let mut seg0 = before[0].pieces.clone();
-    seg0.sort();
     // Segment 0: the nodes of its last two pieces leave for good; the nodes of its
-    // first two send wrong bytes for everything they hold.
+    // first two (the first a repair tries) send wrong bytes for everything they hold.
+    let seg0 = before[0].pieces.clone();
     let gone: Vec<NodeId> = seg0[5..].iter().map(|p| p.1).collect();
     let liars: Vec<NodeId> = seg0[..2].iter().map(|p| p.1).collect();
     for id in &gone {
