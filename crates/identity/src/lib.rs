@@ -198,8 +198,16 @@ impl Identity {
             return Identity::load(path);
         }
         let id = Identity::generate();
-        id.save(path)?;
-        Ok(id)
+        match id.save(path) {
+            Ok(()) => Ok(id),
+            // Another process sharing the file created it first: theirs is the one.
+            Err(IdentityError::Io { err, .. })
+                if err.kind() == std::io::ErrorKind::AlreadyExists =>
+            {
+                Identity::load(path)
+            }
+            Err(e) => Err(e),
+        }
     }
 }
 

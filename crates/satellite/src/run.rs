@@ -177,7 +177,10 @@ async fn repair(a: ReplicaArgs) -> anyhow::Result<()> {
 /// every process that signs order limits must load the same one.
 fn satellite_identity(replica: &Replica, services: &Services) -> anyhow::Result<Identity> {
     let st = services.storage.clone().unwrap_or_default();
-    let path = replica.config().data_dir.join(&st.identity);
+    let dir = &replica.config().data_dir;
+    // A relative path may lead out of the data dir, which must exist to resolve it.
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join(&st.identity);
     let identity = Identity::load_or_create(&path)
         .with_context(|| format!("satellite identity {}", path.display()))?;
     println!(

@@ -6,7 +6,9 @@
 
 mod common;
 
-use common::replicas::{get, post, row, satellite, wait_health, wait_status, Replicas};
+use common::replicas::{
+    self as replicas, pass, post, row, satellite, status, wait_health, wait_status, Replicas,
+};
 use orbit_identity::NodeId;
 use orbit_kv::{Kv, PutRequest, RemoteKv};
 use orbit_protocol::PieceId;
@@ -16,12 +18,6 @@ use orbit_testkit::free_port;
 use serde_json::Value;
 use std::process::Command;
 use std::time::Duration;
-
-async fn status(port: u16) -> Value {
-    let (code, body) = get(port, "/status").await;
-    assert_eq!(code, 200, "{body}");
-    serde_json::from_str(&body).unwrap()
-}
 
 fn worker<'a>(s: &'a Value, list: &str, name: &str) -> &'a Value {
     s[list]
@@ -127,39 +123,6 @@ async fn workers_show_on_the_status_endpoint_obey_triggers_and_stop_outside_in()
     );
 }
 
-/// Which of the loop replicas `candidates` leads, once exactly one does.
-async fn loop_leader(r: &Replicas, candidates: &[usize], timeout: Duration) -> usize {
-    let deadline = std::time::Instant::now() + timeout;
-    loop {
-        let mut leaders = Vec::new();
-        for &i in candidates {
-            let (code, body) = get(r.status[i], "/status").await;
-            if code == 200 {
-                let s: Value = serde_json::from_str(&body).unwrap();
-                if s["loop"]["leader"] == true {
-                    leaders.push(i);
-                }
-            }
-        }
-        assert!(leaders.len() <= 1, "two loops lead at once: {leaders:?}");
-        if let [i] = leaders[..] {
-            return i;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no loop leads within {timeout:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Triggers a pass on loop replica `i` and returns its report.
-async fn pass(r: &Replicas, i: usize) -> Value {
-    let (code, body) = post(r.status[i], "/workers/segment-loop/trigger", "replica-test").await;
-    assert_eq!((code, body.as_str()), (200, "ok\n"));
-    status(r.status[i]).await["loop"]["last_pass"].clone()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_loop_runs_passes_and_a_standby_takes_over_after_a_sigkill() {
     let table = [
@@ -206,7 +169,7 @@ async fn one_loop_runs_passes_and_a_standby_takes_over_after_a_sigkill() {
     r.spawn_as(2, "loop");
     wait_health(r.status[1], 200, Duration::from_secs(30)).await;
     wait_health(r.status[2], 200, Duration::from_secs(30)).await;
-    let leader = loop_leader(&r, &[1, 2], Duration::from_secs(10)).await;
+    let leader = replicas::leader(&r, "loop", &[1, 2], Duration::from_secs(10)).await;
     let standby = 3 - leader;
     let s = status(r.status[standby]).await;
     assert_eq!(
@@ -233,7 +196,7 @@ async fn one_loop_runs_passes_and_a_standby_takes_over_after_a_sigkill() {
     r.kill(leader);
     let t = std::time::Instant::now();
     assert_eq!(
-        loop_leader(&r, &[standby], Duration::from_secs(10)).await,
+        replicas::leader(&r, "loop", &[standby], Duration::from_secs(10)).await,
         standby
     );
     eprintln!("standby took over {:?} after the SIGKILL", t.elapsed());
@@ -248,7 +211,7 @@ async fn one_loop_runs_passes_and_a_standby_takes_over_after_a_sigkill() {
     let exit = r.terminate(standby, Duration::from_secs(20));
     assert!(exit.is_some_and(|e| e.success()), "{exit:?}");
     assert_eq!(
-        loop_leader(&r, &[leader], Duration::from_secs(10)).await,
+        replicas::leader(&r, "loop", &[leader], Duration::from_secs(10)).await,
         leader
     );
     let p = pass(&r, leader).await;

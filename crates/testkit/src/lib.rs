@@ -14,6 +14,21 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
+/// `n` pseudo-random bytes (xorshift from `seed`): incompressible test data, fast to
+/// make by the hundreds of MiB even in a debug build.
+pub fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
+    let mut v = vec![0u8; n];
+    let mut x = seed | 1;
+    for chunk in v.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let b = x.to_le_bytes();
+        chunk.copy_from_slice(&b[..chunk.len()]);
+    }
+    v
+}
+
 /// A free TCP port on 127.0.0.1 for a server a test starts later.
 ///
 /// Taken below Linux's ephemeral range (32768 and up), which the kernel hands out

@@ -76,6 +76,67 @@ pub async fn wait_status(port: u16, ok: impl Fn(&str) -> bool) -> String {
     }
 }
 
+/// `GET /status` as JSON (asserting it answers).
+pub async fn status(port: u16) -> serde_json::Value {
+    let (code, body) = get(port, "/status").await;
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// Which of the replicas `candidates` leads the elected process whose status
+/// section is `section` (`loop`, `uptime`), once exactly one does; asserts that
+/// never two lead at once.
+pub async fn leader(r: &Replicas, section: &str, candidates: &[usize], timeout: Duration) -> usize {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let mut leaders = Vec::new();
+        for &i in candidates {
+            let (code, body) = get(r.status[i], "/status").await;
+            if code == 200 {
+                let s: serde_json::Value = serde_json::from_str(&body).unwrap();
+                if s[section]["leader"] == true {
+                    leaders.push(i);
+                }
+            }
+        }
+        assert!(
+            leaders.len() <= 1,
+            "two {section} processes lead at once: {leaders:?}"
+        );
+        if let [i] = leaders[..] {
+            return i;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {section} process leads within {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Triggers a pass on loop replica `i`, waits for it, and returns its report.
+pub async fn pass(r: &Replicas, i: usize) -> serde_json::Value {
+    trigger(r, i, "segment-loop").await;
+    status(r.status[i]).await["loop"]["last_pass"].clone()
+}
+
+/// Triggers worker `name` on replica `i` and waits for its run (asserting it ran
+/// without error).
+pub async fn trigger(r: &Replicas, i: usize, name: &str) {
+    let (code, body) = post(
+        r.status[i],
+        &format!("/workers/{name}/trigger"),
+        "replica-test",
+    )
+    .await;
+    assert_eq!(
+        (code, body.as_str()),
+        (200, "ok\n"),
+        "{name} on replica {}",
+        i + 1
+    );
+}
+
 /// Test timings: fast Raft, a replica dead 2 s after its last heartbeat.
 pub const TIMINGS: &str =
     "heartbeat_ms = 50\nelection_ms = 500\nreplica_heartbeat_ms = 300\nreplica_ttl_s = 2\n";

@@ -16,20 +16,7 @@ use storagenode::node::{Node, NodeConfig, TrustedSatellite};
 use tempfile::TempDir;
 use uplink::project::{Access, Options, Project};
 
-/// `n` pseudo-random bytes (xorshift from `seed`): incompressible test data, fast to
-/// make by the hundreds of MiB even in a debug build.
-pub fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
-    let mut v = vec![0u8; n];
-    let mut x = seed | 1;
-    for chunk in v.chunks_mut(8) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        let b = x.to_le_bytes();
-        chunk.copy_from_slice(&b[..chunk.len()]);
-    }
-    v
-}
+pub use orbit_testkit::random_bytes;
 
 /// Bytes each test node may store.
 pub const NODE_CAPACITY: u64 = 4 << 30;
