@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # orbit's main job on its embedded defaults: a local network — a satellite on its
-# embedded single-member store and ten storage nodes, all on 127.0.0.1 — then a file
+# embedded single-member store (the api process, with the segment loop, repair and
+# uptime processes beside it) and ten storage nodes, all on 127.0.0.1 — then a file
 # uploaded through it and downloaded back, and how to keep using it with the uplink.
+# Intervals are short: a node killed for good is repaired around within two minutes.
 # State lives in ./local.orbit (ORBIT_LOCAL_DIR); run it again and it picks up where
 # it was. Ctrl-C stops the network.
 set -euo pipefail
@@ -38,6 +40,20 @@ addr = "127.0.0.1:7778"
 [storage]
 # Every node is on 127.0.0.1: one node per /24 would allow only one.
 distinct_networks = false
+# Every process that signs order limits (api, repair) loads this one identity.
+identity = "$DIR/satellite/satellite.key"
+# Nodes check in every 10 s; one silent for 30 s is offline and its pieces missing.
+online_window_s = 30
+
+[loop]
+interval_s = 20
+
+[repair]
+interval_s = 10
+
+[uptime]
+interval_s = 10
+stale_s = 15
 
 [[replica]]
 id = 1
@@ -45,17 +61,45 @@ store_name = "local"
 client_url = "http://127.0.0.1:2379"
 peer_url = "http://127.0.0.1:2380"
 store_node = true
+
+[[replica]]
+id = 2
+store_name = "loop"
+client_url = "http://127.0.0.1:2381"
+peer_url = "http://127.0.0.1:2382"
+store_node = false
+
+[[replica]]
+id = 3
+store_name = "repair"
+client_url = "http://127.0.0.1:2383"
+peer_url = "http://127.0.0.1:2384"
+store_node = false
+
+[[replica]]
+id = 4
+store_name = "uptime"
+client_url = "http://127.0.0.1:2385"
+peer_url = "http://127.0.0.1:2386"
+store_node = false
 CONF
 "$BIN/satellite" run api --config "$DIR/satellite.toml" > "$DIR/logs/satellite.out" 2> "$DIR/logs/satellite.log" &
 pids+=($!)
 wait_for "$DIR/logs/satellite.out" "API on" 30
 SAT_KEY=$(sed -n 's/^satellite .* (key \([0-9a-f]*\))$/\1/p' "$DIR/logs/satellite.out")
+for p in "2 loop 7790" "3 repair 7791" "4 uptime 7792"; do
+  set -- $p
+  "$BIN/satellite" run "$2" --config "$DIR/satellite.toml" --replica-id "$1" \
+    --data-dir "$DIR/$2" --status-addr "127.0.0.1:$3" > "$DIR/logs/$2.out" 2> "$DIR/logs/$2.log" &
+  pids+=($!)
+done
+for name in loop repair uptime; do wait_for "$DIR/logs/$name.out" "status on" 30; done
 
 for i in $(seq 1 $NODES); do
   node="$DIR/node$i"
   if [ ! -f "$node/storagenode.toml" ]; then
     "$BIN/storagenode" setup --dir "$node" --satellite-url http://127.0.0.1:7778 \
-      --satellite-key "$SAT_KEY" --capacity $((2 << 30)) --listen "127.0.0.1:$((7800 + i))" --check-in-s 30 > /dev/null
+      --satellite-key "$SAT_KEY" --capacity $((2 << 30)) --listen "127.0.0.1:$((7800 + i))" --check-in-s 10 > /dev/null
   fi
   "$BIN/storagenode" run --dir "$node" > "$DIR/logs/node$i.out" 2> "$DIR/logs/node$i.log" &
   pids+=($!)
@@ -84,5 +128,9 @@ echo "  export ORBIT_ACCESS=\$(cat $DIR/access)"
 echo "  $BIN/uplink ls orbit://demo"
 echo "  $BIN/uplink cp ./some-file orbit://demo/"
 echo "  $BIN/uplink cp orbit://demo/hello.bin ./copy.bin"
+echo "Watch repair: kill a node (its pid is in the list below), and within two minutes"
+echo "  ORBIT_ACCESS=\$(cat $DIR/access) $BIN/satellite inspect health --endpoints http://127.0.0.1:2379 --config $DIR/satellite.toml orbit://demo/hello.bin"
+echo "shows its pieces rebuilt on other nodes (status: http://127.0.0.1:7790/status, :7791, :7792)."
+echo "Node pids: ${pids[*]:4}"
 echo "Logs in $DIR/logs. Ctrl-C stops the network; run this again to start it on the same data."
 wait

@@ -210,8 +210,7 @@ impl Repairer {
         if *lease != 0 {
             match self.kv.lease_keep_alive(*lease).await {
                 Ok(ttl) if ttl > 0 => return Ok(*lease),
-                Ok(_) => tracing::warn!(lease = *lease, "the repair claims' lease ran out"),
-                Err(e) if e.to_string().contains("not found") => {
+                Ok(_) | Err(orbit_kv::KvError::LeaseNotFound) => {
                     tracing::warn!(lease = *lease, "the repair claims' lease ran out")
                 }
                 Err(e) => return Err(format!("renewing the repair lease: {e}")),

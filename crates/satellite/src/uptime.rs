@@ -39,7 +39,7 @@ impl UptimeProcess {
                 }
                 let round = u.round().await?;
                 if round.contacted > 0 {
-                    tracing::info!(
+                    tracing::debug!(
                         contacted = round.contacted,
                         reached = round.reached,
                         "uptime round"

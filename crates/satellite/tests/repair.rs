@@ -315,6 +315,25 @@ async fn objects_outlive_every_node_that_stored_them_through_five_rounds_of_chur
 
     // None of the ten nodes that took the uploads is alive; everything comes back.
     assert!(originals.iter().all(|&i| sn.procs[i].is_none()));
+    // The uptime process tried each of them and recorded the failure.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let table = nodes.all().await.unwrap();
+        let untried: Vec<_> = table
+            .iter()
+            .filter(|n| sn.ids[..10].contains(&n.id) && n.last_contact_failure == 0)
+            .collect();
+        if untried.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "uptime never contacted {untried:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let up = replicas::leader(&r, "uptime", &[5], Duration::from_secs(5)).await;
+    assert!(status(r.status[up]).await["uptime"]["last_round"]["contacted"].is_u64());
     for (k, d) in &objects {
         let mut back = Vec::new();
         p.download("churn", k, &mut back, &|_| {}).await.unwrap();

@@ -321,3 +321,58 @@ async fn a_corrupted_piece_is_detected_by_the_downloader() {
         other => panic!("corruption not detected: {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn repair_limits_move_pieces_and_pings_prove_the_nodes_key() {
+    let (sat, up) = (Identity::generate(), Identity::generate());
+    let node = start(&sat, 1 << 20, None, None).await;
+    let mut c = connect(&node.url).await.unwrap();
+    let piece = PieceId::random();
+    // The satellite's repair stores and reads pieces with its own key.
+    let put = limit(&sat, &sat, &node.id, piece, Action::PutRepair, 3000);
+    upload(&mut c, &put, vec![9u8; 3000], &sat, &node.id.public())
+        .await
+        .unwrap();
+    let get = limit(&sat, &sat, &node.id, piece, Action::GetRepair, 3000);
+    let (data, _) = download(&mut c, &get, 0, 3000, &sat, &sat.public())
+        .await
+        .unwrap();
+    assert_eq!(data, vec![9u8; 3000]);
+    // An uplink can read a repaired piece as any other; a GET_REPAIR limit cannot
+    // upload, a PUT_REPAIR one cannot download.
+    let g = limit(&sat, &up, &node.id, piece, Action::Get, 3000);
+    download(&mut c, &g, 0, 3000, &up, &sat.public())
+        .await
+        .unwrap();
+    let wrong = limit(
+        &sat,
+        &sat,
+        &node.id,
+        PieceId::random(),
+        Action::GetRepair,
+        10,
+    );
+    let e = upload(&mut c, &wrong, vec![1u8; 10], &sat, &node.id.public()).await;
+    assert_eq!(code(e.unwrap_err()), tonic::Code::PermissionDenied);
+    let wrong = limit(&sat, &sat, &node.id, piece, Action::PutRepair, 3000);
+    let e = download(&mut c, &wrong, 0, 3000, &sat, &sat.public()).await;
+    assert_eq!(code(e.unwrap_err()), tonic::Code::PermissionDenied);
+    // Both repair transfers are recorded for settlement, with their action.
+    let actions: Vec<Action> = node
+        .orders
+        .unsettled()
+        .unwrap()
+        .iter()
+        .map(|s| s.limit.action)
+        .collect();
+    assert!(actions.contains(&Action::PutRepair) && actions.contains(&Action::GetRepair));
+
+    // A ping is answered with the node's key; expecting another key fails.
+    orbit_protocol::client::ping(&node.url, &node.id.public())
+        .await
+        .unwrap();
+    let e = orbit_protocol::client::ping(&node.url, &Identity::generate().public()).await;
+    assert!(e.unwrap_err().to_string().contains("another node"));
+    let e = orbit_protocol::client::ping("http://127.0.0.1:1", &node.id.public()).await;
+    assert!(matches!(e, Err(TransferError::Connect { .. })));
+}

@@ -124,15 +124,20 @@ impl Uptime {
         for (n, r) in results {
             let ok = r.is_ok();
             if let Err(why) = r {
-                tracing::info!(node = %n.id, address = %n.address, %why, "node did not answer");
+                tracing::debug!(node = %n.id, address = %n.address, %why, "node did not answer");
                 round.failed.push(format!("{}: {why}", n.id));
             } else {
                 round.reached += 1;
             }
-            self.nodes
+            let rec = self
+                .nodes
                 .record_contact(&n.id, ok, unix_now())
                 .await
                 .map_err(|e| format!("recording the contact with {}: {e}", n.id))?;
+            // Said once when a node stops answering, not every round after.
+            if rec.contact_failures == 1 {
+                tracing::info!(node = %n.id, address = %n.address, "node stopped answering");
+            }
         }
         *self.last.lock().unwrap() = Some(round.clone());
         Ok(round)
