@@ -180,6 +180,7 @@ async fn measure(engine: &'static str, kv: Arc<dyn Kv>, args: &Args) -> anyhow::
     );
     let (n, s) = scan(&*kv, args.batch).await?;
     anyhow::ensure!(n == args.segments, "{engine}: scan saw {n} segments");
+    eprintln!("{engine}: bare scan in {s:.2} s");
     let mut passes = Vec::new();
     for &r in &args.ranges {
         let (n, secs) = pass(kv.clone(), r, args.batch).await?;

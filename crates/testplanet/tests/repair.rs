@@ -325,12 +325,12 @@ async fn repair_racing_deletes_and_overwrites_never_resurrects_or_corrupts() {
     let new: Vec<Vec<u8>> = (0..8).map(|i| random_bytes(200 << 10, 100 + i)).collect();
     let (r, _w) = planet.repair_process("repairer", RepairSection::default());
     let race = async {
-        for i in 1..8 {
+        for (i, bytes) in new.iter().enumerate().skip(1) {
             let key = format!("o{i}");
             if i % 2 == 1 {
                 p.delete("bkt", &key).await.unwrap();
             } else {
-                p.upload("bkt", &key, &new[i][..], &|_| {}).await.unwrap();
+                p.upload("bkt", &key, &bytes[..], &|_| {}).await.unwrap();
             }
         }
     };
