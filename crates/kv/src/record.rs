@@ -114,7 +114,19 @@ pub fn decode_version<T: DeserializeOwned>(
 
 /// Whether `bytes` is in the envelope form (not a legacy value to migrate).
 pub fn is_enveloped(bytes: &[u8]) -> bool {
-    matches!(serde_json::from_slice::<Value>(bytes), Ok(Value::Object(m)) if envelope(&m).is_some())
+    version(bytes).is_some()
+}
+
+/// The format version of an enveloped record, or `None` for anything else.
+pub fn version(bytes: &[u8]) -> Option<u64> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Envelope {
+        v: u64,
+        #[allow(dead_code)]
+        r: serde::de::IgnoredAny,
+    }
+    serde_json::from_slice::<Envelope>(bytes).ok().map(|e| e.v)
 }
 
 fn envelope(m: &serde_json::Map<String, Value>) -> Option<(u64, &Value)> {
@@ -220,6 +232,8 @@ mod tests {
         let t = Thing { size: 7 };
         let stored = encode(&t);
         assert!(is_enveloped(&stored));
+        assert_eq!(version(&stored), Some(2));
+        assert_eq!(version(br#"{"v":1,"r":{"kib":2},"x":0}"#), None);
         assert_eq!(decode::<Thing>(b"/k", &stored), Ok(t));
         assert_eq!(
             decode::<Thing>(b"/k", br#"{"v":1,"r":{"kib":2}}"#),

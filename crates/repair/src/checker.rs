@@ -5,14 +5,12 @@
 //! a complete pass the entries it did not flag again are removed.
 
 use futures::stream::{self, TryStreamExt};
-use orbit_identity::NodeId;
 use orbit_kv::Kv;
-use orbit_satellite_model::nodes::{NodeRecord, Nodes, SelectionConfig};
-use orbit_satellite_model::repair::{health, HealthRules, Injured, RepairQueue};
+use orbit_satellite_model::nodes::{Nodes, SelectionConfig};
+use orbit_satellite_model::repair::{HealthRules, HealthTable, Injured, RepairQueue};
 use orbit_satellite_model::unix_now;
 use orbit_segment_loop::{LoopSegment, Observer, Partial, PassEnd, PassStart, RangeInfo};
 use serde::Serialize;
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 /// What the checker found in its last finished pass.
@@ -41,16 +39,14 @@ pub struct Checker {
 
 /// One pass's state: the node table as read at its start, and the counts so far.
 struct PassState {
-    nodes: Arc<HashMap<NodeId, NodeRecord>>,
+    table: Arc<HealthTable>,
     now: u64,
     stats: CheckerStats,
 }
 
 /// One range's share.
 pub struct CheckerPartial {
-    nodes: Arc<HashMap<NodeId, NodeRecord>>,
-    now: u64,
-    rules: HealthRules,
+    table: Arc<HealthTable>,
     checked: u64,
     lost: u64,
     injured: Vec<Injured>,
@@ -82,7 +78,7 @@ impl Partial for CheckerPartial {
     async fn process(&mut self, segments: &[LoopSegment]) -> Result<(), String> {
         for s in segments.iter().filter(|s| s.segment.inline.is_none()) {
             self.checked += 1;
-            let h = health(&s.segment, &self.nodes, self.now, &self.rules);
+            let h = self.table.health(&s.segment);
             if h.injured(&s.segment) {
                 self.lost += h.lost(&s.segment) as u64;
                 self.injured.push(Injured {
@@ -111,9 +107,10 @@ impl Observer for Checker {
             .all()
             .await
             .map_err(|e| format!("reading the node table: {e}"))?;
+        let now = unix_now();
         *self.pass.lock().unwrap() = Some(PassState {
-            nodes: Arc::new(nodes.into_iter().map(|n| (n.id, n)).collect()),
-            now: unix_now(),
+            table: Arc::new(HealthTable::new(&nodes, now, &self.rules)),
+            now,
             stats: CheckerStats {
                 pass: pass.revision,
                 ..CheckerStats::default()
@@ -126,9 +123,7 @@ impl Observer for Checker {
         let p = self.pass.lock().unwrap();
         let p = p.as_ref().ok_or("fork before start")?;
         Ok(CheckerPartial {
-            nodes: p.nodes.clone(),
-            now: p.now,
-            rules: self.rules,
+            table: p.table.clone(),
             checked: 0,
             lost: 0,
             injured: Vec::new(),

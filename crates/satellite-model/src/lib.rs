@@ -14,6 +14,7 @@
 //! unknown version or a corrupt value is an error naming the key.
 
 pub mod apikeys;
+pub mod hexser;
 pub mod keys;
 pub mod metainfo;
 pub mod nodes;

@@ -66,7 +66,9 @@ impl Versioned for BucketRecord {
     }
 }
 
-/// A segment as stored.
+/// A segment as stored. Record version 2 writes the root piece id, the piece nodes
+/// and inline bytes as hex strings (version 1 wrote every byte as a JSON number, which
+/// made decoding segments most of a loop pass's time).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Segment {
     /// Position in the object.
@@ -74,18 +76,90 @@ pub struct Segment {
     /// Encrypted bytes (before erasure coding).
     pub encrypted_size: u64,
     /// The bytes themselves, for a small segment.
+    #[serde(with = "crate::hexser::opt_bytes")]
     pub inline: Option<Vec<u8>>,
     /// Erasure coding.
     pub redundancy: Redundancy,
     /// Root piece id; each piece's id derives from it and its node.
+    #[serde(with = "hex_root")]
     pub root: PieceId,
     /// Size of each piece.
     pub piece_size: u64,
     /// Piece number and node of each stored piece.
+    #[serde(with = "hex_pieces")]
     pub pieces: Vec<(u16, NodeId)>,
 }
 
-crate::versioned_v1!(Segment, "segment record");
+mod hex_root {
+    use crate::hexser::Hex32;
+    use orbit_protocol::PieceId;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(id: &PieceId, s: S) -> Result<S::Ok, S::Error> {
+        Hex32(id.0).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<PieceId, D::Error> {
+        Ok(PieceId(Hex32::deserialize(d)?.0))
+    }
+}
+
+mod hex_pieces {
+    use crate::hexser::Hex32;
+    use orbit_identity::NodeId;
+    use serde::ser::SerializeSeq;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(p: &[(u16, NodeId)], s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(p.len()))?;
+        for (num, node) in p {
+            seq.serialize_element(&(num, Hex32(node.0)))?;
+        }
+        seq.end()
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(u16, NodeId)>, D::Error> {
+        let pieces = Vec::<(u16, Hex32)>::deserialize(d)?;
+        Ok(pieces.into_iter().map(|(n, h)| (n, NodeId(h.0))).collect())
+    }
+}
+
+/// A segment in record version 1 (every byte a JSON number).
+#[derive(Deserialize)]
+struct SegmentV1 {
+    index: u32,
+    encrypted_size: u64,
+    inline: Option<Vec<u8>>,
+    redundancy: Redundancy,
+    root: PieceId,
+    piece_size: u64,
+    pieces: Vec<(u16, NodeId)>,
+}
+
+impl From<SegmentV1> for Segment {
+    fn from(s: SegmentV1) -> Segment {
+        Segment {
+            index: s.index,
+            encrypted_size: s.encrypted_size,
+            inline: s.inline,
+            redundancy: s.redundancy,
+            root: s.root,
+            piece_size: s.piece_size,
+            pieces: s.pieces,
+        }
+    }
+}
+
+impl Versioned for Segment {
+    const NAME: &'static str = "segment record";
+    const VERSION: u32 = 2;
+    fn upgrade(version: u32, body: Value) -> Option<Result<Self, serde_json::Error>> {
+        (version == 1).then(|| serde_json::from_value::<SegmentV1>(body).map(Segment::from))
+    }
+    fn legacy(value: Value) -> Option<Result<Self, serde_json::Error>> {
+        crate::legacy_v1::<SegmentV1>(value).map(|r| r.map(Segment::from))
+    }
+}
 
 /// A pending upload.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -83,35 +83,81 @@ pub fn usable(node: &NodeRecord, now: u64, rules: &HealthRules) -> bool {
     !node.disqualified && node.online(now, rules.online_window_s)
 }
 
-/// The health of `segment` given the node table `nodes` at `now`.
+/// The node table as health sees it at one moment: for every usable node, the
+/// network it is in (interned), so judging a segment formats and parses nothing.
+#[derive(Clone, Debug, Default)]
+pub struct HealthTable {
+    networks: HashMap<NodeId, u32>,
+    distinct_networks: bool,
+}
+
+impl HealthTable {
+    /// The table of `nodes` at `now` under `rules`.
+    pub fn new<'a>(
+        nodes: impl IntoIterator<Item = &'a NodeRecord>,
+        now: u64,
+        rules: &HealthRules,
+    ) -> HealthTable {
+        let mut ids: HashMap<String, u32> = HashMap::new();
+        let networks = nodes
+            .into_iter()
+            .filter(|n| usable(n, now, rules))
+            .map(|n| {
+                let next = ids.len() as u32;
+                (n.id, *ids.entry(network_of(&n.address)).or_insert(next))
+            })
+            .collect();
+        HealthTable {
+            networks,
+            distinct_networks: rules.distinct_networks,
+        }
+    }
+
+    /// The health of `segment`.
+    pub fn health(&self, segment: &Segment) -> Health {
+        let mut seen = HashSet::with_capacity(segment.pieces.len());
+        let (mut healthy, mut retrievable) = (0, 0);
+        let pieces = segment
+            .pieces
+            .iter()
+            .map(|&(num, node)| {
+                let state = match self.networks.get(&node) {
+                    Some(net) => {
+                        retrievable += 1;
+                        if !self.distinct_networks || seen.insert(*net) {
+                            healthy += 1;
+                            PieceState::Healthy
+                        } else {
+                            PieceState::Clumped
+                        }
+                    }
+                    None => PieceState::Missing,
+                };
+                (num, node, state)
+            })
+            .collect();
+        Health {
+            healthy,
+            retrievable,
+            pieces,
+        }
+    }
+}
+
+/// The health of `segment` given the node table `nodes` at `now` (for one segment;
+/// judging many, build a [`HealthTable`] once).
 pub fn health(
     segment: &Segment,
     nodes: &HashMap<NodeId, NodeRecord>,
     now: u64,
     rules: &HealthRules,
 ) -> Health {
-    let mut networks = HashSet::new();
-    let mut pieces = Vec::with_capacity(segment.pieces.len());
-    for &(num, node) in &segment.pieces {
-        let state = match nodes.get(&node) {
-            Some(n) if usable(n, now, rules) => {
-                if !rules.distinct_networks || networks.insert(network_of(&n.address)) {
-                    PieceState::Healthy
-                } else {
-                    PieceState::Clumped
-                }
-            }
-            _ => PieceState::Missing,
-        };
-        pieces.push((num, node, state));
-    }
-    let healthy = pieces.iter().filter(|p| p.2 == PieceState::Healthy).count() as u32;
-    let retrievable = healthy + pieces.iter().filter(|p| p.2 == PieceState::Clumped).count() as u32;
-    Health {
-        healthy,
-        retrievable,
-        pieces,
-    }
+    HealthTable::new(
+        segment.pieces.iter().filter_map(|(_, id)| nodes.get(id)),
+        now,
+        rules,
+    )
+    .health(segment)
 }
 
 /// A queued segment.

@@ -9,6 +9,11 @@
 //! several replicas may migrate at once), then writes the schema record; a schema
 //! newer than this build's stops the process with a message. Until a store is
 //! migrated, the decoders still read schema-1 values.
+//!
+//! Schema 3 writes segments in record version 2 (ids as hex strings instead of arrays
+//! of numbers): migrating to it rewrites every record below its type's current
+//! version, the same way. A satellite of schema 2 cannot read version-2 segments and
+//! says so, naming the key: upgrade every process of a satellite together.
 
 use crate::apikeys::{KeyRecord, Revocation};
 use crate::keys;
@@ -16,12 +21,12 @@ use crate::metainfo::{BucketRecord, Object, Segment, Stream};
 use crate::nodes::NodeRecord;
 use crate::orders::Settled;
 use crate::Error;
-use orbit_kv::record::{encode, is_enveloped, Versioned};
+use orbit_kv::record::{encode, version, Versioned};
 use orbit_kv::{Kv, PutRequest, RangeRequest, Scan, TxnOp, TxnRequest};
 use serde::{Deserialize, Serialize};
 
 /// The schema this build writes.
-pub const SCHEMA: u32 = 2;
+pub const SCHEMA: u32 = 3;
 
 /// The schema record.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,10 +49,14 @@ pub struct Migration {
     pub rewritten: usize,
 }
 
-/// Rewrites one schema-1 value of the record under `prefix` in the envelope.
-fn reencode(prefix: &str, key: &[u8], value: &[u8]) -> Result<Vec<u8>, Error> {
-    fn again<T: Versioned>(key: &[u8], value: &[u8]) -> Result<Vec<u8>, Error> {
-        Ok(encode(&crate::decode::<T>(key, value)?))
+/// The record under `prefix` at `key` in its type's current version, or `None` when
+/// it is stored that way already.
+fn reencode(prefix: &str, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+    fn again<T: Versioned>(key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+        if version(value) == Some(u64::from(T::VERSION)) {
+            return Ok(None);
+        }
+        Ok(Some(encode(&crate::decode::<T>(key, value)?)))
     }
     match prefix {
         keys::BUCKETS => again::<BucketRecord>(key, value),
@@ -82,10 +91,9 @@ pub async fn migrate(kv: &dyn Kv) -> Result<Migration, Error> {
         let mut scan = Scan::prefix(kv, prefix, 500);
         while let Some(page) = scan.next_page().await? {
             for old in page {
-                if is_enveloped(&old.value) {
+                let Some(new) = reencode(prefix, &old.key, &old.value)? else {
                     continue;
-                }
-                let new = reencode(prefix, &old.key, &old.value)?;
+                };
                 let txn = TxnRequest::if_unchanged(
                     old.key.clone(),
                     old.mod_revision,

@@ -286,6 +286,47 @@ async fn a_store_written_before_the_envelope_is_migrated_once_and_reads_the_same
 }
 
 #[tokio::test]
+async fn segments_of_schema_2_are_rewritten_with_hex_ids_and_read_the_same() {
+    use orbit_kv::record::version;
+    use orbit_satellite_model::metainfo::Segment;
+    use orbit_satellite_model::schema::{migrate, SCHEMA};
+    let c = OrbitCluster::start(1, Timings::FAST).await;
+    let kv: Arc<dyn Kv> = Arc::new(c.embedded(0));
+    kv.put(PutRequest::new(
+        orbit_satellite_model::keys::SCHEMA,
+        r#"{"v":1,"r":{"version":2}}"#,
+    ))
+    .await
+    .unwrap();
+    let node = Identity::generate().id();
+    let key = format!("/orbit/sat/segments/{}/0000000000", "ab".repeat(16));
+    let body = serde_json::json!({"index": 0, "encrypted_size": 9, "inline": null,
+        "redundancy": {"k": 1, "repair": 1, "success": 2, "total": 2},
+        "root": vec![7u8; 32], "piece_size": 5, "pieces": [[0, node], [1, node]]});
+    let v1 = serde_json::json!({"v": 1, "r": body}).to_string();
+    kv.put(PutRequest::new(key.clone(), v1.clone()))
+        .await
+        .unwrap();
+    let before: Segment = orbit_kv::record::decode(key.as_bytes(), v1.as_bytes()).unwrap();
+    assert_eq!(before.root.0, [7u8; 32]);
+    assert_eq!(before.pieces, vec![(0, node), (1, node)]);
+    let done = migrate(&*kv).await.unwrap();
+    assert_eq!((done.from, done.rewritten), (2, 1));
+    let r = kv
+        .range(orbit_kv::RangeRequest::key(key.clone()))
+        .await
+        .unwrap();
+    let stored = &r.kvs[0].value;
+    assert_eq!(version(stored), Some(2));
+    let text = String::from_utf8_lossy(stored);
+    assert!(text.contains(&"07".repeat(32)), "{text}");
+    assert!(text.contains(&node.to_string()), "{text}");
+    let after: Segment = orbit_kv::record::decode(key.as_bytes(), stored).unwrap();
+    assert_eq!(after, before);
+    assert_eq!(migrate(&*kv).await.unwrap().from, SCHEMA);
+}
+
+#[tokio::test]
 async fn listings_page_through_every_item_once() {
     let c = OrbitCluster::start(1, Timings::FAST).await;
     let kv: Arc<dyn Kv> = Arc::new(c.embedded(0));

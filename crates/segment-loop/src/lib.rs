@@ -6,14 +6,18 @@
 //! 1. pins the current revision under a lease, so automatic compaction leaves it
 //!    readable for the whole pass (and a dead loop's pin goes with its lease);
 //! 2. calls every observer's `start`;
-//! 3. splits the segment keys into `ranges` ranges by stream id and scans them in
+//! 3. counts the segments at the pinned revision (the live count);
+//! 4. splits the segment keys into `ranges` ranges by stream id and scans them in
 //!    parallel in pages, each range giving every observer a partial (`fork`) that
 //!    `process`es the range's segments batch by batch; a transient store error
-//!    retries the page from the range's cursor until `retry_s` runs out;
-//! 4. `join`s each observer's partials, range by range;
-//! 5. counts the segments at the pinned revision (the live count): a pass is complete
-//!    only when it processed exactly that many, every record decoded, no range failed
-//!    and the loop stayed the elected one throughout;
+//!    retries the page from the range's cursor until `retry_s` runs out. A range is
+//!    read as consecutive chunks of the stream-id space sized from the live count
+//!    (about [`CHUNK_PAGES`] pages each): every limited `Range` also counts the rest of
+//!    its interval (etcd answers a count), so one interval read in pages would cost
+//!    quadratic time in its size;
+//! 5. `join`s each observer's partials, range by range; a pass is complete only when
+//!    it processed exactly the live count, every record decoded, no range failed and
+//!    the loop stayed the elected one throughout;
 //! 6. calls `finish` with that verdict, and unpins.
 //!
 //! An observer's error (in any step) skips only that observer's remaining calls and
@@ -129,6 +133,9 @@ pub struct PassReport {
     pub revision: i64,
     /// Ranges scanned.
     pub ranges: usize,
+    /// Chunks each range was read in.
+    #[serde(default)]
+    pub chunks: usize,
     /// Segments processed.
     pub segments: u64,
     /// Segments in the store at the revision.
@@ -278,6 +285,7 @@ impl SegmentLoop {
             duration_ms: 0,
             revision: 0,
             ranges: n,
+            chunks: 1,
             segments: 0,
             live_count: 0,
             unreadable: 0,
@@ -313,8 +321,16 @@ impl SegmentLoop {
             }
         };
         report.revision = revision;
-        let scanned = {
-            let work = self.scan(revision, started, n, tracked.clone(), active.clone());
+        let (live, scanned) = {
+            let work = async {
+                let live = self.live_count(revision).await;
+                let chunks = live.as_ref().map_or(1, |l| chunks(*l, n, self.section.batch));
+                report.chunks = chunks;
+                let scanned = self
+                    .scan(revision, started, n, chunks, tracked.clone(), active.clone())
+                    .await;
+                (live, scanned)
+            };
             let keep_pin = async {
                 loop {
                     tokio::time::sleep(Duration::from_secs(PIN_TTL_S as u64 / 3)).await;
@@ -329,9 +345,9 @@ impl SegmentLoop {
             }
         };
         let (segments, unreadable, failed) = scanned;
+        let live: Result<u64, KvError> = live;
         report.segments = segments;
         report.unreadable = unreadable;
-        let live = self.live_count(revision).await;
         let incomplete = match (&failed, live) {
             (Some(f), _) => Some(f.clone()),
             (None, Err(e)) => Some(format!("could not count the segments: {e}")),
@@ -375,6 +391,7 @@ impl SegmentLoop {
         revision: i64,
         started: u64,
         n: usize,
+        chunks: usize,
         tracked: Arc<Vec<Tracked>>,
         active: Active,
     ) -> (u64, u64, Option<String>) {
@@ -394,6 +411,7 @@ impl SegmentLoop {
                         &section,
                         revision,
                         RangeInfo { index: i, of: n },
+                        chunks,
                         &tracked,
                         &*active,
                     )
@@ -454,6 +472,18 @@ impl SegmentLoop {
     }
 }
 
+/// Pages a chunk of a range holds, about: enough that per-request overhead stays
+/// small, few enough that counting the rest of a chunk stays cheap.
+pub const CHUNK_PAGES: u64 = 4;
+
+/// Chunks each of `ranges` ranges is read in, for `live` segments in pages of `batch`
+/// (chunks are 16-bit stream-id prefixes, so at most 65,536 in all).
+fn chunks(live: u64, ranges: usize, batch: usize) -> usize {
+    let per_chunk = CHUNK_PAGES * batch.max(1) as u64;
+    let want = live.div_ceil(per_chunk * ranges as u64).max(1);
+    (want as usize).min((1 << 16) / ranges).max(1)
+}
+
 /// Retries of a store read that fails: doubling waits from 100 ms up to 5 s, for as
 /// long as the errors are transient and the first of the current run of failures is
 /// less than `limit` ago.
@@ -506,6 +536,7 @@ async fn scan_range(
     section: &LoopSection,
     revision: i64,
     range: RangeInfo,
+    chunks: usize,
     tracked: &[Tracked],
     active: &(dyn Fn() -> bool + Send + Sync),
 ) -> RangeOutcome {
@@ -522,8 +553,12 @@ async fn scan_range(
         unreadable: 0,
         failed: None,
     };
-    let (start, end) = keys::segment_range(range.index, range.of);
-    let mut scan = Scan::new(kv, start, end, section.batch.max(1) as i64).at(revision);
+    let mut chunk = 0;
+    let chunk_scan = |chunk: usize| {
+        let (start, end) = keys::segment_range(range.index * chunks + chunk, range.of * chunks);
+        Scan::new(kv, start, end, section.batch.max(1) as i64).at(revision)
+    };
+    let mut scan = chunk_scan(0);
     let mut backoff = Backoff::new(Duration::from_secs(section.retry_s));
     let mut batch = Vec::with_capacity(section.batch);
     loop {
@@ -533,6 +568,11 @@ async fn scan_range(
         }
         let page = match scan.next_page().await {
             Ok(Some(page)) => page,
+            Ok(None) if chunk + 1 < chunks => {
+                chunk += 1;
+                scan = chunk_scan(chunk);
+                continue;
+            }
             Ok(None) => break,
             // The scan's cursor stays at the failed page: the retry resumes there.
             Err(e) if backoff.retry(&e).await => continue,
@@ -569,4 +609,33 @@ async fn scan_range(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_grow_with_the_live_count_and_tile_their_range() {
+        assert_eq!(chunks(0, 2, 2500), 1);
+        assert_eq!(chunks(10_000, 1, 2500), 1);
+        assert_eq!(chunks(1_000_000, 1, 2500), 100);
+        assert_eq!(chunks(1_000_000, 4, 2500), 25);
+        assert_eq!(chunks(u64::MAX / 2, 3, 1), (1 << 16) / 3);
+        assert_eq!(chunks(u64::MAX / 2, 1 << 16, 1), 1);
+        for (n, c) in [(1, 7), (3, 5), (4, 25), (7, 9)] {
+            for i in 0..n {
+                let whole = keys::segment_range(i, n);
+                let first = keys::segment_range(i * c, n * c);
+                let last = keys::segment_range(i * c + c - 1, n * c);
+                assert_eq!((first.0, last.1), whole, "range {i} of {n} in {c} chunks");
+                for j in 0..c - 1 {
+                    assert_eq!(
+                        keys::segment_range(i * c + j, n * c).1,
+                        keys::segment_range(i * c + j + 1, n * c).0
+                    );
+                }
+            }
+        }
+    }
 }

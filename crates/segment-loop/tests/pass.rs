@@ -178,6 +178,8 @@ async fn a_pass_sees_every_segment_once_at_one_pinned_revision() {
         assert_eq!(report.segments, 1000);
         assert_eq!(report.live_count, 1000);
         assert_eq!(report.ranges, ranges);
+        // About four pages a chunk: one range is read in four chunks, seven in one.
+        assert_eq!(report.chunks, 1000usize.div_ceil(4 * 64 * ranges));
         assert_eq!(*rec.pin_seen.lock().unwrap(), Some(report.revision));
         let mut seen = rec.seen.lock().unwrap().clone();
         seen.sort();
