@@ -16,14 +16,22 @@ impl Serialize for Hex32 {
     }
 }
 
-fn nibble(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
+/// Each byte's value as a hex digit, or 0xff: one lookup per digit.
+const NIBBLES: [u8; 256] = {
+    let mut t = [0xffu8; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
     }
-}
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        t[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
 
 impl<'de> Deserialize<'de> for Hex32 {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Hex32, D::Error> {
@@ -40,11 +48,15 @@ impl<'de> Deserialize<'de> for Hex32 {
                     return Err(E::invalid_length(b.len(), &self));
                 }
                 let mut out = [0u8; 32];
+                let mut bad = 0;
                 for (o, pair) in out.iter_mut().zip(b.chunks_exact(2)) {
-                    match (nibble(pair[0]), nibble(pair[1])) {
-                        (Some(h), Some(l)) => *o = h << 4 | l,
-                        _ => return Err(E::invalid_value(de::Unexpected::Str(s), &self)),
-                    }
+                    let (h, l) = (NIBBLES[pair[0] as usize], NIBBLES[pair[1] as usize]);
+                    bad |= h | l;
+                    *o = h << 4 | l;
+                }
+                // Any non-digit sets the high bits of `bad`.
+                if bad & 0xf0 != 0 {
+                    return Err(E::invalid_value(de::Unexpected::Str(s), &self));
                 }
                 Ok(Hex32(out))
             }

@@ -407,7 +407,7 @@ impl SegmentLoop {
                 let section = self.section.clone();
                 tokio::spawn(async move {
                     scan_range(
-                        &*kv,
+                        kv,
                         &section,
                         revision,
                         RangeInfo { index: i, of: n },
@@ -478,7 +478,7 @@ pub const CHUNK_PAGES: u64 = 4;
 
 /// Chunks each of `ranges` ranges is read in, for `live` segments in pages of `batch`
 /// (chunks are 16-bit stream-id prefixes, so at most 65,536 in all).
-fn chunks(live: u64, ranges: usize, batch: usize) -> usize {
+pub fn chunks(live: u64, ranges: usize, batch: usize) -> usize {
     let per_chunk = CHUNK_PAGES * batch.max(1) as u64;
     let want = live.div_ceil(per_chunk * ranges as u64).max(1);
     (want as usize).min((1 << 16) / ranges).max(1)
@@ -530,9 +530,68 @@ fn transient(e: &KvError) -> bool {
     !matches!(e, KvError::Compacted { .. } | KvError::FutureRevision)
 }
 
+/// A decoded page, or why the range's reading stopped.
+type PageResult = Result<(Vec<LoopSegment>, u64), String>;
+
+/// Reads one range at `revision` chunk by chunk and page by page, decoding each page
+/// and sending it on; a transient store error retries the page from the cursor. Runs
+/// as its own task so the next page is read and decoded while observers process the
+/// last one.
+async fn read_range(
+    kv: Arc<dyn Kv>,
+    section: LoopSection,
+    revision: i64,
+    range: RangeInfo,
+    chunks: usize,
+    pages: tokio::sync::mpsc::Sender<PageResult>,
+) {
+    let mut backoff = Backoff::new(Duration::from_secs(section.retry_s));
+    for chunk in 0..chunks {
+        let (start, end) = keys::segment_range(range.index * chunks + chunk, range.of * chunks);
+        let mut scan = Scan::new(&*kv, start, end, section.batch.max(1) as i64).at(revision);
+        loop {
+            let page = match scan.next_page().await {
+                Ok(Some(page)) => page,
+                Ok(None) => break,
+                // The scan's cursor stays at the failed page: the retry resumes there.
+                Err(e) if backoff.retry(&e).await => continue,
+                Err(e) => {
+                    let why = format!(
+                        "range {} of {}: reading segments failed: {e}",
+                        range.index, range.of
+                    );
+                    let _ = pages.send(Err(why)).await;
+                    return;
+                }
+            };
+            backoff.reset();
+            let mut batch = Vec::with_capacity(page.len());
+            let mut unreadable = 0;
+            for kv in &page {
+                match decode_segment(kv) {
+                    Ok((stream, segment)) => batch.push(LoopSegment {
+                        stream,
+                        segment,
+                        create_revision: kv.create_revision,
+                        mod_revision: kv.mod_revision,
+                    }),
+                    Err(e) => {
+                        unreadable += 1;
+                        tracing::error!(error = %e, "segment loop: unreadable segment record");
+                    }
+                }
+            }
+            // The processing side stopped (a lost election): so does the reading.
+            if pages.send(Ok((batch, unreadable))).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
 /// Scans one range at `revision`, handing each page to the range's partials.
 async fn scan_range(
-    kv: &dyn Kv,
+    kv: Arc<dyn Kv>,
     section: &LoopSection,
     revision: i64,
     range: RangeInfo,
@@ -553,53 +612,32 @@ async fn scan_range(
         unreadable: 0,
         failed: None,
     };
-    let mut chunk = 0;
-    let chunk_scan = |chunk: usize| {
-        let (start, end) = keys::segment_range(range.index * chunks + chunk, range.of * chunks);
-        Scan::new(kv, start, end, section.batch.max(1) as i64).at(revision)
-    };
-    let mut scan = chunk_scan(0);
-    let mut backoff = Backoff::new(Duration::from_secs(section.retry_s));
-    let mut batch = Vec::with_capacity(section.batch);
+    // One page read ahead: reading and decoding overlap processing.
+    let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+    let reader = tokio::spawn(read_range(
+        kv,
+        section.clone(),
+        revision,
+        range,
+        chunks,
+        tx,
+    ));
     loop {
         if !active() {
             out.failed = Some("this loop stopped being the elected one".into());
             break;
         }
-        let page = match scan.next_page().await {
-            Ok(Some(page)) => page,
-            Ok(None) if chunk + 1 < chunks => {
-                chunk += 1;
-                scan = chunk_scan(chunk);
-                continue;
+        let batch = match rx.recv().await {
+            Some(Ok((batch, unreadable))) => {
+                out.unreadable += unreadable;
+                batch
             }
-            Ok(None) => break,
-            // The scan's cursor stays at the failed page: the retry resumes there.
-            Err(e) if backoff.retry(&e).await => continue,
-            Err(e) => {
-                out.failed = Some(format!(
-                    "range {} of {}: reading segments failed: {e}",
-                    range.index, range.of
-                ));
+            Some(Err(why)) => {
+                out.failed = Some(why);
                 break;
             }
+            None => break,
         };
-        backoff.reset();
-        batch.clear();
-        for kv in &page {
-            match decode_segment(kv) {
-                Ok((stream, segment)) => batch.push(LoopSegment {
-                    stream,
-                    segment,
-                    create_revision: kv.create_revision,
-                    mod_revision: kv.mod_revision,
-                }),
-                Err(e) => {
-                    out.unreadable += 1;
-                    tracing::error!(error = %e, "segment loop: unreadable segment record");
-                }
-            }
-        }
         out.segments += batch.len() as u64;
         for (t, slot) in tracked.iter().zip(out.partials.iter_mut()) {
             let Some(p) = slot else { continue };
@@ -607,6 +645,14 @@ async fn scan_range(
                 *slot = None;
             }
         }
+    }
+    // A reader still retrying a page after the processing stopped has nothing to do.
+    reader.abort();
+    if let Err(Some(e)) = reader.await.map_err(|e| e.is_panic().then_some(e)) {
+        out.failed.get_or_insert(format!(
+            "range {} of {}: the reader stopped: {e}",
+            range.index, range.of
+        ));
     }
     out
 }
