@@ -99,11 +99,7 @@ async fn main() -> anyhow::Result<()> {
         },
     );
     let t = Instant::now();
-    let outcomes = rp
-        .repairer
-        .run_once()
-        .await
-        .map_err(anyhow::Error::msg)?;
+    let outcomes = rp.repairer.run_once().await.map_err(anyhow::Error::msg)?;
     let t_repair = t.elapsed().as_secs_f64();
     let repaired = outcomes
         .iter()

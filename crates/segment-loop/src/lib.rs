@@ -324,10 +324,19 @@ impl SegmentLoop {
         let (live, scanned) = {
             let work = async {
                 let live = self.live_count(revision).await;
-                let chunks = live.as_ref().map_or(1, |l| chunks(*l, n, self.section.batch));
+                let chunks = live
+                    .as_ref()
+                    .map_or(1, |l| chunks(*l, n, self.section.batch));
                 report.chunks = chunks;
                 let scanned = self
-                    .scan(revision, started, n, chunks, tracked.clone(), active.clone())
+                    .scan(
+                        revision,
+                        started,
+                        n,
+                        chunks,
+                        tracked.clone(),
+                        active.clone(),
+                    )
                     .await;
                 (live, scanned)
             };
@@ -614,14 +623,7 @@ async fn scan_range(
     };
     // One page read ahead: reading and decoding overlap processing.
     let (tx, mut rx) = tokio::sync::mpsc::channel(1);
-    let reader = tokio::spawn(read_range(
-        kv,
-        section.clone(),
-        revision,
-        range,
-        chunks,
-        tx,
-    ));
+    let reader = tokio::spawn(read_range(kv, section.clone(), revision, range, chunks, tx));
     loop {
         if !active() {
             out.failed = Some("this loop stopped being the elected one".into());
