@@ -105,14 +105,37 @@ pub async fn upload(
     Ok(receipt)
 }
 
-/// Downloads `size` bytes at `offset` of the piece `limit` allows, with the uploader's
-/// piece hash stored with it. The hash is trusted only through its chain: signed by
-/// the key the original upload limit names, that limit signed by `satellite`. When the
-/// whole piece is read, its bytes are checked against the hash.
+/// The uploader's piece hash a node sent with a download, trusted only through its
+/// chain: signed by the key the original upload limit names, that limit signed by
+/// `satellite`, both for the piece `limit` allows.
+fn hash_of(
+    m: &crate::pb::DownloadResponse,
+    limit: &OrderLimit,
+    satellite: &PublicKey,
+) -> Result<PieceHash, TransferError> {
+    let h = PieceHash::decode(&m.hash).map_err(|e| TransferError::Bad(e.to_string()))?;
+    let original =
+        OrderLimit::decode(&m.original_limit).map_err(|e| TransferError::Bad(e.to_string()))?;
+    original
+        .verify(satellite)
+        .map_err(|e| TransferError::Bad(format!("original limit: {e}")))?;
+    h.verify(&original.uplink)
+        .map_err(|e| TransferError::Bad(format!("piece hash: {e}")))?;
+    if original.piece != limit.piece {
+        return Err(TransferError::Bad("original limit of another piece".into()));
+    }
+    if h.piece != limit.piece {
+        return Err(TransferError::Bad("hash of another piece".into()));
+    }
+    Ok(h)
+}
+
+/// Downloads the whole piece `limit` allows (`size` bytes) and checks it against the
+/// uploader's piece hash (see [`hash_of`]); the hash is returned with the bytes. A
+/// range of a piece is fetched with [`download_slice`], which can be checked.
 pub async fn download(
     client: &mut PiecestoreClient<Channel>,
     limit: &OrderLimit,
-    offset: u64,
     size: u64,
     uplink: &Identity,
     satellite: &PublicKey,
@@ -122,7 +145,7 @@ pub async fn download(
         .download(DownloadRequest {
             limit: limit.encode(),
             order: order.encode(),
-            offset,
+            offset: 0,
             size,
         })
         .await?
@@ -131,18 +154,7 @@ pub async fn download(
     let mut hash = None;
     while let Some(m) = stream.message().await? {
         if !m.hash.is_empty() {
-            let h = PieceHash::decode(&m.hash).map_err(|e| TransferError::Bad(e.to_string()))?;
-            let original = OrderLimit::decode(&m.original_limit)
-                .map_err(|e| TransferError::Bad(e.to_string()))?;
-            original
-                .verify(satellite)
-                .map_err(|e| TransferError::Bad(format!("original limit: {e}")))?;
-            h.verify(&original.uplink)
-                .map_err(|e| TransferError::Bad(format!("piece hash: {e}")))?;
-            if original.piece != limit.piece {
-                return Err(TransferError::Bad("original limit of another piece".into()));
-            }
-            hash = Some(h);
+            hash = Some(hash_of(&m, limit, satellite)?);
         }
         data.extend_from_slice(&m.chunk);
         if data.len() as u64 > size {
@@ -150,21 +162,60 @@ pub async fn download(
         }
     }
     let hash = hash.ok_or_else(|| TransferError::Bad("no piece hash".into()))?;
-    if data.len() as u64 != size {
+    if hash.size != size || data.len() as u64 != size {
         return Err(TransferError::Bad(format!(
-            "{} bytes for {size} asked",
-            data.len()
+            "{} bytes of a piece of {}, {size} asked",
+            data.len(),
+            hash.size
         )));
     }
-    if hash.piece != limit.piece {
-        return Err(TransferError::Bad("hash of another piece".into()));
-    }
-    if offset == 0 && size == hash.size && *blake3::hash(&data).as_bytes() != hash.hash {
+    if *blake3::hash(&data).as_bytes() != hash.hash {
         return Err(TransferError::Bad(
             "piece bytes do not match their hash".into(),
         ));
     }
     Ok((data, hash))
+}
+
+/// Downloads `[offset, offset + size)` of the piece `limit` allows as a verified
+/// slice ([`crate::slices`]) and returns exactly those bytes, proven against the
+/// uploader's piece hash (see [`hash_of`]), with the hash and the bytes the node sent.
+pub async fn download_slice(
+    client: &mut PiecestoreClient<Channel>,
+    limit: &OrderLimit,
+    offset: u64,
+    size: u64,
+    signer: &Identity,
+    satellite: &PublicKey,
+) -> Result<(Vec<u8>, PieceHash, u64), TransferError> {
+    let order = Order::sign(limit, size, signer);
+    let mut stream = client
+        .download_slice(DownloadRequest {
+            limit: limit.encode(),
+            order: order.encode(),
+            offset,
+            size,
+        })
+        .await?
+        .into_inner();
+    let most = crate::slices::max_encoded(size);
+    let mut encoded = Vec::new();
+    let mut hash = None;
+    while let Some(m) = stream.message().await? {
+        if !m.hash.is_empty() {
+            hash = Some(hash_of(&m, limit, satellite)?);
+        }
+        encoded.extend_from_slice(&m.chunk);
+        if encoded.len() as u64 > most {
+            return Err(TransferError::Bad(
+                "slice longer than its proof can be".into(),
+            ));
+        }
+    }
+    let hash = hash.ok_or_else(|| TransferError::Bad("no piece hash".into()))?;
+    let data = crate::slices::verify(&hash.hash, hash.size, offset, size, &encoded)
+        .map_err(|e| TransferError::Bad(e.to_string()))?;
+    Ok((data, hash, encoded.len() as u64))
 }
 
 /// Pings the node at `url` with a fresh challenge and checks that the answer is

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod apikey;
 pub mod client;
+pub mod slices;
 
 /// Generated protobuf types and gRPC stubs of the piecestore protocol.
 #[allow(missing_docs, clippy::all)]
@@ -127,6 +128,8 @@ pub enum Action {
     PutRepair,
     /// Read a piece for the satellite's repair.
     GetRepair,
+    /// Read a slice of a piece for the satellite's audit.
+    GetAudit,
 }
 
 impl Action {
@@ -137,7 +140,7 @@ impl Action {
 
     /// Whether it reads a piece.
     pub fn is_get(self) -> bool {
-        matches!(self, Action::Get | Action::GetRepair)
+        matches!(self, Action::Get | Action::GetRepair | Action::GetAudit)
     }
 }
 

@@ -521,7 +521,7 @@ impl Repairer {
         let sat = self.identity.public();
         let work = async {
             let mut c = piece::connect(&url).await?;
-            piece::download(&mut c, &limit, 0, size, &self.identity, &sat).await
+            piece::download(&mut c, &limit, size, &self.identity, &sat).await
         };
         let t = Duration::from_secs(self.section.piece_timeout_s.max(1));
         match tokio::time::timeout(t, work).await {

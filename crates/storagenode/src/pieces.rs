@@ -2,10 +2,14 @@
 //!
 //! A piece file is a fixed 1024-byte header region — magic `ORBP`, format version,
 //! header length, then the header (the order limit it was uploaded under, the uplink's
-//! signed piece hash, when it was stored) — followed by the piece's bytes. A piece is
-//! written to `tmp/`, its header filled in once the upload is complete, fsynced, and
-//! renamed into place, so a crash never leaves a partial piece under a piece's name.
+//! signed piece hash, when it was stored) — followed by the piece's bytes and, from
+//! format 2 on, the piece's outboard (the BLAKE3 tree hashes that prove slices of it,
+//! [`orbit_protocol::slices`]). A piece is written to `tmp/`, its outboard and header
+//! filled in once the upload is complete, fsynced, and renamed into place, so a crash
+//! never leaves a partial piece under a piece's name. Format-1 files (no outboard) are
+//! still read; a slice of one computes its tree from the whole piece.
 
+use orbit_protocol::slices::{self, ReadAt, SliceError};
 use orbit_protocol::{OrderLimit, PieceHash, PieceId};
 use serde::{Deserialize, Serialize};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -15,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Bytes reserved at the start of a piece file for its header.
 pub const HEADER_BYTES: u64 = 1024;
 const MAGIC: &[u8; 4] = b"ORBP";
-const FORMAT: u16 = 1;
+const FORMAT: u16 = 2;
 
 /// Why the piece store failed.
 #[derive(Debug, thiserror::Error)]
@@ -39,9 +43,43 @@ pub enum PieceError {
         /// What is wrong.
         why: String,
     },
+    /// A range outside the piece was asked for.
+    #[error("{0}")]
+    Range(String),
     /// The disk failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+}
+
+impl PieceError {
+    fn slice(path: &Path, e: SliceError) -> PieceError {
+        match e {
+            SliceError::Range { .. } => PieceError::Range(e.to_string()),
+            // The node's own bytes disagree with its tree: they rotted.
+            _ => PieceError::Corrupt {
+                path: path.display().to_string(),
+                why: e.to_string(),
+            },
+        }
+    }
+}
+
+/// A piece's data as positioned reads of its file.
+struct Data<'a> {
+    file: &'a std::fs::File,
+    size: u64,
+}
+
+impl ReadAt for Data<'_> {
+    fn read_at(&self, pos: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = (self.size.saturating_sub(pos) as usize).min(buf.len());
+        ReadAt::read_at(self.file, HEADER_BYTES + pos, &mut buf[..n])
+    }
+}
+
+/// Outboard bytes of a piece of `size` bytes (none for one group or less).
+fn outboard_len(size: u64) -> u64 {
+    size.div_ceil(slices::GROUP).saturating_sub(1) * 64
 }
 
 /// What a piece file says about its piece.
@@ -107,7 +145,7 @@ impl PieceStore {
 
     /// Starts writing a piece of at most `limit` bytes, reserving the space.
     pub fn writer(&self, id: PieceId, limit: u64) -> Result<PieceWriter<'_>, PieceError> {
-        let need = limit + HEADER_BYTES;
+        let need = limit + HEADER_BYTES + outboard_len(limit);
         // Reserve first, then check, so two uploads cannot both take the last space.
         let before = self.reserved.fetch_add(need, Ordering::Relaxed);
         let free = self.capacity.saturating_sub(self.used() + before);
@@ -119,7 +157,12 @@ impl PieceStore {
             .dir
             .join("tmp")
             .join(format!("{}-{:016x}", id.hex(), rand::random::<u64>()));
-        let mut file = std::fs::File::create(&tmp)?;
+        // Read back at commit to build the piece's tree.
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
         file.seek(SeekFrom::Start(HEADER_BYTES))?;
         Ok(PieceWriter {
             store: self,
@@ -142,7 +185,50 @@ impl PieceStore {
             }
             Err(e) => return Err(e.into()),
         };
-        read_header(&mut f, &path)
+        read_header(&mut f, &path).map(|(h, _)| h)
+    }
+
+    /// The proof of `[offset, offset + len)` of a piece (see [`slices::encode`]), with
+    /// its header. A piece whose bytes no longer match its tree is `Corrupt`.
+    pub fn slice(
+        &self,
+        id: &PieceId,
+        offset: u64,
+        len: u64,
+    ) -> Result<(PieceHeader, Vec<u8>), PieceError> {
+        let path = self.path(id);
+        let mut f = std::fs::File::open(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => PieceError::NotFound(id.hex()),
+            _ => e.into(),
+        })?;
+        let (header, format) = read_header(&mut f, &path)?;
+        let size = header.hash.size;
+        let outboard = if format >= 2 {
+            let want = outboard_len(size);
+            if f.metadata()?.len() != HEADER_BYTES + size + want {
+                return Err(PieceError::Corrupt {
+                    path: path.display().to_string(),
+                    why: format!(
+                        "{} bytes, a piece of {size} with its tree is {}",
+                        f.metadata()?.len(),
+                        HEADER_BYTES + size + want
+                    ),
+                });
+            }
+            let mut ob = vec![0u8; want as usize];
+            ReadAt::read_exact_at(&f, HEADER_BYTES + size, &mut ob)?;
+            ob
+        } else {
+            f.seek(SeekFrom::Start(HEADER_BYTES))?;
+            let data = std::io::BufReader::new(&f).take(size);
+            slices::outboard(data, size)
+                .map_err(|e| PieceError::slice(&path, e))?
+                .1
+        };
+        let data = Data { file: &f, size };
+        let proof = slices::encode(data, size, header.hash.hash, outboard, offset, len)
+            .map_err(|e| PieceError::slice(&path, e))?;
+        Ok((header, proof))
     }
 
     /// Reads `size` bytes at `offset` of a piece's data.
@@ -157,18 +243,15 @@ impl PieceStore {
             std::io::ErrorKind::NotFound => PieceError::NotFound(id.hex()),
             _ => e.into(),
         })?;
-        let header = read_header(&mut f, &path)?;
+        let (header, _) = read_header(&mut f, &path)?;
         if offset
             .checked_add(size)
             .is_none_or(|end| end > header.hash.size)
         {
-            return Err(PieceError::Corrupt {
-                path: path.display().to_string(),
-                why: format!(
-                    "range {offset}+{size} is beyond the piece's {} bytes",
-                    header.hash.size
-                ),
-            });
+            return Err(PieceError::Range(format!(
+                "range {offset}+{size} is beyond the piece's {} bytes",
+                header.hash.size
+            )));
         }
         f.seek(SeekFrom::Start(HEADER_BYTES + offset))?;
         Ok((
@@ -192,7 +275,8 @@ impl PieceStore {
     }
 }
 
-fn read_header(f: &mut std::fs::File, path: &Path) -> Result<PieceHeader, PieceError> {
+/// A piece file's header and format version.
+fn read_header(f: &mut std::fs::File, path: &Path) -> Result<(PieceHeader, u16), PieceError> {
     let corrupt = |why: String| PieceError::Corrupt {
         path: path.display().to_string(),
         why,
@@ -204,7 +288,7 @@ fn read_header(f: &mut std::fs::File, path: &Path) -> Result<PieceHeader, PieceE
         return Err(corrupt("no ORBP magic".into()));
     }
     let version = u16::from_be_bytes([region[4], region[5]]);
-    if version != FORMAT {
+    if !(1..=FORMAT).contains(&version) {
         return Err(corrupt(format!(
             "format version {version}, this build reads {FORMAT}"
         )));
@@ -213,7 +297,8 @@ fn read_header(f: &mut std::fs::File, path: &Path) -> Result<PieceHeader, PieceE
     if len > region.len() - 10 {
         return Err(corrupt(format!("header length {len} too large")));
     }
-    bincode::deserialize(&region[10..10 + len]).map_err(|e| corrupt(e.to_string()))
+    let header = bincode::deserialize(&region[10..10 + len]).map_err(|e| corrupt(e.to_string()))?;
+    Ok((header, version))
 }
 
 /// A piece being written.
@@ -265,6 +350,19 @@ impl PieceWriter<'_> {
         region.extend_from_slice(&body);
         region.resize(HEADER_BYTES as usize, 0);
         let mut file = self.file.take().expect("writer not committed");
+        // The tree that proves slices, from the bytes as written (in the page cache).
+        file.seek(SeekFrom::Start(HEADER_BYTES))?;
+        let (root, outboard) =
+            slices::outboard(std::io::BufReader::new(&file).take(self.size), self.size)
+                .map_err(|e| PieceError::slice(&self.tmp, e))?;
+        if root != self.hash() {
+            return Err(PieceError::Corrupt {
+                path: self.tmp.display().to_string(),
+                why: "the bytes on disk differ from those received".into(),
+            });
+        }
+        file.seek(SeekFrom::Start(HEADER_BYTES + self.size))?;
+        file.write_all(&outboard)?;
         file.seek(SeekFrom::Start(0))?;
         file.write_all(&region)?;
         file.sync_all()?;
@@ -273,9 +371,10 @@ impl PieceWriter<'_> {
         std::fs::create_dir_all(dir)?;
         std::fs::rename(&self.tmp, &dest)?;
         std::fs::File::open(dir)?.sync_all()?;
-        self.store
-            .used
-            .fetch_add(HEADER_BYTES + self.size, Ordering::Relaxed);
+        self.store.used.fetch_add(
+            HEADER_BYTES + self.size + outboard.len() as u64,
+            Ordering::Relaxed,
+        );
         Ok(())
     }
 }

@@ -33,6 +33,7 @@ impl From<PieceError> for Status {
             PieceError::NotFound(_) => Status::not_found(e.to_string()),
             PieceError::Full { .. } => Status::resource_exhausted(e.to_string()),
             PieceError::Corrupt { .. } => Status::data_loss(e.to_string()),
+            PieceError::Range(_) => Status::out_of_range(e.to_string()),
             PieceError::Io(_) => Status::internal(e.to_string()),
         }
     }
@@ -257,18 +258,9 @@ impl Piecestore for PiecestoreService {
         request: Request<DownloadRequest>,
     ) -> Result<Response<DownloadStream>, Status> {
         let r = request.into_inner();
-        let limit = self.check_limit(&r.limit, false)?;
-        let order = order_for(&limit, &r.order)?;
-        if order.amount < r.size {
-            return Err(Status::failed_precondition(format!(
-                "order for {} bytes, {} asked",
-                order.amount, r.size
-            )));
-        }
-        let (header, mut reader) = self.pieces.read(&limit.piece, r.offset, r.size)?;
-        self.orders
-            .record(&Served { limit, order })
-            .map_err(|e| Status::internal(format!("recording the order: {e}")))?;
+        let limit = self.allowed_get(&r)?;
+        let (header, mut reader) = self.pieces.read(&limit.0.piece, r.offset, r.size)?;
+        self.record(limit)?;
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         tokio::task::spawn_blocking(move || {
             let mut first = Some((header.hash.encode(), header.limit.encode()));
@@ -294,5 +286,58 @@ impl Piecestore for PiecestoreService {
         Ok(Response::new(Box::pin(
             tokio_stream::wrappers::ReceiverStream::new(rx),
         )))
+    }
+
+    type DownloadSliceStream = DownloadStream;
+
+    async fn download_slice(
+        &self,
+        request: Request<DownloadRequest>,
+    ) -> Result<Response<DownloadStream>, Status> {
+        let r = request.into_inner();
+        let limit = self.allowed_get(&r)?;
+        let pieces = self.pieces.clone();
+        let piece = limit.0.piece;
+        let (header, proof) =
+            tokio::task::spawn_blocking(move || pieces.slice(&piece, r.offset, r.size))
+                .await
+                .map_err(|e| Status::internal(format!("proving a slice: {e}")))??;
+        self.record(limit)?;
+        let mut first = Some((header.hash.encode(), header.limit.encode()));
+        let msgs: Vec<Result<DownloadResponse, Status>> = proof
+            .chunks(CHUNK)
+            .map(|c| {
+                let (hash, original_limit) = first.take().unwrap_or_default();
+                Ok(DownloadResponse {
+                    chunk: c.to_vec().into(),
+                    hash,
+                    original_limit,
+                })
+            })
+            .collect();
+        Ok(Response::new(Box::pin(futures::stream::iter(msgs))))
+    }
+}
+
+impl PiecestoreService {
+    /// The limit and order of a download request, checked: a read action, an order
+    /// for at least the bytes asked.
+    fn allowed_get(&self, r: &DownloadRequest) -> Result<(OrderLimit, Order), Status> {
+        let limit = self.check_limit(&r.limit, false)?;
+        let order = order_for(&limit, &r.order)?;
+        if order.amount < r.size {
+            return Err(Status::failed_precondition(format!(
+                "order for {} bytes, {} asked",
+                order.amount, r.size
+            )));
+        }
+        Ok((limit, order))
+    }
+
+    /// Records a served download's order, to settle with the satellite.
+    fn record(&self, (limit, order): (OrderLimit, Order)) -> Result<(), Status> {
+        self.orders
+            .record(&Served { limit, order })
+            .map_err(|e| Status::internal(format!("recording the order: {e}")))
     }
 }

@@ -2,7 +2,7 @@
 //! every kind of bad order limit refused with nothing stored.
 
 use orbit_identity::Identity;
-use orbit_protocol::client::{connect, download, upload, TransferError};
+use orbit_protocol::client::{connect, download, download_slice, upload, TransferError};
 use orbit_protocol::{Action, OrderLimit, PieceId};
 use std::sync::Arc;
 use storagenode::orders::Orders;
@@ -106,16 +106,18 @@ async fn pieces_round_trip_and_survive_a_restart() {
             .unwrap();
         assert_eq!(receipt.size, size as u64);
         let get = limit(&sat, &up, &node.id, piece, Action::Get, size as u64);
-        let (back, _) = download(&mut c, &get, 0, size as u64, &up, &sat.public())
+        let (back, _) = download(&mut c, &get, size as u64, &up, &sat.public())
             .await
             .unwrap();
         assert_eq!(back, data, "size {size}");
         if size > 10 {
             let get = limit(&sat, &up, &node.id, piece, Action::Get, 10);
-            let (part, _) = download(&mut c, &get, 3, 7, &up, &sat.public())
+            // A range is proven against the piece's hash as a slice.
+            let (part, hash, _) = download_slice(&mut c, &get, 3, 7, &up, &sat.public())
                 .await
                 .unwrap();
             assert_eq!(part, &data[3..10]);
+            assert_eq!(hash.size, size as u64);
         }
     }
     // Every served transfer left an order to settle (the empty upload used nothing).
@@ -148,7 +150,7 @@ async fn pieces_round_trip_and_survive_a_restart() {
     );
     let get = limit(&sat, &up, &node.id, piece, Action::Get, 5);
     assert_eq!(
-        download(&mut c, &get, 0, 5, &up, &sat.public())
+        download(&mut c, &get, 5, &up, &sat.public())
             .await
             .unwrap()
             .0,
@@ -257,7 +259,7 @@ async fn bad_order_limits_are_refused_and_nothing_is_stored() {
     let l = limit(&sat, &up, &node.id, piece, Action::Get, 1000);
     assert_eq!(
         code(
-            download(&mut c, &l, 0, 1000, &up, &sat.public())
+            download(&mut c, &l, 1000, &up, &sat.public())
                 .await
                 .unwrap_err()
         ),
@@ -275,12 +277,12 @@ async fn bad_order_limits_are_refused_and_nothing_is_stored() {
         tonic::Code::AlreadyExists
     );
     let g = limit(&sat, &up, &node.id, piece, Action::Get, 1000);
-    download(&mut c, &g, 0, 1000, &up, &sat.public())
+    download(&mut c, &g, 1000, &up, &sat.public())
         .await
         .unwrap();
     assert_eq!(
         code(
-            download(&mut c, &g, 0, 1000, &up, &sat.public())
+            download(&mut c, &g, 1000, &up, &sat.public())
                 .await
                 .unwrap_err()
         ),
@@ -288,7 +290,7 @@ async fn bad_order_limits_are_refused_and_nothing_is_stored() {
     );
     // A download's order must cover what it asks.
     let g = limit(&sat, &up, &node.id, piece, Action::Get, 10);
-    assert!(download(&mut c, &g, 0, 1000, &up, &sat.public())
+    assert!(download(&mut c, &g, 1000, &up, &sat.public())
         .await
         .is_err());
 }
@@ -316,7 +318,7 @@ async fn a_corrupted_piece_is_detected_by_the_downloader() {
     bytes[at] ^= 0xff;
     std::fs::write(&path, bytes).unwrap();
     let g = limit(&sat, &up, &node.id, piece, Action::Get, 5000);
-    match download(&mut c, &g, 0, 5000, &up, &sat.public()).await {
+    match download(&mut c, &g, 5000, &up, &sat.public()).await {
         Err(TransferError::Bad(why)) => assert!(why.contains("do not match"), "{why}"),
         other => panic!("corruption not detected: {other:?}"),
     }
@@ -334,14 +336,14 @@ async fn repair_limits_move_pieces_and_pings_prove_the_nodes_key() {
         .await
         .unwrap();
     let get = limit(&sat, &sat, &node.id, piece, Action::GetRepair, 3000);
-    let (data, _) = download(&mut c, &get, 0, 3000, &sat, &sat.public())
+    let (data, _) = download(&mut c, &get, 3000, &sat, &sat.public())
         .await
         .unwrap();
     assert_eq!(data, vec![9u8; 3000]);
     // An uplink can read a repaired piece as any other; a GET_REPAIR limit cannot
     // upload, a PUT_REPAIR one cannot download.
     let g = limit(&sat, &up, &node.id, piece, Action::Get, 3000);
-    download(&mut c, &g, 0, 3000, &up, &sat.public())
+    download(&mut c, &g, 3000, &up, &sat.public())
         .await
         .unwrap();
     let wrong = limit(
@@ -355,7 +357,7 @@ async fn repair_limits_move_pieces_and_pings_prove_the_nodes_key() {
     let e = upload(&mut c, &wrong, vec![1u8; 10], &sat, &node.id.public()).await;
     assert_eq!(code(e.unwrap_err()), tonic::Code::PermissionDenied);
     let wrong = limit(&sat, &sat, &node.id, piece, Action::PutRepair, 3000);
-    let e = download(&mut c, &wrong, 0, 3000, &sat, &sat.public()).await;
+    let e = download(&mut c, &wrong, 3000, &sat, &sat.public()).await;
     assert_eq!(code(e.unwrap_err()), tonic::Code::PermissionDenied);
     // Both repair transfers are recorded for settlement, with their action.
     let actions: Vec<Action> = node
@@ -375,4 +377,76 @@ async fn repair_limits_move_pieces_and_pings_prove_the_nodes_key() {
     assert!(e.unwrap_err().to_string().contains("another node"));
     let e = orbit_protocol::client::ping("http://127.0.0.1:1", &node.id.public()).await;
     assert!(matches!(e, Err(TransferError::Connect { .. })));
+}
+
+#[tokio::test]
+async fn audit_slices_prove_kilobytes_of_a_piece_and_rot_is_refused_at_the_source() {
+    use storagenode::pieces::HEADER_BYTES;
+    let (sat, up) = (Identity::generate(), Identity::generate());
+    let node = start(&sat, 1 << 30, None, None).await;
+    let mut c = connect(&node.url).await.unwrap();
+    let piece = PieceId::random();
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i * 31 % 251) as u8).collect();
+    let put = limit(&sat, &up, &node.id, piece, Action::Put, data.len() as u64);
+    upload(&mut c, &put, data.clone(), &up, &node.id.public())
+        .await
+        .unwrap();
+    let audit = |n: u64| limit(&sat, &sat, &node.id, piece, Action::GetAudit, n);
+    // The satellite proves 1 KiB of the piece with one 16 KiB group and its path.
+    let (got, hash, moved) =
+        download_slice(&mut c, &audit(1024), 150_000, 1024, &sat, &sat.public())
+            .await
+            .unwrap();
+    assert_eq!(got, &data[150_000..151_024]);
+    assert_eq!(hash.size, 300_000);
+    assert!(moved <= 16_384 + 64 * 8, "{moved} bytes moved");
+    // A GET_AUDIT limit reads; it cannot store.
+    let e = upload(&mut c, &audit(10), vec![1u8; 10], &sat, &node.id.public()).await;
+    assert_eq!(code(e.unwrap_err()), tonic::Code::PermissionDenied);
+    // Beyond the piece: refused as such.
+    let e = download_slice(&mut c, &audit(10), 299_995, 10, &sat, &sat.public()).await;
+    assert_eq!(code(e.unwrap_err()), tonic::Code::OutOfRange);
+
+    // A rotten byte: the node's own tree disowns its group, the rest still proves.
+    let hex = piece.hex();
+    let path = node
+        .dir
+        .path()
+        .join("pieces")
+        .join(&hex[..2])
+        .join(format!("{hex}.piece"));
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[HEADER_BYTES as usize + 150_500] ^= 0x20;
+    std::fs::write(&path, &bytes).unwrap();
+    let e = download_slice(&mut c, &audit(1024), 150_000, 1024, &sat, &sat.public()).await;
+    assert_eq!(code(e.unwrap_err()), tonic::Code::DataLoss);
+    let (got, _, _) = download_slice(&mut c, &audit(1024), 10_000, 1024, &sat, &sat.public())
+        .await
+        .unwrap();
+    assert_eq!(got, &data[10_000..11_024]);
+    bytes[HEADER_BYTES as usize + 150_500] ^= 0x20;
+
+    // A piece stored in format 1 (no tree kept) is proven from its bytes.
+    let size = HEADER_BYTES as usize + data.len();
+    bytes.truncate(size);
+    bytes[4..6].copy_from_slice(&1u16.to_be_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    let (got, _, _) = download_slice(&mut c, &audit(5000), 290_000, 5000, &sat, &sat.public())
+        .await
+        .unwrap();
+    assert_eq!(got, &data[290_000..295_000]);
+    // A format-2 file cut short is corrupt, not misread.
+    bytes[4..6].copy_from_slice(&2u16.to_be_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    let e = download_slice(&mut c, &audit(1024), 0, 1024, &sat, &sat.public()).await;
+    assert_eq!(code(e.unwrap_err()), tonic::Code::DataLoss);
+    // Every audit read was recorded for settlement as GET_AUDIT.
+    let audits = node
+        .orders
+        .unsettled()
+        .unwrap()
+        .iter()
+        .filter(|s| s.limit.action == Action::GetAudit)
+        .count();
+    assert_eq!(audits, 3);
 }

@@ -567,7 +567,7 @@ impl Project {
                 let mut c = piece::connect(&l.address)
                     .await
                     .map_err(|e| e.to_string())?;
-                let (data, _) = piece::download(&mut c, &limit, 0, size, &session, &sat)
+                let (data, _) = piece::download(&mut c, &limit, size, &session, &sat)
                     .await
                     .map_err(|e| format!("node {}: {e}", limit.node))?;
                 Ok::<_, String>((l.piece_number as usize, data))
