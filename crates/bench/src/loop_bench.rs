@@ -66,6 +66,7 @@ fn records(args: &Args) -> (Vec<NodeRecord>, Vec<(String, Vec<u8>)>) {
                 last_contact: 0,
                 last_contact_failure: 0,
                 contact_failures: 0,
+                reputation: Default::default(),
             }
         })
         .collect();

@@ -30,6 +30,7 @@ async fn node(kv: &dyn Kv, ip: &str, age_s: u64, disqualified: bool) -> NodeId {
         last_contact: 0,
         last_contact_failure: 0,
         contact_failures: 0,
+        reputation: Default::default(),
     };
     kv.put(PutRequest::new(keys::node(&rec.id), record::encode(&rec)))
         .await

@@ -20,6 +20,7 @@ pub mod metainfo;
 pub mod nodes;
 pub mod orders;
 pub mod repair;
+pub mod reputation;
 pub mod schema;
 
 use orbit_kv::record::{RecordError, Versioned};

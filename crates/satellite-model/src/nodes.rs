@@ -2,6 +2,7 @@
 //! pieces from a cache of the table that a background worker refreshes.
 
 use crate::keys;
+use crate::reputation::{AuditOutcome, Reputation, ReputationConfig, ReputationEvent};
 use crate::{decode, Error};
 use orbit_identity::{NodeId, PublicKey};
 use orbit_kv::record::encode;
@@ -12,8 +13,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// What the satellite knows of a node.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// What the satellite knows of a node. Record version 2 adds its reputation (version
+/// 1 records read with a new node's).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NodeRecord {
     /// Its id.
     pub id: NodeId,
@@ -38,9 +40,21 @@ pub struct NodeRecord {
     /// Failed contacts since the last successful one.
     #[serde(default)]
     pub contact_failures: u32,
+    /// What audits and contacts say of it.
+    #[serde(default)]
+    pub reputation: Reputation,
 }
 
-crate::versioned_v1!(NodeRecord, "node record");
+impl orbit_kv::record::Versioned for NodeRecord {
+    const NAME: &'static str = "node record";
+    const VERSION: u32 = 2;
+    fn upgrade(version: u32, body: serde_json::Value) -> Option<Result<Self, serde_json::Error>> {
+        (version == 1).then(|| serde_json::from_value(body))
+    }
+    fn legacy(value: serde_json::Value) -> Option<Result<Self, serde_json::Error>> {
+        crate::legacy_v1(value)
+    }
+}
 
 impl NodeRecord {
     /// Unix time (s) the satellite last heard from it: its check-in or the uptime
@@ -53,6 +67,23 @@ impl NodeRecord {
     /// from within it.
     pub fn online(&self, now: u64, window_s: u64) -> bool {
         now.saturating_sub(self.last_heard()) <= window_s
+    }
+
+    /// A node first heard from now.
+    pub fn new(id: NodeId, key: PublicKey) -> NodeRecord {
+        NodeRecord {
+            id,
+            key,
+            address: String::new(),
+            free: 0,
+            version: String::new(),
+            last_seen: 0,
+            disqualified: false,
+            last_contact: 0,
+            last_contact_failure: 0,
+            contact_failures: 0,
+            reputation: Reputation::default(),
+        }
     }
 }
 
@@ -157,31 +188,31 @@ impl Nodes {
                 c.address
             )));
         }
-        // Only what a check-in reports changes; what others wrote (disqualification)
-        // stays, by a compare on the record's revision.
-        self.update(&key.id(), |old| NodeRecord {
-            id: key.id(),
-            key,
-            address: c.address.clone(),
-            free: c.free,
-            version: c.version.clone(),
-            last_seen: now,
-            disqualified: old.is_some_and(|n| n.disqualified),
-            last_contact: old.map_or(0, |n| n.last_contact),
-            last_contact_failure: old.map_or(0, |n| n.last_contact_failure),
+        // Only what a check-in reports changes; what others wrote (disqualification,
+        // reputation) stays, by a compare on the record's revision.
+        self.update(&key.id(), |old| {
+            let mut n = old
+                .cloned()
+                .unwrap_or_else(|| NodeRecord::new(key.id(), key));
+            n.address = c.address.clone();
+            n.free = c.free;
+            n.version = c.version.clone();
+            n.last_seen = now;
             // A check-in is a successful contact.
-            contact_failures: 0,
+            n.contact_failures = 0;
+            n
         })
         .await
     }
 
     /// Records the uptime process's contact with a node at `now`: reached (`ok`) or
-    /// not. Unknown nodes are not created.
+    /// not, in its record and its online score. Unknown nodes are not created.
     pub async fn record_contact(
         &self,
         id: &NodeId,
         ok: bool,
         now: u64,
+        config: &ReputationConfig,
     ) -> Result<NodeRecord, Error> {
         let Some(first) = self.get(id).await? else {
             return Err(Error::NotFound(format!("no node {id}")));
@@ -195,19 +226,61 @@ impl Nodes {
                 n.last_contact_failure = n.last_contact_failure.max(now);
                 n.contact_failures = n.contact_failures.saturating_add(1);
             }
+            n.reputation.contact(ok, config);
             n
         })
         .await
     }
 
-    /// Disqualifies a node for good: it gets no new pieces and its pieces count as gone.
-    pub async fn disqualify(&self, id: &NodeId) -> Result<NodeRecord, Error> {
+    /// Applies audit outcomes to a node's reputation at `now` (disqualifying it when
+    /// its score falls far enough): the record and the changes of standing. Unknown
+    /// nodes are not created.
+    pub async fn record_audits(
+        &self,
+        id: &NodeId,
+        outcomes: &[AuditOutcome],
+        config: &ReputationConfig,
+        now: u64,
+    ) -> Result<(NodeRecord, Vec<ReputationEvent>), Error> {
         let Some(first) = self.get(id).await? else {
             return Err(Error::NotFound(format!("no node {id}")));
         };
-        self.update(id, |old| NodeRecord {
-            disqualified: true,
-            ..old.cloned().unwrap_or_else(|| first.clone())
+        let events = Mutex::new(Vec::new());
+        let rec = self
+            .update(id, |old| {
+                let mut n = old.cloned().unwrap_or_else(|| first.clone());
+                // Computed afresh on every try: only the try that lands counts.
+                let mut ev = Vec::new();
+                for o in outcomes {
+                    ev.extend(n.reputation.apply(*o, config, now));
+                }
+                n.disqualified |= n.reputation.disqualified_at != 0;
+                *events.lock().unwrap() = ev;
+                n
+            })
+            .await?;
+        Ok((rec, events.into_inner().unwrap()))
+    }
+
+    /// Disqualifies a node for good at `now`, for `reason`: it gets no new pieces and
+    /// its pieces count as gone. A node disqualified already keeps its first reason.
+    pub async fn disqualify(
+        &self,
+        id: &NodeId,
+        reason: &str,
+        now: u64,
+    ) -> Result<NodeRecord, Error> {
+        let Some(first) = self.get(id).await? else {
+            return Err(Error::NotFound(format!("no node {id}")));
+        };
+        self.update(id, |old| {
+            let mut n = old.cloned().unwrap_or_else(|| first.clone());
+            if n.reputation.disqualified_at == 0 {
+                n.reputation.disqualified_at = now.max(1);
+                n.reputation.disqualified_reason = reason.to_string();
+            }
+            n.disqualified = true;
+            n
         })
         .await
     }

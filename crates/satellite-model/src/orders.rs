@@ -182,6 +182,7 @@ mod tests {
             last_contact: 0,
             last_contact_failure: 0,
             contact_failures: 0,
+            reputation: Default::default(),
         };
         let limit = a.limit(
             &rec,

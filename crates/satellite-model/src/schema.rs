@@ -13,7 +13,8 @@
 //! Schema 3 writes segments in record version 2 (ids as hex strings instead of arrays
 //! of numbers): migrating to it rewrites every record below its type's current
 //! version, the same way. A satellite of schema 2 cannot read version-2 segments and
-//! says so, naming the key: upgrade every process of a satellite together.
+//! says so, naming the key: upgrade every process of a satellite together. Schema 4
+//! writes node records in version 2, with the node's reputation.
 
 use crate::apikeys::{KeyRecord, Revocation};
 use crate::keys;
@@ -26,7 +27,7 @@ use orbit_kv::{Kv, PutRequest, RangeRequest, Scan, TxnOp, TxnRequest};
 use serde::{Deserialize, Serialize};
 
 /// The schema this build writes.
-pub const SCHEMA: u32 = 3;
+pub const SCHEMA: u32 = 4;
 
 /// The schema record.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -137,7 +137,7 @@ async fn check_ins_racing_a_disqualification_lose_neither() {
     let dq = {
         let nodes = nodes.clone();
         let id = node.id();
-        tokio::spawn(async move { nodes.disqualify(&id).await.map(|_| ()) })
+        tokio::spawn(async move { nodes.disqualify(&id, "test", 1).await.map(|_| ()) })
     };
     for t in tasks {
         t.await.unwrap().unwrap();
@@ -150,6 +150,70 @@ async fn check_ins_racing_a_disqualification_lose_neither() {
         "a check-in overwrote the disqualification"
     );
     assert_eq!(rec.last_seen, 1_000_100);
+}
+
+#[tokio::test]
+async fn audit_outcomes_racing_check_ins_are_all_counted_and_disqualification_sticks() {
+    use orbit_satellite_model::reputation::{AuditOutcome, ReputationConfig};
+    let c = OrbitCluster::start(1, Timings::FAST).await;
+    let kv: Arc<dyn Kv> = Arc::new(c.embedded(0));
+    let nodes = Nodes::new(kv.clone(), SelectionConfig::default());
+    let node = Identity::generate();
+    let check_in = |now: u64| {
+        let body = CheckIn {
+            address: "http://127.0.0.1:9".into(),
+            free: 1,
+            version: "t".into(),
+            timestamp: now,
+        }
+        .encode();
+        let sig = node.sign(&body);
+        let nodes = nodes.clone();
+        let key = node.public();
+        async move { nodes.check_in(key, &body, &sig, now).await.map(|_| ()) }
+    };
+    check_in(1_000_000).await.unwrap();
+    let config = ReputationConfig {
+        initial_alpha: 10.0,
+        ..ReputationConfig::default()
+    };
+    let mut tasks = Vec::new();
+    for i in 1..=10u64 {
+        tasks.push(tokio::spawn(check_in(1_000_000 + i)));
+        let (nodes, id) = (nodes.clone(), node.id());
+        tasks.push(tokio::spawn(async move {
+            nodes
+                .record_audits(
+                    &id,
+                    &[AuditOutcome::Success, AuditOutcome::Offline],
+                    &config,
+                    5,
+                )
+                .await
+                .map(|_| ())
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let rec = nodes.get(&node.id()).await.unwrap().unwrap();
+    assert_eq!(rec.reputation.audits.success, 10);
+    assert_eq!(rec.reputation.audits.offline, 10);
+    assert!(rec.last_seen > 1_000_000, "the check-ins landed too");
+    assert!(!rec.disqualified);
+    // With α₀ = 10, one failure takes the score below 0.96: disqualified with its
+    // reason and time, and a later check-in keeps it so.
+    let (rec, events) = nodes
+        .record_audits(&node.id(), &[AuditOutcome::Failure], &config, 9)
+        .await
+        .unwrap();
+    assert!(rec.disqualified, "{rec:?}");
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(rec.reputation.disqualified_at, 9);
+    assert!(rec.reputation.disqualified_reason.contains("audit score"));
+    check_in(1_000_100).await.unwrap();
+    let rec = nodes.get(&node.id()).await.unwrap().unwrap();
+    assert!(rec.disqualified && rec.reputation.disqualified_at == 9);
 }
 
 #[tokio::test]
@@ -171,12 +235,20 @@ async fn corrupt_and_unknown_version_records_are_errors_naming_the_key() {
         "free": 1, "version": "t", "last_seen": 1, "disqualified": false,
     });
     let key = format!("/orbit/sat/nodes/{}", good.id());
-    let rec = serde_json::json!({"v": 2, "r": body});
+    // Version 1 (before reputations) reads with a new node's reputation...
+    let rec = serde_json::json!({"v": 1, "r": body});
+    kv.put(PutRequest::new(key.clone(), rec.to_string()))
+        .await
+        .unwrap();
+    let old = nodes.get(&good.id()).await.unwrap().unwrap();
+    assert_eq!(old.reputation, Default::default());
+    // ...a version from a newer build is refused naming the key.
+    let rec = serde_json::json!({"v": 3, "r": body});
     kv.put(PutRequest::new(key.clone(), rec.to_string()))
         .await
         .unwrap();
     let e = nodes.get(&good.id()).await.unwrap_err().to_string();
-    assert!(e.contains(&key) && e.contains("version 2"), "{e}");
+    assert!(e.contains(&key) && e.contains("version 3"), "{e}");
     // A record in no known layout at all.
     let rec = serde_json::json!({"v": 7, "id": good.id()});
     kv.put(PutRequest::new(key.clone(), rec.to_string()))
@@ -393,6 +465,7 @@ async fn expired_serials_are_swept_and_a_replay_is_refused_before_and_after() {
         last_contact: 0,
         last_contact_failure: 0,
         contact_failures: 0,
+        reputation: Default::default(),
     };
     let limit = orders.limit(
         &rec,

@@ -16,6 +16,7 @@ use orbit_payments::PaymentsConfig;
 use orbit_repair::RepairSection;
 use orbit_replica::ReplicaConfig;
 use orbit_satellite_api::StorageSection;
+use orbit_satellite_model::reputation::ReputationConfig;
 use orbit_segment_loop::LoopSection;
 use orbit_uptime::UptimeSection;
 use serde::{Deserialize, Serialize};
@@ -40,6 +41,9 @@ pub struct Services {
     /// `[uptime]`, node contacts (defaults when absent).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub uptime: Option<UptimeSection>,
+    /// `[reputation]`, how audits and contacts move node scores (defaults when absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reputation: Option<ReputationConfig>,
 }
 
 /// The whole file.
@@ -76,6 +80,7 @@ impl SatelliteConfig {
             segment_loop: section(&mut table, "loop")?,
             repair: section(&mut table, "repair")?,
             uptime: section(&mut table, "uptime")?,
+            reputation: section(&mut table, "reputation")?,
         };
         let replica = ReplicaConfig::deserialize(table)
             .map_err(|e| anyhow::anyhow!("replica settings (top level): {}", e.message()))?;

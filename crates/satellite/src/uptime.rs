@@ -27,7 +27,8 @@ impl UptimeProcess {
         workers: &Group,
     ) -> UptimeProcess {
         let section = services.uptime.clone().unwrap_or_default();
-        let uptime = Arc::new(Uptime::new(kv.clone(), section.clone()));
+        let reputation = services.reputation.unwrap_or_default();
+        let uptime = Arc::new(Uptime::new(kv.clone(), section.clone(), reputation));
         let election = Election::start("uptime", name, section.leader_ttl_s, kv, workers);
         let (u, c) = (uptime.clone(), election.candidate.clone());
         let every = Interval::every(Duration::from_secs(section.interval_s.max(1)));

@@ -77,6 +77,7 @@ pub fn services(payments: Option<orbit_payments::PaymentsConfig>) -> Services {
         segment_loop: None,
         repair: None,
         uptime: None,
+        reputation: None,
     }
 }
 

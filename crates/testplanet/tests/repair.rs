@@ -112,7 +112,12 @@ async fn repair_rebuilds_missing_pieces_elsewhere_drops_corrupt_ones_and_settles
     let gone: Vec<NodeId> = seg0[5..].iter().map(|p| p.1).collect();
     let liars: Vec<NodeId> = seg0[..2].iter().map(|p| p.1).collect();
     for id in &gone {
-        planet.api.nodes.disqualify(id).await.unwrap();
+        planet
+            .api
+            .nodes
+            .disqualify(id, "test", unix_now())
+            .await
+            .unwrap();
     }
     for id in &liars {
         for f in walk(
@@ -231,7 +236,12 @@ async fn a_segment_with_fewer_than_k_retrievable_pieces_is_counted_lost_and_left
         .unwrap();
     let (stream, segs) = segments(&planet, "bkt", "x").await;
     for (_, id) in &segs[0].pieces[..3] {
-        planet.api.nodes.disqualify(id).await.unwrap();
+        planet
+            .api
+            .nodes
+            .disqualify(id, "test", unix_now())
+            .await
+            .unwrap();
     }
     let checked = pass(&planet).await;
     assert_eq!((checked.injured, checked.lost), (1, 1), "{checked:?}");
@@ -309,7 +319,7 @@ async fn repair_racing_deletes_and_overwrites_never_resurrects_or_corrupts() {
         planet
             .api
             .nodes
-            .disqualify(&n.as_ref().unwrap().identity.id())
+            .disqualify(&n.as_ref().unwrap().identity.id(), "test", unix_now())
             .await
             .unwrap();
     }

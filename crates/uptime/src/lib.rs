@@ -7,6 +7,7 @@
 use futures::stream::{self, StreamExt};
 use orbit_kv::Kv;
 use orbit_satellite_model::nodes::{NodeRecord, Nodes, SelectionConfig};
+use orbit_satellite_model::reputation::ReputationConfig;
 use orbit_satellite_model::unix_now;
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
@@ -60,15 +61,17 @@ pub struct Round {
 pub struct Uptime {
     nodes: Nodes,
     section: UptimeSection,
+    reputation: ReputationConfig,
     last: Mutex<Option<Round>>,
 }
 
 impl Uptime {
-    /// Uptime over the node table in `kv`.
-    pub fn new(kv: Arc<dyn Kv>, section: UptimeSection) -> Uptime {
+    /// Uptime over the node table in `kv`; contacts move online scores by `reputation`.
+    pub fn new(kv: Arc<dyn Kv>, section: UptimeSection, reputation: ReputationConfig) -> Uptime {
         Uptime {
             nodes: Nodes::new(kv, SelectionConfig::default()),
             section,
+            reputation,
             last: Mutex::new(None),
         }
     }
@@ -131,7 +134,7 @@ impl Uptime {
             }
             let rec = self
                 .nodes
-                .record_contact(&n.id, ok, unix_now())
+                .record_contact(&n.id, ok, unix_now(), &self.reputation)
                 .await
                 .map_err(|e| format!("recording the contact with {}: {e}", n.id))?;
             // Said once when a node stops answering, not every round after.
