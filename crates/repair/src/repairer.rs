@@ -375,7 +375,11 @@ impl Repairer {
         }
         // Healthy pieces first: clumped ones are only read when those fall short.
         let mut sources: Vec<(u16, &NodeRecord)> = Vec::new();
-        for state in [PieceState::Healthy, PieceState::Clumped] {
+        for state in [
+            PieceState::Healthy,
+            PieceState::Clumped,
+            PieceState::Suspended,
+        ] {
             for (num, node, _) in h.pieces.iter().filter(|p| p.2 == state) {
                 if let Some(rec) = records.get(node) {
                     sources.push((*num, rec));

@@ -32,6 +32,8 @@ pub struct StorageSection {
     pub sweep_interval_s: u64,
     /// How often the node selection cache reads the node table again, seconds.
     pub selection_refresh_s: u64,
+    /// Share of each upload's nodes, percent, that goes to nodes still being vetted.
+    pub new_node_percent: u32,
 }
 
 impl Default for StorageSection {
@@ -50,6 +52,7 @@ impl Default for StorageSection {
             abandoned_upload_s: 24 * 3600,
             sweep_interval_s: 600,
             selection_refresh_s: 30,
+            new_node_percent: selection.new_node_percent,
         }
     }
 }
@@ -61,6 +64,7 @@ impl StorageSection {
             online_window_s: self.online_window_s,
             distinct_networks: self.distinct_networks,
             check_in_skew_s: self.check_in_skew_s,
+            new_node_percent: self.new_node_percent,
         }
     }
 

@@ -106,6 +106,9 @@ pub struct SelectionConfig {
     pub distinct_networks: bool,
     /// Check-ins signed further than this from now are refused, seconds.
     pub check_in_skew_s: u64,
+    /// Share of each upload's nodes, percent, chosen among nodes still being vetted
+    /// (on average: a fraction of a node is rounded up or down at random).
+    pub new_node_percent: u32,
 }
 
 impl Default for SelectionConfig {
@@ -114,8 +117,16 @@ impl Default for SelectionConfig {
             online_window_s: 3600,
             distinct_networks: true,
             check_in_skew_s: 600,
+            new_node_percent: 5,
         }
     }
+}
+
+/// How many of `n` nodes go to new nodes at `percent`: the exact share on average.
+fn new_share(n: usize, percent: u32) -> usize {
+    let want = n as f64 * f64::from(percent.min(100)) / 100.0;
+    let whole = want.floor();
+    whole as usize + usize::from(rand::random::<f64>() < want - whole)
 }
 
 /// The node table.
@@ -385,9 +396,12 @@ impl Nodes {
         Ok(n)
     }
 
-    /// Chooses `n` nodes at random among those online, not disqualified, with
-    /// `piece_size` free, at most one per network (if so configured), from the cache;
-    /// when the cache has too few, it is read again first (at most every second).
+    /// Chooses `n` nodes at random among those online, neither disqualified nor
+    /// suspended, with `piece_size` free, at most one per network (if so configured),
+    /// from the cache; when the cache has too few, it is read again first (at most
+    /// every second). About `new_node_percent` of them are nodes still being vetted,
+    /// the rest vetted ones; when either kind falls short the other fills in (a new
+    /// network, all of it unvetted, still takes uploads).
     pub async fn select(
         &self,
         n: usize,
@@ -454,32 +468,117 @@ impl Nodes {
         now: u64,
         exclude: &Exclude,
     ) -> Vec<NodeRecord> {
-        use rand::seq::SliceRandom;
-        let distinct = self.config.distinct_networks;
-        let mut candidates: Vec<&NodeRecord> = nodes
-            .iter()
-            .filter(|r| {
-                !r.disqualified
-                    && r.free >= piece_size
-                    && r.online(now, self.config.online_window_s)
-                    && !exclude.nodes.contains(&r.id)
-                    && !(distinct && exclude.networks.contains(&network_of(&r.address)))
-            })
-            .collect();
-        candidates.shuffle(&mut rand::thread_rng());
-        let mut networks = HashSet::new();
-        candidates
-            .into_iter()
-            .filter(|r| !distinct || networks.insert(network_of(&r.address)))
-            .take(n)
-            .cloned()
-            .collect()
+        choose(&self.config, nodes, n, piece_size, now, exclude)
     }
+}
+
+/// `n` eligible nodes of `nodes` (see [`Nodes::select`]).
+fn choose(
+    config: &SelectionConfig,
+    nodes: &[NodeRecord],
+    n: usize,
+    piece_size: u64,
+    now: u64,
+    exclude: &Exclude,
+) -> Vec<NodeRecord> {
+    use rand::seq::SliceRandom;
+    let distinct = config.distinct_networks;
+    let mut candidates: Vec<&NodeRecord> = nodes
+        .iter()
+        .filter(|r| {
+            !r.disqualified
+                && !r.reputation.suspended()
+                && r.free >= piece_size
+                && r.online(now, config.online_window_s)
+                && !exclude.nodes.contains(&r.id)
+                && !(distinct && exclude.networks.contains(&network_of(&r.address)))
+        })
+        .collect();
+    candidates.shuffle(&mut rand::thread_rng());
+    let (vetted, new): (Vec<&NodeRecord>, Vec<&NodeRecord>) =
+        candidates.into_iter().partition(|r| r.reputation.vetted());
+    let mut networks = HashSet::new();
+    let mut chosen: Vec<NodeRecord> = Vec::with_capacity(n);
+    let mut take = |from: &[&NodeRecord], upto: usize, chosen: &mut Vec<NodeRecord>| {
+        for r in from {
+            if chosen.len() >= upto {
+                break;
+            }
+            if chosen.iter().any(|c| c.id == r.id) {
+                continue;
+            }
+            if !distinct || networks.insert(network_of(&r.address)) {
+                chosen.push((*r).clone());
+            }
+        }
+    };
+    take(&new, new_share(n, config.new_node_percent), &mut chosen);
+    take(&vetted, n, &mut chosen);
+    take(&new, n, &mut chosen);
+    chosen
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn node(i: usize, vetted: bool) -> NodeRecord {
+        let key = orbit_identity::Identity::generate().public();
+        let mut n = NodeRecord::new(key.id(), key);
+        n.address = format!("http://10.0.{i}.1:1");
+        n.free = 1 << 30;
+        n.last_seen = 1000;
+        n.reputation.vetted_at = u64::from(vetted);
+        n
+    }
+
+    #[test]
+    fn selection_gives_new_nodes_their_share_and_suspended_or_disqualified_none() {
+        let config = SelectionConfig {
+            new_node_percent: 25,
+            ..SelectionConfig::default()
+        };
+        let mut nodes: Vec<NodeRecord> = (0..40).map(|i| node(i, i < 30)).collect();
+        nodes[0].reputation.suspended_at = 5;
+        nodes[1].disqualified = true;
+        let (bad_a, bad_b) = (nodes[0].id, nodes[1].id);
+        let mut new_picks = 0;
+        for _ in 0..200 {
+            let chosen = choose(&config, &nodes, 8, 1, 1000, &Exclude::default());
+            assert_eq!(chosen.len(), 8);
+            assert!(chosen.iter().all(|c| c.id != bad_a && c.id != bad_b));
+            let ids: HashSet<_> = chosen.iter().map(|c| c.id).collect();
+            assert_eq!(ids.len(), 8, "a node chosen twice");
+            new_picks += chosen.iter().filter(|c| !c.reputation.vetted()).count();
+        }
+        // 25% of 8 = 2 per upload, exactly.
+        assert_eq!(new_picks, 400);
+        // Too few vetted nodes: new ones fill in; too few new ones: vetted ones do.
+        let fresh: Vec<NodeRecord> = (0..10).map(|i| node(i, false)).collect();
+        assert_eq!(
+            choose(&config, &fresh, 10, 1, 1000, &Exclude::default()).len(),
+            10
+        );
+        let old: Vec<NodeRecord> = (0..10).map(|i| node(i, true)).collect();
+        assert_eq!(
+            choose(&config, &old, 10, 1, 1000, &Exclude::default()).len(),
+            10
+        );
+        // A fraction of a node is rounded at random: 5% of 10 is one node in two.
+        let config = SelectionConfig::default();
+        let picks: usize = (0..2000)
+            .map(|_| {
+                choose(&config, &nodes, 10, 1, 1000, &Exclude::default())
+                    .iter()
+                    .filter(|c| !c.reputation.vetted())
+                    .count()
+            })
+            .sum();
+        assert!(
+            (800..1200).contains(&picks),
+            "{picks} new nodes in 2000 uploads"
+        );
+    }
 
     #[test]
     fn networks_are_slash_24s_or_hosts() {

@@ -3,7 +3,7 @@
 //! A piece is *missing* when its node is unknown, disqualified or offline (not heard
 //! from within the online window); *clumped* when another piece of the segment is on
 //! a node in the same /24 (only the first piece of each network counts as healthy);
-//! else *healthy*. A segment is injured when its healthy pieces are at or below its
+//! *suspended* (retrievable, not healthy) when its node is suspended; else *healthy*. A segment is injured when its healthy pieces are at or below its
 //! repair threshold and below its success threshold, or when it has clumped pieces to
 //! move; it is lost when fewer than `k` pieces are retrievable at all.
 //!
@@ -36,6 +36,8 @@ pub enum PieceState {
     Missing,
     /// Retrievable, but in a /24 another piece of the segment is in.
     Clumped,
+    /// Retrievable, but on a suspended node: not counted healthy.
+    Suspended,
 }
 
 /// A segment's health.
@@ -87,7 +89,8 @@ pub fn usable(node: &NodeRecord, now: u64, rules: &HealthRules) -> bool {
 /// network it is in (interned), so judging a segment formats and parses nothing.
 #[derive(Clone, Debug, Default)]
 pub struct HealthTable {
-    networks: HashMap<NodeId, u32>,
+    /// Each usable node's network, and whether it is suspended.
+    networks: HashMap<NodeId, (u32, bool)>,
     distinct_networks: bool,
 }
 
@@ -104,7 +107,8 @@ impl HealthTable {
             .filter(|n| usable(n, now, rules))
             .map(|n| {
                 let next = ids.len() as u32;
-                (n.id, *ids.entry(network_of(&n.address)).or_insert(next))
+                let net = *ids.entry(network_of(&n.address)).or_insert(next);
+                (n.id, (net, n.reputation.suspended()))
             })
             .collect();
         HealthTable {
@@ -122,7 +126,11 @@ impl HealthTable {
             .iter()
             .map(|&(num, node)| {
                 let state = match self.networks.get(&node) {
-                    Some(net) => {
+                    Some((_, true)) => {
+                        retrievable += 1;
+                        PieceState::Suspended
+                    }
+                    Some((net, false)) => {
                         retrievable += 1;
                         if !self.distinct_networks || seen.insert(*net) {
                             healthy += 1;
