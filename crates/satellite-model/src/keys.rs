@@ -47,6 +47,13 @@ pub const REPAIR_QUEUE: &str = "/orbit/sat/repair/queue/";
 pub const REPAIR_CLAIMS: &str = "/orbit/sat/repair/claims/";
 /// Elected processes' leader keys: the holder's name, under its lease.
 pub const LEADERS: &str = "/orbit/sat/leaders/";
+/// Segments to audit, sampled by the last complete loop pass: `<stream hex>/<index>`.
+pub const AUDIT_QUEUE: &str = "/orbit/sat/audit/queue/";
+/// Contained nodes' pending reverifications, one per node: `<node id>`.
+pub const AUDIT_REVERIFY: &str = "/orbit/sat/audit/reverify/";
+/// Audit claims: the worker auditing a segment or reverifying a node, under its
+/// lease: `segment/<stream hex>/<index>` or `node/<node id>`.
+pub const AUDIT_CLAIMS: &str = "/orbit/sat/audit/claims/";
 
 /// The prefixes that hold versioned records (what a migration walks).
 pub const RECORD_PREFIXES: &[&str] = &[
@@ -207,6 +214,26 @@ pub fn parse_repair_pointer(key: &[u8]) -> Result<(StreamId, u32), Error> {
         .ok_or_else(|| malformed(key))?;
     let (s, i) = seg.split_once('/').ok_or_else(|| malformed(key))?;
     Ok((stream_id(s, key)?, i.parse().map_err(|_| malformed(key))?))
+}
+
+/// A segment's audit job.
+pub fn audit_job(id: &StreamId, index: u32) -> String {
+    format!("{AUDIT_QUEUE}{}/{index:010}", hex_encode(id))
+}
+
+/// A contained node's pending reverification.
+pub fn audit_reverify(node: &NodeId) -> String {
+    format!("{AUDIT_REVERIFY}{node}")
+}
+
+/// The claim key of a segment's audit.
+pub fn audit_segment_claim(id: &StreamId, index: u32) -> String {
+    format!("{AUDIT_CLAIMS}segment/{}/{index:010}", hex_encode(id))
+}
+
+/// The claim key of a node's reverification.
+pub fn audit_node_claim(node: &NodeId) -> String {
+    format!("{AUDIT_CLAIMS}node/{node}")
 }
 
 /// The leader key of the elected process `name` (`loop`, ...).

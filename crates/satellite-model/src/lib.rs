@@ -14,6 +14,8 @@
 //! unknown version or a corrupt value is an error naming the key.
 
 pub mod apikeys;
+pub mod audit;
+pub mod claims;
 pub mod hexser;
 pub mod keys;
 pub mod metainfo;

@@ -18,10 +18,7 @@ use crate::nodes::{network_of, NodeRecord};
 use crate::{decode, Error};
 use orbit_identity::NodeId;
 use orbit_kv::record::encode;
-use orbit_kv::{
-    Compare, CompareOp, CompareTarget, DeleteRequest, Kv, PutRequest, RangeRequest, Scan, TxnOp,
-    TxnRequest,
-};
+use orbit_kv::{DeleteRequest, Kv, PutRequest, RangeRequest, Scan, TxnOp, TxnRequest};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -354,22 +351,8 @@ impl RepairQueue {
                     continue;
                 }
                 let claim = keys::repair_claim(&e.stream, e.index);
-                let txn = TxnRequest {
-                    compare: vec![
-                        Compare::new(claim.clone(), CompareOp::Equal, CompareTarget::Create(0)),
-                        Compare::new(
-                            entry_key(&e.stream, e.index),
-                            CompareOp::Equal,
-                            CompareTarget::Mod(rev),
-                        ),
-                    ],
-                    success: vec![TxnOp::Put(PutRequest {
-                        lease,
-                        ..PutRequest::new(claim, holder)
-                    })],
-                    failure: Vec::new(),
-                };
-                if self.kv.txn(txn).await?.succeeded {
+                let guard = Some((entry_key(&e.stream, e.index), rev));
+                if crate::claims::take(&*self.kv, claim, holder, lease, guard).await? {
                     return Ok(Some(e));
                 }
             }
@@ -379,21 +362,12 @@ impl RepairQueue {
 
     /// Gives a claim up (the job is done, dropped or failed).
     pub async fn release(&self, stream: &StreamId, index: u32) -> Result<(), Error> {
-        self.kv
-            .delete(DeleteRequest::key(keys::repair_claim(stream, index)))
-            .await?;
-        Ok(())
+        crate::claims::release(&*self.kv, keys::repair_claim(stream, index)).await
     }
 
     /// Whether someone holds the segment's claim, and who.
     pub async fn holder(&self, stream: &StreamId, index: u32) -> Result<Option<String>, Error> {
-        let r = self
-            .kv
-            .range(RangeRequest::key(keys::repair_claim(stream, index)))
-            .await?;
-        Ok(r.kvs
-            .first()
-            .map(|kv| String::from_utf8_lossy(&kv.value).into_owned()))
+        crate::claims::holder(&*self.kv, keys::repair_claim(stream, index)).await
     }
 
     /// Counts a failed repair of a queued segment at `now` (its back-off grows with

@@ -536,3 +536,81 @@ async fn abandoned_uploads_are_swept_with_their_segments() {
         .unwrap();
     meta.get_object("p", "bkt1", "fresh").await.unwrap();
 }
+
+#[tokio::test]
+async fn audit_queues_replace_older_samples_and_hand_each_job_to_one_worker() {
+    use orbit_satellite_model::audit::{AuditQueue, Pending, ReverifyQueue};
+    let c = OrbitCluster::start(1, Timings::FAST).await;
+    let kv: Arc<dyn Kv> = Arc::new(c.embedded(0));
+    let q = AuditQueue::new(kv.clone());
+    let s = |i: u8| [i; 16];
+    q.replace(&[(s(1), 0), (s(2), 0), (s(3), 1)], 10, 100)
+        .await
+        .unwrap();
+    // The next sample replaces the last; a segment in both stays, once.
+    let dropped = q.replace(&[(s(3), 1), (s(4), 0)], 20, 200).await.unwrap();
+    assert_eq!(dropped, 2);
+    let mut jobs: Vec<_> = q
+        .jobs()
+        .await
+        .unwrap()
+        .iter()
+        .map(|j| (j.stream, j.pass))
+        .collect();
+    jobs.sort();
+    assert_eq!(jobs, vec![(s(3), 20), (s(4), 20)]);
+    // Two workers claim: each job once, then nothing is left to claim.
+    let (la, lb) = (
+        kv.lease_grant(30, 0).await.unwrap().id,
+        kv.lease_grant(30, 0).await.unwrap().id,
+    );
+    let a = q.claim("a", la).await.unwrap().unwrap();
+    let b = q.claim("b", lb).await.unwrap().unwrap();
+    assert_ne!((a.stream, a.index), (b.stream, b.index));
+    assert!(q.claim("a", la).await.unwrap().is_none());
+    assert_eq!(
+        q.holder(&a.stream, a.index).await.unwrap().as_deref(),
+        Some("a")
+    );
+    // A dead worker's claims go with its lease; its job can be taken again.
+    kv.lease_revoke(lb).await.unwrap();
+    let again = q.claim("a", la).await.unwrap().unwrap();
+    assert_eq!((again.stream, again.index), (b.stream, b.index));
+    q.done(&a).await.unwrap();
+    q.done(&again).await.unwrap();
+    assert!(q.jobs().await.unwrap().is_empty());
+
+    // One pending reverification per node.
+    let r = ReverifyQueue::new(kv.clone());
+    let node = Identity::generate().id();
+    let p = Pending {
+        node,
+        stream: s(9),
+        index: 2,
+        piece: 4,
+        offset: 16384,
+        len: 1024,
+        attempts: 0,
+        inserted: 5,
+    };
+    assert!(r.contain(&p).await.unwrap());
+    assert!(!r
+        .contain(&Pending {
+            piece: 7,
+            ..p.clone()
+        })
+        .await
+        .unwrap());
+    let got = r.claim("a", la).await.unwrap().unwrap();
+    assert_eq!(got, p);
+    assert!(r.claim("b", la).await.unwrap().is_none(), "claimed twice");
+    let next = Pending {
+        attempts: 1,
+        ..p.clone()
+    };
+    r.settle(&node, Some(&next)).await.unwrap();
+    assert_eq!(r.get(&node).await.unwrap(), Some(next));
+    r.claim("a", la).await.unwrap().unwrap();
+    r.settle(&node, None).await.unwrap();
+    assert!(r.all().await.unwrap().is_empty());
+}
