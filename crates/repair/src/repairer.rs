@@ -17,6 +17,7 @@ use orbit_identity::{Identity, NodeId};
 use orbit_kv::Kv;
 use orbit_protocol::client as piece;
 use orbit_protocol::{Action, OrderLimit};
+use orbit_satellite_model::claims::ClaimLease;
 use orbit_satellite_model::keys::StreamId;
 use orbit_satellite_model::metainfo::{Metainfo, Segment};
 use orbit_satellite_model::nodes::{network_of, Exclude, NodeRecord, Nodes, SelectionConfig};
@@ -141,7 +142,6 @@ pub struct RepairStats {
 /// A repair process's workers' shared state.
 pub struct Repairer {
     name: String,
-    kv: Arc<dyn Kv>,
     metainfo: Metainfo,
     nodes: Nodes,
     queue: RepairQueue,
@@ -149,8 +149,8 @@ pub struct Repairer {
     identity: Identity,
     rules: HealthRules,
     section: RepairSection,
-    /// The lease claims live under (0: none yet).
-    lease: tokio::sync::Mutex<i64>,
+    /// The lease claims live under.
+    lease: ClaimLease,
     stats: Mutex<RepairStats>,
 }
 
@@ -175,6 +175,7 @@ impl Repairer {
         order_expiration_s: u64,
     ) -> Repairer {
         Repairer {
+            lease: ClaimLease::new(kv.clone(), section.lease_ttl_s, "repair"),
             name: name.to_string(),
             metainfo: Metainfo::new(kv.clone()),
             rules: HealthRules {
@@ -185,9 +186,7 @@ impl Repairer {
             queue: RepairQueue::new(kv.clone()),
             orders: Orders::new(kv.clone(), identity.clone(), order_expiration_s),
             identity,
-            kv,
             section,
-            lease: tokio::sync::Mutex::new(0),
             stats: Mutex::default(),
         }
     }
@@ -206,34 +205,12 @@ impl Repairer {
     /// under the old one are then free for others; a repair still running under it
     /// cannot commit). Returns the lease.
     pub async fn keep_lease(&self) -> Result<i64, String> {
-        let mut lease = self.lease.lock().await;
-        if *lease != 0 {
-            match self.kv.lease_keep_alive(*lease).await {
-                Ok(ttl) if ttl > 0 => return Ok(*lease),
-                Ok(_) | Err(orbit_kv::KvError::LeaseNotFound) => {
-                    tracing::warn!(lease = *lease, "the repair claims' lease ran out")
-                }
-                Err(e) => return Err(format!("renewing the repair lease: {e}")),
-            }
-        }
-        let granted = self
-            .kv
-            .lease_grant(self.section.lease_ttl_s, 0)
-            .await
-            .map_err(|e| format!("granting the repair lease: {e}"))?;
-        *lease = granted.id;
-        Ok(granted.id)
+        self.lease.keep().await
     }
 
     /// Gives the lease up (at shutdown): this process's claims are free at once.
     pub async fn revoke_lease(&self) {
-        let mut lease = self.lease.lock().await;
-        if *lease != 0 {
-            if let Err(e) = self.kv.lease_revoke(*lease).await {
-                tracing::warn!(error = %e, "could not revoke the repair lease");
-            }
-            *lease = 0;
-        }
+        self.lease.revoke().await
     }
 
     /// Repairs what it can claim now, `concurrency` at a time, until nothing is left

@@ -486,12 +486,11 @@ fn choose(
     let mut candidates: Vec<&NodeRecord> = nodes
         .iter()
         .filter(|r| {
-            !r.disqualified
-                && !r.reputation.suspended()
-                && r.free >= piece_size
-                && r.online(now, config.online_window_s)
-                && !exclude.nodes.contains(&r.id)
-                && !(distinct && exclude.networks.contains(&network_of(&r.address)))
+            let barred = r.disqualified
+                || r.reputation.suspended()
+                || exclude.nodes.contains(&r.id)
+                || (distinct && exclude.networks.contains(&network_of(&r.address)));
+            !barred && r.free >= piece_size && r.online(now, config.online_window_s)
         })
         .collect();
     candidates.shuffle(&mut rand::thread_rng());

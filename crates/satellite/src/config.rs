@@ -12,6 +12,7 @@
 //! A key no section knows is refused with the section and the key named.
 
 use crate::api::ApiSection;
+use orbit_audit::AuditSection;
 use orbit_payments::PaymentsConfig;
 use orbit_repair::RepairSection;
 use orbit_replica::ReplicaConfig;
@@ -41,6 +42,9 @@ pub struct Services {
     /// `[uptime]`, node contacts (defaults when absent).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub uptime: Option<UptimeSection>,
+    /// `[audit]`, the audit sampling and workers (defaults when absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audit: Option<AuditSection>,
     /// `[reputation]`, how audits and contacts move node scores (defaults when absent).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reputation: Option<ReputationConfig>,
@@ -80,6 +84,7 @@ impl SatelliteConfig {
             segment_loop: section(&mut table, "loop")?,
             repair: section(&mut table, "repair")?,
             uptime: section(&mut table, "uptime")?,
+            audit: section(&mut table, "audit")?,
             reputation: section(&mut table, "reputation")?,
         };
         let replica = ReplicaConfig::deserialize(table)

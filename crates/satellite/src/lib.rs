@@ -6,9 +6,11 @@
 //! - [`segment_loop`]: the `loop` process.
 //! - [`repair`]: the `repair` process.
 //! - [`uptime`]: the `uptime` process.
+//! - [`audit`]: the `audit` process.
 //! - [`elected`]: the election the processes that run once at a time share.
 
 pub mod api;
+pub mod audit;
 pub mod config;
 pub mod elected;
 pub mod repair;

@@ -37,17 +37,11 @@ impl RepairProcess {
             section.clone(),
             storage.order_expiration_s,
         ));
-        // Renewed three times per TTL, so claims outlive a slow renewal or two.
-        let step = Duration::from_millis((section.lease_ttl_s.max(1) as u64 * 1000 / 3).max(100));
         let r = repairer.clone();
-        workers.spawn(
-            "repair-lease",
-            Interval::every(step).starting_now(),
-            move || {
-                let r = r.clone();
-                orbit_worker::job(async move { r.keep_lease().await.map(|_| ()) })
-            },
-        );
+        spawn_lease(workers, "repair-lease", section.lease_ttl_s, move || {
+            let r = r.clone();
+            orbit_worker::job(async move { r.keep_lease().await.map(|_| ()) })
+        });
         let r = repairer.clone();
         let every = Interval::every(Duration::from_secs(section.interval_s.max(1)));
         workers.spawn("repair", every, move || {
@@ -61,4 +55,15 @@ impl RepairProcess {
     pub fn status(&self) -> serde_json::Value {
         serde_json::json!(self.repairer.stats())
     }
+}
+
+/// Spawns the worker `name` that keeps a claims' lease of `ttl_s` alive with `keep`:
+/// renewed three times per TTL from the start, so claims outlive a slow renewal or
+/// two.
+pub(crate) fn spawn_lease<F>(workers: &Group, name: &str, ttl_s: i64, keep: F)
+where
+    F: FnMut() -> orbit_worker::JobFuture + Send + 'static,
+{
+    let step = Duration::from_millis((ttl_s.max(1) as u64 * 1000 / 3).max(100));
+    workers.spawn(name, Interval::every(step).starting_now(), keep);
 }

@@ -5,6 +5,7 @@ use clap::{Args, Subcommand};
 use orbit_identity::Identity;
 use orbit_replica::{Mode, Replica};
 use satellite::api::ApiProcess;
+use satellite::audit::AuditProcess;
 use satellite::config::{SatelliteConfig, Services};
 use satellite::repair::RepairProcess;
 use satellite::segment_loop::LoopProcess;
@@ -28,6 +29,9 @@ pub enum Process {
     /// Contacts storage nodes not heard from lately and records whether they
     /// answered; any number may run, one is elected to contact.
     Uptime(ReplicaArgs),
+    /// Audit workers: they challenge nodes for verified slices of the pieces the loop
+    /// sampled and keep their reputations; any number may run.
+    Audit(ReplicaArgs),
 }
 
 /// Flags every process takes; each overrides the configuration file.
@@ -71,6 +75,7 @@ pub async fn run(p: Process) -> anyhow::Result<()> {
         Process::Loop(a) => segment_loop(a).await,
         Process::Repair(a) => repair(a).await,
         Process::Uptime(a) => uptime(a).await,
+        Process::Audit(a) => audit(a).await,
     }
 }
 
@@ -169,6 +174,27 @@ async fn repair(a: ReplicaArgs) -> anyhow::Result<()> {
     // Running repairs stop with the workers; their claims go with the lease.
     replica.shutdown().await;
     process.repairer.revoke_lease().await;
+    tracing::info!("replica stopped");
+    Ok(())
+}
+
+async fn audit(a: ReplicaArgs) -> anyhow::Result<()> {
+    let (replica, services) = start_replica(a).await?;
+    let identity = satellite_identity(&replica, &services)?;
+    let name = process_name(&replica);
+    let process = Arc::new(AuditProcess::build(
+        &services,
+        replica.kv(),
+        identity,
+        &name,
+        replica.workers(),
+    ));
+    let p = process.clone();
+    replica.add_status("audit", Arc::new(move || p.status()));
+    announce("audit", &replica);
+    crate::until_stopped().await?;
+    replica.shutdown().await;
+    process.auditor.revoke_lease().await;
     tracing::info!("replica stopped");
     Ok(())
 }

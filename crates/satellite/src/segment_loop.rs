@@ -5,6 +5,7 @@
 
 use crate::config::Services;
 use crate::elected::Election;
+use orbit_audit::AuditObserver;
 use orbit_kv::Kv;
 use orbit_repair::Checker;
 use orbit_satellite_model::repair::HealthRules;
@@ -21,6 +22,8 @@ pub struct LoopProcess {
     pub election: Election,
     /// The repair checker observer.
     pub checker: Arc<Checker>,
+    /// The audit sampling observer.
+    pub sampler: Arc<AuditObserver>,
 }
 
 impl LoopProcess {
@@ -38,12 +41,16 @@ impl LoopProcess {
                 distinct_networks: storage.distinct_networks,
             },
         ));
+        let audit = services.audit.clone().unwrap_or_default();
+        let sampler = Arc::new(AuditObserver::new(kv.clone(), audit.slots));
         let mut segment_loop = SegmentLoop::new(kv.clone(), section.clone());
         segment_loop.add(checker.clone());
+        segment_loop.add(sampler.clone());
         let p = LoopProcess {
             segment_loop: Arc::new(segment_loop),
             election: Election::start("loop", name, section.leader_ttl_s, kv, workers),
             checker,
+            sampler,
         };
         p.spawn(workers, Duration::from_secs(section.interval_s.max(1)));
         p
@@ -74,6 +81,7 @@ impl LoopProcess {
         let mut s = self.election.status();
         s["last_pass"] = serde_json::json!(self.segment_loop.last_pass());
         s["repair_checker"] = serde_json::json!(self.checker.stats());
+        s["audit_sampler"] = serde_json::json!(self.sampler.stats());
         s
     }
 }

@@ -8,6 +8,7 @@ use orbit_satellite_api::service::SatelliteApi;
 use orbit_satellite_api::StorageSection;
 use orbit_testkit::{OrbitCluster, Timings};
 use satellite::api::{ApiProcess, ApiSection, Serving};
+use satellite::audit::AuditProcess;
 use satellite::config::Services;
 use satellite::repair::RepairProcess;
 use satellite::segment_loop::LoopProcess;
@@ -77,6 +78,7 @@ pub fn services(payments: Option<orbit_payments::PaymentsConfig>) -> Services {
         segment_loop: None,
         repair: None,
         uptime: None,
+        audit: None,
         reputation: None,
     }
 }
@@ -220,6 +222,34 @@ impl Planet {
             ..self.services.clone()
         };
         let p = RepairProcess::build(
+            &services,
+            Arc::new(self.store.embedded(0)),
+            self.satellite.clone(),
+            name,
+            &workers,
+        );
+        (p, workers)
+    }
+
+    /// An `audit` process on the planet's store with `section` and `reputation` (its
+    /// own interval is an hour: tests call `run_once`), built as `satellite run audit`
+    /// builds it.
+    pub fn audit_process(
+        &self,
+        name: &str,
+        section: orbit_audit::AuditSection,
+        reputation: orbit_satellite_model::reputation::ReputationConfig,
+    ) -> (AuditProcess, orbit_worker::Group) {
+        let workers = orbit_worker::Group::new();
+        let services = Services {
+            audit: Some(orbit_audit::AuditSection {
+                interval_s: 3600,
+                ..section
+            }),
+            reputation: Some(reputation),
+            ..self.services.clone()
+        };
+        let p = AuditProcess::build(
             &services,
             Arc::new(self.store.embedded(0)),
             self.satellite.clone(),
