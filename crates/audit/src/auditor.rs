@@ -51,6 +51,8 @@ pub struct AuditSection {
     pub timeout_s: u64,
     /// Reverifications that time out before a contained node's audit fails.
     pub max_reverify: u32,
+    /// Seconds a contained node gets between tries of its pending slice.
+    pub reverify_after_s: u64,
     /// `slice` (a verified 16 KiB group of each piece) or `whole` (every byte).
     pub mode: String,
 }
@@ -64,6 +66,7 @@ impl Default for AuditSection {
             lease_ttl_s: 30,
             timeout_s: 10,
             max_reverify: 3,
+            reverify_after_s: 60,
             mode: "slice".into(),
         }
     }
@@ -182,7 +185,10 @@ impl Auditor {
     /// audit.
     pub async fn run_once(&self) -> Result<Vec<PieceAudit>, String> {
         let lease = self.keep_lease().await?;
-        let lanes = (0..self.section.concurrency.max(1)).map(|_| self.lane(lease));
+        // Pendings created during this run are not due in it: a contained node gets
+        // `reverify_after_s` at least.
+        let started = unix_now();
+        let lanes = (0..self.section.concurrency.max(1)).map(|_| self.lane(lease, started));
         let mut all = Vec::new();
         for r in futures::future::join_all(lanes).await {
             all.extend(r?);
@@ -190,12 +196,14 @@ impl Auditor {
         Ok(all)
     }
 
-    async fn lane(&self, lease: i64) -> Result<Vec<PieceAudit>, String> {
+    async fn lane(&self, lease: i64, started: u64) -> Result<Vec<PieceAudit>, String> {
         let mut out = Vec::new();
+        let after = self.section.reverify_after_s.max(1);
+        let due = |p: &Pending| started >= p.last_attempt.saturating_add(after);
         loop {
             let pending = self
                 .reverify
-                .claim(&self.name, lease)
+                .claim(&self.name, lease, &due)
                 .await
                 .map_err(|e| format!("claiming a reverification: {e}"))?;
             if let Some(p) = pending {
@@ -295,6 +303,7 @@ impl Auditor {
                     len: *len,
                     attempts: 0,
                     inserted: unix_now(),
+                    last_attempt: unix_now(),
                 };
                 let new = self
                     .reverify
@@ -355,10 +364,14 @@ impl Auditor {
             }
             AuditOutcome::Contained => Some(Pending {
                 attempts: p.attempts + 1,
+                last_attempt: unix_now(),
                 ..p.clone()
             }),
             // Offline: it must still prove the piece when it is back.
-            AuditOutcome::Offline => Some(p.clone()),
+            AuditOutcome::Offline => Some(Pending {
+                last_attempt: unix_now(),
+                ..p.clone()
+            }),
             AuditOutcome::Success | AuditOutcome::Failure | AuditOutcome::Unknown => None,
         };
         if next.is_none() {

@@ -52,6 +52,8 @@ pub struct Pending {
     pub attempts: u32,
     /// Unix time (s) the node was contained.
     pub inserted: u64,
+    /// Unix time (s) of the last try (the containing audit, then each reverification).
+    pub last_attempt: u64,
 }
 
 crate::versioned_v1!(Pending, "pending reverification");
@@ -227,12 +229,21 @@ impl ReverifyQueue {
             .collect()
     }
 
-    /// Takes a pending reverification nobody works on, for `holder` under `lease`.
-    pub async fn claim(&self, holder: &str, lease: i64) -> Result<Option<Pending>, Error> {
+    /// Takes a pending reverification nobody works on and `eligible` allows (its
+    /// node has had time since the last try), for `holder` under `lease`.
+    pub async fn claim(
+        &self,
+        holder: &str,
+        lease: i64,
+        eligible: &(dyn Fn(&Pending) -> bool + Sync),
+    ) -> Result<Option<Pending>, Error> {
         let mut scan = Scan::prefix(&*self.kv, keys::AUDIT_REVERIFY, 64);
         while let Some(page) = scan.next_page().await? {
             for kv in page {
                 let p: Pending = decode(&kv.key, &kv.value)?;
+                if !eligible(&p) {
+                    continue;
+                }
                 let claim = keys::audit_node_claim(&p.node);
                 let guard = Some((
                     String::from_utf8_lossy(&kv.key).into_owned(),

@@ -592,6 +592,7 @@ async fn audit_queues_replace_older_samples_and_hand_each_job_to_one_worker() {
         len: 1024,
         attempts: 0,
         inserted: 5,
+        last_attempt: 5,
     };
     assert!(r.contain(&p).await.unwrap());
     assert!(!r
@@ -601,16 +602,24 @@ async fn audit_queues_replace_older_samples_and_hand_each_job_to_one_worker() {
         })
         .await
         .unwrap());
-    let got = r.claim("a", la).await.unwrap().unwrap();
+    let any = |_: &Pending| true;
+    assert!(
+        r.claim("a", la, &|_| false).await.unwrap().is_none(),
+        "not due yet"
+    );
+    let got = r.claim("a", la, &any).await.unwrap().unwrap();
     assert_eq!(got, p);
-    assert!(r.claim("b", la).await.unwrap().is_none(), "claimed twice");
+    assert!(
+        r.claim("b", la, &any).await.unwrap().is_none(),
+        "claimed twice"
+    );
     let next = Pending {
         attempts: 1,
         ..p.clone()
     };
     r.settle(&node, Some(&next)).await.unwrap();
     assert_eq!(r.get(&node).await.unwrap(), Some(next));
-    r.claim("a", la).await.unwrap().unwrap();
+    r.claim("a", la, &any).await.unwrap().unwrap();
     r.settle(&node, None).await.unwrap();
     assert!(r.all().await.unwrap().is_empty());
 }

@@ -8,6 +8,8 @@
 
 mod common;
 
+use common::nodes::{wait_nodes, StorageNodes};
+
 use common::replicas::{
     self as replicas, pass, row, satellite, status, trigger, wait_health, wait_status, Replicas,
 };
@@ -20,117 +22,12 @@ use orbit_satellite_model::repair::{health, HealthRules};
 use orbit_satellite_model::unix_now;
 use orbit_testkit::free_port;
 use std::collections::HashSet;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use uplink::project::{Access, Options, Project};
 
 /// Seconds without a check-in after which a node counts as offline.
 const ONLINE_WINDOW_S: u64 = 3;
-
-/// This build's storagenode binary (beside the satellite's; built if missing, as
-/// when only this package's tests were built).
-fn storagenode() -> PathBuf {
-    let bin = satellite().with_file_name("storagenode");
-    if !bin.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let ok = Command::new(cargo)
-            .args(["build", "-q", "-p", "storagenode"])
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok && bin.exists(), "build it: cargo build -p storagenode");
-    }
-    bin
-}
-
-/// Storage node processes, each in its own directory.
-struct StorageNodes {
-    dir: tempfile::TempDir,
-    procs: Vec<Option<Child>>,
-    ids: Vec<NodeId>,
-}
-
-impl StorageNodes {
-    /// Sets up and starts one more node trusting the satellite at `url`.
-    fn start(&mut self, url: &str, key: &str) -> usize {
-        let i = self.procs.len();
-        let dir = self.dir.path().join(format!("node{i}"));
-        let out = Command::new(storagenode())
-            .args(["setup", "--dir"])
-            .arg(&dir)
-            .args(["--satellite-url", url, "--satellite-key", key])
-            .args(["--capacity", &(1u64 << 30).to_string()])
-            .args(["--listen", &format!("127.0.0.1:{}", free_port())])
-            .args(["--check-in-s", "1"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let log = std::fs::File::create(self.dir.path().join(format!("node{i}.log"))).unwrap();
-        let child = Command::new(storagenode())
-            .args(["run", "--dir"])
-            .arg(&dir)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let id = Identity::load_or_create(&dir.join("identity.key"))
-            .unwrap()
-            .id();
-        self.procs.push(Some(child));
-        self.ids.push(id);
-        i
-    }
-
-    fn kill(&mut self, i: usize) {
-        if let Some(mut c) = self.procs[i].take() {
-            c.kill().unwrap();
-            c.wait().unwrap();
-        }
-    }
-
-    fn alive(&self) -> Vec<usize> {
-        (0..self.procs.len())
-            .filter(|&i| self.procs[i].is_some())
-            .collect()
-    }
-}
-
-impl Drop for StorageNodes {
-    fn drop(&mut self) {
-        for i in 0..self.procs.len() {
-            self.kill(i);
-        }
-    }
-}
-
-/// Waits until the node table shows exactly the nodes `alive` online.
-async fn wait_nodes(nodes: &Nodes, alive: &HashSet<NodeId>) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let now = unix_now();
-        let online: HashSet<NodeId> = nodes
-            .all()
-            .await
-            .unwrap()
-            .into_iter()
-            .filter(|n| n.online(now, ONLINE_WINDOW_S))
-            .map(|n| n.id)
-            .collect();
-        if &online == alive {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "online nodes never became the live ones"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 /// Every remote segment of every object, by object.
 async fn all_segments(meta: &Metainfo, access: &Access, keys: &[String]) -> Vec<Vec<Segment>> {
@@ -189,16 +86,12 @@ async fn objects_outlive_every_node_that_stored_them_through_five_rounds_of_chur
     let meta = Metainfo::new(kv.clone());
 
     // Ten nodes take the uploads; two more join after.
-    let mut sn = StorageNodes {
-        dir: tempfile::tempdir().unwrap(),
-        procs: Vec::new(),
-        ids: Vec::new(),
-    };
+    let mut sn = StorageNodes::new();
     let url = r.api_url(0);
     for _ in 0..10 {
         sn.start(&url, &sat_key);
     }
-    wait_nodes(&nodes, &sn.ids.iter().copied().collect()).await;
+    wait_nodes(&nodes, &sn.ids.iter().copied().collect(), ONLINE_WINDOW_S).await;
     let api_key = ApiKeys::new(kv.clone()).create("churn").await.unwrap();
     let access = Access::new(&url, sat.public(), &api_key.serialize(), "churn").unwrap();
     let options = Options {
@@ -244,7 +137,7 @@ async fn objects_outlive_every_node_that_stored_them_through_five_rounds_of_chur
         }
         let alive: HashSet<NodeId> = sn.alive().iter().map(|&i| sn.ids[i]).collect();
         assert_eq!(alive.len(), 12);
-        wait_nodes(&nodes, &alive).await;
+        wait_nodes(&nodes, &alive, ONLINE_WINDOW_S).await;
 
         let lead = replicas::leader(&r, "loop", &loops, Duration::from_secs(15)).await;
         if round == 1 {

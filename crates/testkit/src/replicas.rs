@@ -34,7 +34,8 @@ async fn request(port: u16, method: &str, path: &str, headers: &str) -> (u16, St
         return (0, String::new());
     }
     let mut buf = String::new();
-    let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut buf)).await;
+    // A triggered worker answers when its run is done: a repair or audit round.
+    let read = tokio::time::timeout(Duration::from_secs(60), s.read_to_string(&mut buf)).await;
     if !matches!(read, Ok(Ok(_))) {
         return (0, String::new());
     }

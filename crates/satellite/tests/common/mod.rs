@@ -12,4 +12,5 @@ pub async fn start(n: usize) -> ProcCluster {
     ProcCluster::start(Path::new(env!("CARGO_BIN_EXE_satellite")), n, Timings::FAST).await
 }
 
+pub mod nodes;
 pub mod replicas;

@@ -1,0 +1,201 @@
+//! Audits through real processes: `api` (with the store member), `loop` and two
+//! `audit` processes beside eight `storagenode` processes on loopback. Honest nodes
+//! pass more than a thousand audits, restarts included, without a failure; a node
+//! that stops answering (SIGSTOP) is contained, reverified and cleared when it
+//! answers again; a SIGKILLed node is offline, never failed; every sampled job is
+//! audited once by one of the two audit processes, and a SIGKILLed audit process's
+//! jobs are taken over after its lease.
+
+mod common;
+
+use common::nodes::{wait_nodes, StorageNodes};
+use common::replicas::{pass, row, satellite, status, trigger, wait_health, wait_status, Replicas};
+use orbit_identity::Identity;
+use orbit_kv::{Kv, RemoteKv};
+use orbit_satellite_model::apikeys::ApiKeys;
+use orbit_satellite_model::audit::{AuditQueue, ReverifyQueue};
+use orbit_satellite_model::nodes::{NodeRecord, Nodes, SelectionConfig};
+use orbit_testkit::free_port;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use uplink::project::{Access, Options, Project};
+
+const AUDITORS: [usize; 2] = [2, 3];
+
+/// Audit counters of the audit replicas that run, summed.
+async fn totals(r: &Replicas, what: &str) -> u64 {
+    let mut n = 0;
+    for i in AUDITORS {
+        let (code, body) = common::replicas::get(r.status[i], "/status").await;
+        if code == 200 {
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            n += v["audit"][what].as_u64().unwrap_or(0);
+        }
+    }
+    n
+}
+
+/// A pass, then both audit processes drain the queues at once.
+async fn round(r: &Replicas) -> serde_json::Value {
+    let report = pass(r, 1).await;
+    assert_eq!(report["complete"], true, "{report}");
+    let (a, b) = tokio::join!(trigger(r, 2, "audit"), trigger(r, 3, "audit"));
+    let ((), ()) = (a, b);
+    status(r.status[1]).await["loop"]["audit_sampler"].clone()
+}
+
+async fn record(nodes: &Nodes, id: &orbit_identity::NodeId) -> NodeRecord {
+    nodes.get(id).await.unwrap().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audits_clear_honest_slow_and_offline_nodes_and_share_jobs_between_processes() {
+    // Replica 1: the api with the store member; 2: loop; 3, 4: audits.
+    let table: String = (1..=4)
+        .map(|id| row(id, free_port(), free_port(), id == 1))
+        .collect();
+    let mut r = Replicas::with(
+        satellite(),
+        &format!(
+            "[storage]\ndistinct_networks = false\nidentity = \"../satellite.key\"\n\
+             [loop]\ninterval_s = 3600\nleader_ttl_s = 2\n\
+             [audit]\ninterval_s = 3600\nlease_ttl_s = 2\ntimeout_s = 2\nmax_reverify = 3\nslots = 4\nreverify_after_s = 1\n\
+             [reputation]\ninitial_alpha = 50.0\n{table}"
+        ),
+        "fixed",
+        4,
+        "",
+    );
+    r.spawn(0);
+    wait_health(r.status[0], 200, Duration::from_secs(30)).await;
+    wait_status(r.status[0], |s| s.contains("abandoned-uploads")).await;
+    let sat = Identity::load_or_create(&r.dir.path().join("satellite.key")).unwrap();
+    let sat_key = orbit_identity::hex_encode(&sat.public().0);
+    r.spawn_as(1, "loop");
+    r.spawn_as(2, "audit");
+    r.spawn_as(3, "audit");
+    for i in 1..4 {
+        wait_health(r.status[i], 200, Duration::from_secs(30)).await;
+    }
+    let kv: Arc<dyn Kv> = Arc::new(RemoteKv::connect(&[r.client_url(0)]).await.unwrap());
+    let nodes = Nodes::new(kv.clone(), SelectionConfig::default());
+    let mut sn = StorageNodes::new();
+    let url = r.api_url(0);
+    for _ in 0..8 {
+        sn.start(&url, &sat_key);
+    }
+    wait_nodes(&nodes, &sn.ids.iter().copied().collect(), 3600).await;
+    let api_key = ApiKeys::new(kv.clone()).create("audit").await.unwrap();
+    let access = Access::new(&url, sat.public(), &api_key.serialize(), "audit").unwrap();
+    let options = Options {
+        k: 2,
+        repair: 3,
+        success: 6,
+        total: 6,
+        segment_size: 96 << 10,
+        inline_max: 1024,
+    };
+    let p = Project::open(access.clone(), options).await.unwrap();
+    p.create_bucket("audit").await.unwrap();
+    for i in 0..12u64 {
+        let data = orbit_testkit::random_bytes(200 << 10, i + 1);
+        p.upload("audit", &format!("o{i}"), &data[..], &|_| {})
+            .await
+            .unwrap();
+    }
+
+    // Honest nodes: a thousand piece audits and more, one node restarted along the
+    // way (its audits while down are offline, not failures).
+    let mut rounds = 0;
+    while totals(&r, "success").await + totals(&r, "offline").await < 1000 {
+        rounds += 1;
+        assert!(rounds <= 40, "too few audits after {rounds} rounds");
+        if rounds == 2 {
+            sn.kill(0);
+        }
+        if rounds == 3 {
+            sn.run(0);
+        }
+        let before = totals(&r, "segments").await;
+        let sample = round(&r).await;
+        // Every sampled segment was audited once, by one of the two processes.
+        let audited = totals(&r, "segments").await - before;
+        assert_eq!(audited, sample["queued"].as_u64().unwrap(), "{sample}");
+    }
+    assert_eq!(totals(&r, "failure").await, 0);
+    assert!(
+        totals(&r, "offline").await > 0,
+        "the restarted node was never audited down"
+    );
+    for id in &sn.ids {
+        let n = record(&nodes, id).await;
+        assert!(!n.disqualified && n.reputation.audits.failure == 0, "{n:?}");
+    }
+
+    // A node that accepts connections but answers nothing is contained, reverified
+    // (and still contained) while it stays silent, and cleared once it answers.
+    sn.signal(1, "STOP");
+    let slow = sn.ids[1];
+    let reverify = ReverifyQueue::new(kv.clone());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while reverify.get(&slow).await.unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the silent node was never contained"
+        );
+        round(&r).await;
+    }
+    // Due again after a second: the next run tries it once, and it is still silent.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (a, b) = tokio::join!(trigger(&r, 2, "audit"), trigger(&r, 3, "audit"));
+    let ((), ()) = (a, b);
+    let pending = reverify.get(&slow).await.unwrap().unwrap();
+    assert_eq!(pending.attempts, 1, "{pending:?}");
+    assert!(!record(&nodes, &slow).await.disqualified);
+    sn.signal(1, "CONT");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (a, b) = tokio::join!(trigger(&r, 2, "audit"), trigger(&r, 3, "audit"));
+    let ((), ()) = (a, b);
+    assert!(
+        reverify.get(&slow).await.unwrap().is_none(),
+        "never cleared"
+    );
+    let n = record(&nodes, &slow).await;
+    assert!(!n.disqualified && n.reputation.audits.failure == 0, "{n:?}");
+    assert!(
+        n.reputation.audits.contained >= 2,
+        "{:?}",
+        n.reputation.audits
+    );
+
+    // A node that is gone is offline at every audit: never failed, never disqualified.
+    sn.kill(2);
+    let gone = sn.ids[2];
+    let before = record(&nodes, &gone).await.reputation.audits.offline;
+    for _ in 0..3 {
+        round(&r).await;
+    }
+    let n = record(&nodes, &gone).await;
+    assert!(
+        n.reputation.audits.offline > before,
+        "{:?}",
+        n.reputation.audits
+    );
+    assert!(!n.disqualified && n.reputation.audits.failure == 0, "{n:?}");
+
+    // An audit process SIGKILLed with jobs in hand: they are free after its lease
+    // (2 s) and the other process does them all.
+    let report = pass(&r, 1).await;
+    assert_eq!(report["complete"], true, "{report}");
+    let port = r.status[2];
+    let started = tokio::spawn(async move {
+        common::replicas::post(port, "/workers/audit/trigger", "replica-test").await
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    r.kill(2);
+    let _ = started.await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    trigger(&r, 3, "audit").await;
+    assert!(AuditQueue::new(kv.clone()).jobs().await.unwrap().is_empty());
+    assert_eq!(totals(&r, "failure").await, 0);
+}
