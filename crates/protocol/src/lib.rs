@@ -390,6 +390,48 @@ impl CheckIn {
     }
 }
 
+/// A node's request for its own standing at a satellite.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatsRequest {
+    /// What this is (so no other signed body reads as one).
+    pub what: String,
+    /// The satellite asked (a request for one satellite is no good at another).
+    pub satellite: NodeId,
+    /// Unix time (s) it was signed, bounding replays.
+    pub timestamp: u64,
+}
+
+impl NodeStatsRequest {
+    /// The `what` of every stats request.
+    pub const WHAT: &'static str = "orbit node stats request";
+
+    /// A request to `satellite` at `timestamp`.
+    pub fn new(satellite: NodeId, timestamp: u64) -> NodeStatsRequest {
+        NodeStatsRequest {
+            what: Self::WHAT.into(),
+            satellite,
+            timestamp,
+        }
+    }
+
+    /// Its encoding.
+    pub fn encode(&self) -> Vec<u8> {
+        encode(self)
+    }
+
+    /// Decodes one.
+    pub fn decode(b: &[u8]) -> Result<NodeStatsRequest, ProtocolError> {
+        let r: NodeStatsRequest = decode("node stats request", b)?;
+        if r.what != Self::WHAT {
+            return Err(ProtocolError::Malformed {
+                what: "node stats request",
+                why: "not a stats request".into(),
+            });
+        }
+        Ok(r)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

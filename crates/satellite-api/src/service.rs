@@ -55,6 +55,8 @@ pub struct SatelliteApi {
     pub keys: ApiKeys,
     /// Node table.
     pub nodes: Nodes,
+    /// Contained nodes (for their stats).
+    pub reverify: orbit_satellite_model::audit::ReverifyQueue,
     /// Order limits and settlement.
     pub orders: Orders,
     /// Buckets, objects, segments.
@@ -107,6 +109,7 @@ impl SatelliteApi {
             charges: None,
             keys: ApiKeys::new(kv.clone()),
             nodes: Nodes::new(kv.clone(), section.selection()),
+            reverify: orbit_satellite_model::audit::ReverifyQueue::new(kv.clone()),
             orders: Orders::new(kv.clone(), identity, section.order_expiration_s),
             meta: Metainfo::new(kv),
             config: section.limits(),
@@ -268,6 +271,39 @@ impl pb::nodes_server::Nodes for SatelliteApi {
             .await?;
         Ok(Response::new(pb::CheckInResponse {
             next_in_s: self.config.check_in_interval_s,
+        }))
+    }
+
+    async fn node_stats(&self, r: Request<pb::SignedMsg>) -> Reply<pb::NodeStatsResponse> {
+        let r = r.into_inner();
+        let key = public_key(&r.node_key, "node key")?;
+        let n = self
+            .nodes
+            .own_record(
+                key,
+                &r.body,
+                &r.signature,
+                &self.orders.public().id(),
+                unix_now(),
+            )
+            .await?;
+        let contained = self.reverify.get(&n.id).await?.is_some();
+        let rep = &n.reputation;
+        Ok(Response::new(pb::NodeStatsResponse {
+            audit_score: rep.audit.score(),
+            unknown_score: rep.unknown.score(),
+            online_score: rep.online.score(),
+            audit_success: rep.audits.success,
+            audit_failure: rep.audits.failure,
+            audit_offline: rep.audits.offline,
+            audit_contained: rep.audits.contained,
+            audit_unknown: rep.audits.unknown,
+            vetted_at: rep.vetted_at,
+            suspended_at: rep.suspended_at,
+            disqualified_at: rep.disqualified_at,
+            disqualified_reason: rep.disqualified_reason.clone(),
+            contained,
+            last_seen: n.last_seen,
         }))
     }
 

@@ -216,6 +216,36 @@ impl Nodes {
         .await
     }
 
+    /// The record of the node that signed `body` (a stats request to the satellite
+    /// `satellite`) with `key`, at `now`: a node reads only its own.
+    pub async fn own_record(
+        &self,
+        key: PublicKey,
+        body: &[u8],
+        signature: &[u8],
+        satellite: &NodeId,
+        now: u64,
+    ) -> Result<NodeRecord, Error> {
+        key.verify(body, signature)
+            .map_err(|e| Error::Unauthenticated(format!("stats request: {e}")))?;
+        let r = orbit_protocol::NodeStatsRequest::decode(body)
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+        if r.satellite != *satellite {
+            return Err(Error::Invalid(
+                "a stats request for another satellite".into(),
+            ));
+        }
+        if r.timestamp.abs_diff(now) > self.config.check_in_skew_s {
+            return Err(Error::Invalid(format!(
+                "stats request signed at {}, now is {now}: check the node's clock",
+                r.timestamp
+            )));
+        }
+        self.get(&key.id())
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("no node {}: check in first", key.id())))
+    }
+
     /// Records the uptime process's contact with a node at `now`: reached (`ok`) or
     /// not, in its record and its online score. Unknown nodes are not created.
     pub async fn record_contact(

@@ -1,10 +1,12 @@
-//! `satellite inspect …`: what an operator looks at while repair works — each
-//! segment of an object with its pieces, their nodes and their state.
+//! `satellite inspect …`: what an operator looks at while repair and audits work —
+//! each segment of an object with its pieces, their nodes and their state; every
+//! node with its reputation.
 
 use anyhow::Context;
 use clap::Subcommand;
 use orbit_kv::RemoteKv;
 use orbit_satellite_model::apikeys::ApiKeys;
+use orbit_satellite_model::audit::ReverifyQueue;
 use orbit_satellite_model::metainfo::Metainfo;
 use orbit_satellite_model::nodes::{Nodes, SelectionConfig};
 use orbit_satellite_model::repair::{health, HealthRules, RepairQueue};
@@ -35,17 +37,132 @@ pub enum InspectCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Every node: online or not, its reputation (audit, unknown-outcome and online
+    /// scores), audit counts, vetting, suspension, containment, disqualification.
+    Nodes {
+        /// Client URLs of the store (comma-separated).
+        #[arg(long, env = "ORBIT_ENDPOINTS", value_delimiter = ',')]
+        endpoints: Vec<String>,
+        /// The satellite's configuration, for `[storage]`'s online window (defaults
+        /// without it).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Runs an inspection command.
 pub async fn run(c: InspectCommand) -> anyhow::Result<()> {
-    let InspectCommand::Health {
-        object,
-        endpoints,
-        access,
-        config,
-        json,
-    } = c;
+    match c {
+        InspectCommand::Health {
+            object,
+            endpoints,
+            access,
+            config,
+            json,
+        } => object_health(object, endpoints, access, config, json).await,
+        InspectCommand::Nodes {
+            endpoints,
+            config,
+            json,
+        } => nodes(endpoints, config, json).await,
+    }
+}
+
+/// `inspect nodes`.
+async fn nodes(endpoints: Vec<String>, config: Option<PathBuf>, json: bool) -> anyhow::Result<()> {
+    let storage = match config {
+        Some(p) => crate::run::load(&p)?.services.storage.unwrap_or_default(),
+        None => Default::default(),
+    };
+    let kv: Arc<dyn orbit_kv::Kv> = Arc::new(RemoteKv::connect(&endpoints).await?);
+    let mut all = Nodes::new(kv.clone(), SelectionConfig::default())
+        .all()
+        .await?;
+    all.sort_by(|a, b| a.address.cmp(&b.address).then(a.id.cmp(&b.id)));
+    let contained: std::collections::HashSet<_> = ReverifyQueue::new(kv)
+        .all()
+        .await?
+        .into_iter()
+        .map(|p| p.node)
+        .collect();
+    let now = unix_now();
+    let rows: Vec<serde_json::Value> = all
+        .iter()
+        .map(|n| {
+            let r = &n.reputation;
+            serde_json::json!({
+                "id": n.id.to_string(),
+                "address": n.address,
+                "version": n.version,
+                "online": n.online(now, storage.online_window_s),
+                "last_heard_s_ago": now.saturating_sub(n.last_heard()),
+                "free": n.free,
+                "audit_score": r.audit.score(),
+                "unknown_score": r.unknown.score(),
+                "online_score": r.online.score(),
+                "audits": r.audits,
+                "vetted": r.vetted(),
+                "suspended": r.suspended(),
+                "contained": contained.contains(&n.id),
+                "disqualified": n.disqualified,
+                "disqualified_at": r.disqualified_at,
+                "disqualified_reason": r.disqualified_reason,
+            })
+        })
+        .collect();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    println!(
+        "{:<64}  {:<24} {:>7} {:>7} {:>7} {:>6} {:>6}  state",
+        "node", "address", "audit", "unknown", "online", "passed", "failed"
+    );
+    for (n, row) in all.iter().zip(&rows) {
+        let mut state = Vec::new();
+        state.push(if row["online"] == true {
+            "online"
+        } else {
+            "OFFLINE"
+        });
+        if !n.reputation.vetted() {
+            state.push("vetting");
+        }
+        if n.reputation.suspended() {
+            state.push("SUSPENDED");
+        }
+        if row["contained"] == true {
+            state.push("contained");
+        }
+        let mut state = state.join(", ");
+        if n.disqualified {
+            state = format!("DISQUALIFIED: {}", n.reputation.disqualified_reason);
+        }
+        println!(
+            "{:<64}  {:<24} {:>7.4} {:>7.4} {:>7.4} {:>6} {:>6}  {state}",
+            n.id.to_string(),
+            n.address.trim_start_matches("http://"),
+            n.reputation.audit.score(),
+            n.reputation.unknown.score(),
+            n.reputation.online.score(),
+            n.reputation.audits.success,
+            n.reputation.audits.failure,
+        );
+    }
+    Ok(())
+}
+
+/// `inspect health`.
+async fn object_health(
+    object: String,
+    endpoints: Vec<String>,
+    access: String,
+    config: Option<PathBuf>,
+    json: bool,
+) -> anyhow::Result<()> {
     let (bucket, key) = object
         .strip_prefix("orbit://")
         .and_then(|r| r.split_once('/'))

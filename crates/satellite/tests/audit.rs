@@ -183,6 +183,48 @@ async fn audits_clear_honest_slow_and_offline_nodes_and_share_jobs_between_proce
     );
     assert!(!n.disqualified && n.reputation.audits.failure == 0, "{n:?}");
 
+    // The node sees its standing; the operator sees every node's.
+    let out = std::process::Command::new(common::nodes::storagenode())
+        .args(["status", "--json", "--dir"])
+        .arg(sn.node_dir(1))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let view = &st["satellites"][0]["stats"]["Ok"];
+    assert_eq!(st["id"], slow.to_string());
+    assert!(view["audit_success"].as_u64().unwrap() > 0, "{st}");
+    assert!(view["audit_contained"].as_u64().unwrap() >= 2, "{st}");
+    assert_eq!(view["audit_failure"], 0, "{st}");
+    assert_eq!(view["contained"], false, "{st}");
+    assert_eq!(view["disqualified_at"], 0, "{st}");
+    let out = std::process::Command::new(satellite())
+        .args([
+            "inspect",
+            "nodes",
+            "--json",
+            "--endpoints",
+            &r.client_url(0),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows.len(), 8);
+    for row in &rows {
+        assert_eq!(row["disqualified"], false, "{row}");
+        assert!(row["audits"]["success"].as_u64().unwrap() > 0, "{row}");
+        assert!(row["audit_score"].as_f64().unwrap() > 0.99, "{row}");
+    }
+
     // An audit process SIGKILLed with jobs in hand: they are free after its lease
     // (2 s) and the other process does them all.
     let report = pass(&r, 1).await;

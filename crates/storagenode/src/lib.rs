@@ -6,9 +6,11 @@
 //! - [`orders`]: served transfers not yet settled.
 //! - [`service`]: the piecestore gRPC service.
 //! - [`node`]: a running node: configuration, server, check-ins and settlement.
+//! - [`status`]: `storagenode status`, the node's standing at its satellites.
 
 pub mod node;
 pub mod orders;
 pub mod pieces;
 pub mod serials;
 pub mod service;
+pub mod status;

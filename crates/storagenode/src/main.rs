@@ -48,6 +48,23 @@ enum Command {
         #[arg(long, env = "ORBIT_NODE_DIR")]
         dir: PathBuf,
     },
+    /// What the node holds and what each satellite says of it: reputation, audits,
+    /// suspension, disqualification. Safe beside a running node.
+    Status {
+        /// The node's directory.
+        #[arg(long, env = "ORBIT_NODE_DIR")]
+        dir: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn load(dir: &std::path::Path) -> anyhow::Result<NodeConfig> {
+    let path = dir.join("storagenode.toml");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading {} (run storagenode setup first)", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("in {}", path.display()))
 }
 
 #[tokio::main]
@@ -79,13 +96,15 @@ async fn main() -> anyhow::Result<()> {
             std::fs::write(&path, config)?;
             println!("node {} set up in {}", id.id(), dir.display());
         }
+        Command::Status { dir, json } => {
+            let s = storagenode::status::status(&load(&dir)?).await?;
+            match json {
+                true => println!("{}", serde_json::to_string_pretty(&s)?),
+                false => print!("{}", storagenode::status::render(&s)),
+            }
+        }
         Command::Run { dir } => {
-            let path = dir.join("storagenode.toml");
-            let text = std::fs::read_to_string(&path).with_context(|| {
-                format!("reading {} (run storagenode setup first)", path.display())
-            })?;
-            let config: NodeConfig =
-                toml::from_str(&text).with_context(|| format!("in {}", path.display()))?;
+            let config = load(&dir)?;
             let node = Node::start(config).await?;
             println!("node {} serving pieces on {}", node.identity.id(), node.url);
             let mut term =
