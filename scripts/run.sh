@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # orbit's main job on its embedded defaults: a local network — a satellite on its
-# embedded single-member store (the api process, with the segment loop, repair and
-# uptime processes beside it) and ten storage nodes, all on 127.0.0.1 — then a file
+# embedded single-member store (the api process, with the segment loop, repair,
+# uptime and audit processes beside it) and ten storage nodes, all on 127.0.0.1 — then a file
 # uploaded through it and downloaded back, and how to keep using it with the uplink.
 # Intervals are short: a node killed for good is repaired around within two minutes.
 # State lives in ./local.orbit (ORBIT_LOCAL_DIR); run it again and it picks up where
@@ -40,7 +40,7 @@ addr = "127.0.0.1:7778"
 [storage]
 # Every node is on 127.0.0.1: one node per /24 would allow only one.
 distinct_networks = false
-# Every process that signs order limits (api, repair) loads this one identity.
+# Every process that signs order limits (api, repair, audit) loads this one identity.
 identity = "$DIR/satellite/satellite.key"
 # Nodes check in every 10 s; one silent for 30 s is offline and its pieces missing.
 online_window_s = 30
@@ -54,6 +54,9 @@ interval_s = 10
 [uptime]
 interval_s = 10
 stale_s = 15
+
+[audit]
+interval_s = 20
 
 [[replica]]
 id = 1
@@ -82,18 +85,25 @@ store_name = "uptime"
 client_url = "http://127.0.0.1:2385"
 peer_url = "http://127.0.0.1:2386"
 store_node = false
+
+[[replica]]
+id = 5
+store_name = "audit"
+client_url = "http://127.0.0.1:2387"
+peer_url = "http://127.0.0.1:2388"
+store_node = false
 CONF
 "$BIN/satellite" run api --config "$DIR/satellite.toml" > "$DIR/logs/satellite.out" 2> "$DIR/logs/satellite.log" &
 pids+=($!)
 wait_for "$DIR/logs/satellite.out" "API on" 30
 SAT_KEY=$(sed -n 's/^satellite .* (key \([0-9a-f]*\))$/\1/p' "$DIR/logs/satellite.out")
-for p in "2 loop 7790" "3 repair 7791" "4 uptime 7792"; do
+for p in "2 loop 7790" "3 repair 7791" "4 uptime 7792" "5 audit 7793"; do
   set -- $p
   "$BIN/satellite" run "$2" --config "$DIR/satellite.toml" --replica-id "$1" \
     --data-dir "$DIR/$2" --status-addr "127.0.0.1:$3" > "$DIR/logs/$2.out" 2> "$DIR/logs/$2.log" &
   pids+=($!)
 done
-for name in loop repair uptime; do wait_for "$DIR/logs/$name.out" "status on" 30; done
+for name in loop repair uptime audit; do wait_for "$DIR/logs/$name.out" "status on" 30; done
 
 for i in $(seq 1 $NODES); do
   node="$DIR/node$i"
@@ -131,6 +141,8 @@ echo "  $BIN/uplink cp orbit://demo/hello.bin ./copy.bin"
 echo "Watch repair: kill a node (its pid is in the list below), and within two minutes"
 echo "  ORBIT_ACCESS=\$(cat $DIR/access) $BIN/satellite inspect health --endpoints http://127.0.0.1:2379 --config $DIR/satellite.toml orbit://demo/hello.bin"
 echo "shows its pieces rebuilt on other nodes (status: http://127.0.0.1:7790/status, :7791, :7792)."
-echo "Node pids: ${pids[*]:4}"
+echo "Audits: $BIN/satellite inspect nodes --endpoints http://127.0.0.1:2379 shows every node's reputation,"
+echo "  $BIN/storagenode status --dir $DIR/node1 one node's own view (audit status: :7793)."
+echo "Node pids: ${pids[*]:5}"
 echo "Logs in $DIR/logs. Ctrl-C stops the network; run this again to start it on the same data."
 wait

@@ -403,15 +403,19 @@ impl Auditor {
         let removed = self.remove_pieces(stream, index, &failed).await?;
         let now = unix_now();
         let mut disqualified = 0;
-        for a in audits {
+        // Each node's record is its own: all are written at once.
+        let recorded = futures::future::join_all(audits.iter().map(|a| async move {
+            self.nodes
+                .record_audits(&a.node, &[a.outcome], &self.reputation, now)
+                .await
+                .map_err(|e| format!("recording an audit of {}: {e}", a.node))
+        }))
+        .await;
+        for (a, r) in audits.iter().zip(recorded) {
             if a.outcome == AuditOutcome::Failure {
                 tracing::warn!(node = %a.node, piece = a.piece, reason = %a.detail, "audit failed");
             }
-            let (_, events) = self
-                .nodes
-                .record_audits(&a.node, &[a.outcome], &self.reputation, now)
-                .await
-                .map_err(|e| format!("recording an audit of {}: {e}", a.node))?;
+            let (_, events) = r?;
             for e in events {
                 match e {
                     ReputationEvent::Disqualified { reason } => {
