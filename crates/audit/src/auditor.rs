@@ -210,8 +210,14 @@ impl Auditor {
                 let r = self.reverify_one(&p).await;
                 let settled = match &r {
                     Ok((_, next)) => self.reverify.settle(&p.node, next.as_ref()).await,
-                    // Left as it was; the claim goes so it is tried again.
-                    Err(_) => self.reverify.settle(&p.node, Some(&p)).await,
+                    // Left for a later run (not this one: it would only fail again).
+                    Err(_) => {
+                        let later = Pending {
+                            last_attempt: unix_now(),
+                            ..p.clone()
+                        };
+                        self.reverify.settle(&p.node, Some(&later)).await
+                    }
                 };
                 settled.map_err(|e| format!("settling a reverification: {e}"))?;
                 match r {

@@ -4,7 +4,10 @@
 //! that stops answering (SIGSTOP) is contained, reverified and cleared when it
 //! answers again; a SIGKILLed node is offline, never failed; every sampled job is
 //! audited once by one of the two audit processes, and a SIGKILLed audit process's
-//! jobs are taken over after its lease.
+//! jobs are taken over after its lease. Last, a node that deletes its pieces and one
+//! that flips bytes in them are disqualified within a bounded number of failed audits, a `repair`
+//! process rebuilds their pieces elsewhere, and with both gone every object still
+//! downloads identical.
 
 mod common;
 
@@ -50,8 +53,8 @@ async fn record(nodes: &Nodes, id: &orbit_identity::NodeId) -> NodeRecord {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audits_clear_honest_slow_and_offline_nodes_and_share_jobs_between_processes() {
-    // Replica 1: the api with the store member; 2: loop; 3, 4: audits.
-    let table: String = (1..=4)
+    // Replica 1: the api with the store member; 2: loop; 3, 4: audits; 5: repair.
+    let table: String = (1..=5)
         .map(|id| row(id, free_port(), free_port(), id == 1))
         .collect();
     let mut r = Replicas::with(
@@ -60,10 +63,10 @@ async fn audits_clear_honest_slow_and_offline_nodes_and_share_jobs_between_proce
             "[storage]\ndistinct_networks = false\nidentity = \"../satellite.key\"\n\
              [loop]\ninterval_s = 3600\nleader_ttl_s = 2\n\
              [audit]\ninterval_s = 3600\nlease_ttl_s = 2\ntimeout_s = 2\nmax_reverify = 3\nslots = 4\nreverify_after_s = 1\n\
-             [reputation]\ninitial_alpha = 50.0\n{table}"
+             [repair]\ninterval_s = 3600\nlease_ttl_s = 2\n             [reputation]\ninitial_alpha = 50.0\n{table}"
         ),
         "fixed",
-        4,
+        5,
         "",
     );
     r.spawn(0);
@@ -87,9 +90,10 @@ async fn audits_clear_honest_slow_and_offline_nodes_and_share_jobs_between_proce
     wait_nodes(&nodes, &sn.ids.iter().copied().collect(), 3600).await;
     let api_key = ApiKeys::new(kv.clone()).create("audit").await.unwrap();
     let access = Access::new(&url, sat.public(), &api_key.serialize(), "audit").unwrap();
+    // Repair at 4 healthy: a segment on both bad nodes below is repaired.
     let options = Options {
         k: 2,
-        repair: 3,
+        repair: 4,
         success: 6,
         total: 6,
         segment_size: 96 << 10,
@@ -97,11 +101,13 @@ async fn audits_clear_honest_slow_and_offline_nodes_and_share_jobs_between_proce
     };
     let p = Project::open(access.clone(), options).await.unwrap();
     p.create_bucket("audit").await.unwrap();
+    let mut objects = Vec::new();
     for i in 0..12u64 {
         let data = orbit_testkit::random_bytes(200 << 10, i + 1);
         p.upload("audit", &format!("o{i}"), &data[..], &|_| {})
             .await
             .unwrap();
+        objects.push(data);
     }
 
     // Honest nodes: a thousand piece audits and more, one node restarted along the
@@ -240,4 +246,79 @@ async fn audits_clear_honest_slow_and_offline_nodes_and_share_jobs_between_proce
     trigger(&r, 3, "audit").await;
     assert!(AuditQueue::new(kv.clone()).jobs().await.unwrap().is_empty());
     assert_eq!(totals(&r, "failure").await, 0);
+
+    // A node that deleted every piece and one that flipped a byte in every 16 KiB
+    // group of every piece: disqualified within a bounded number of failed audits,
+    // their pieces rebuilt elsewhere by the repair process.
+    sn.run(2);
+    r.spawn_as(2, "audit");
+    r.spawn_as(4, "repair");
+    for i in [2, 4] {
+        wait_health(r.status[i], 200, Duration::from_secs(30)).await;
+    }
+    let (deleter, flipper) = (sn.ids[3], sn.ids[4]);
+    // The successes so far weigh α up: about α / 24 failures bring α / (α + β) to 0.96.
+    let bound = |n: &NodeRecord| (n.reputation.audit.alpha / 24.0).ceil() as u64 + 1;
+    let bounds = [
+        bound(&record(&nodes, &deleter).await),
+        bound(&record(&nodes, &flipper).await),
+    ];
+    let pieces = |i: usize| common::nodes::files(&sn.node_dir(i).join("storage/pieces"));
+    for f in pieces(3) {
+        std::fs::remove_file(f).unwrap();
+    }
+    for f in pieces(4) {
+        let mut b = std::fs::read(&f).unwrap();
+        let mut at = 1024 + 7;
+        while at < b.len() {
+            b[at] ^= 0x80;
+            at += 16 << 10;
+        }
+        std::fs::write(&f, b).unwrap();
+    }
+    let mut rounds = 0;
+    loop {
+        rounds += 1;
+        assert!(rounds <= 6, "not disqualified within 6 rounds");
+        round(&r).await;
+        let (d, f) = (
+            record(&nodes, &deleter).await,
+            record(&nodes, &flipper).await,
+        );
+        if d.disqualified && f.disqualified {
+            for (n, most) in [(&d, bounds[0]), (&f, bounds[1])] {
+                let why = &n.reputation.disqualified_reason;
+                let failed: u64 = why
+                    .split("after ")
+                    .nth(1)
+                    .and_then(|w| w.split(' ').next())
+                    .and_then(|w| w.parse().ok())
+                    .unwrap_or(u64::MAX);
+                assert!(failed <= most, "{why}: more than {most} failures");
+            }
+            break;
+        }
+    }
+    for (i, id) in sn.ids.iter().enumerate() {
+        if i != 3 && i != 4 {
+            let n = record(&nodes, id).await;
+            assert!(!n.disqualified && n.reputation.audits.failure == 0, "{n:?}");
+        }
+    }
+    let report = pass(&r, 1).await;
+    assert_eq!(report["complete"], true, "{report}");
+    trigger(&r, 4, "repair").await;
+    let repaired = status(r.status[4]).await["repair"]["repaired"]
+        .as_u64()
+        .unwrap();
+    assert!(repaired > 0, "nothing repaired");
+    sn.kill(3);
+    sn.kill(4);
+    for (i, data) in objects.iter().enumerate() {
+        let mut back = Vec::new();
+        p.download("audit", &format!("o{i}"), &mut back, &|_| {})
+            .await
+            .unwrap();
+        assert!(back == *data, "object {i} differs");
+    }
 }

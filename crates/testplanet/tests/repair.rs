@@ -126,7 +126,8 @@ async fn repair_rebuilds_missing_pieces_elsewhere_drops_corrupt_ones_and_settles
                 .join("storage/pieces"),
         ) {
             let mut b = std::fs::read(&f).unwrap();
-            let at = b.len() - 1;
+            // A byte of the piece's data (the file ends with its tree).
+            let at = storagenode::pieces::HEADER_BYTES as usize + 10;
             b[at] ^= 0x55;
             std::fs::write(&f, b).unwrap();
         }

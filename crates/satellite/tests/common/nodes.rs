@@ -154,3 +154,17 @@ pub async fn wait_nodes(nodes: &Nodes, alive: &HashSet<NodeId>, window_s: u64) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Every file under `dir`, recursively.
+pub fn files(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
