@@ -16,6 +16,7 @@ use orbit_identity::{IdentityError, NodeId, PublicKey};
 use serde::{Deserialize, Serialize};
 
 pub mod apikey;
+pub mod bloom;
 pub mod client;
 pub mod slices;
 
