@@ -95,6 +95,7 @@ fn segment(i: u64, nodes: &[NodeRecord]) -> (String, Vec<u8>) {
         },
         root: PieceId([7; 32]),
         piece_size: 16 << 20,
+        created: 0,
         pieces: (0..10u16)
             .map(|p| (p, nodes[(i as usize + p as usize * 7) % nodes.len()].id))
             .collect(),

@@ -191,6 +191,7 @@ impl SatelliteApi {
                 root: PieceId::default(),
                 piece_size: 0,
                 pieces: Vec::new(),
+                created: unix_now(),
             }
         } else {
             let root = PieceId(
@@ -253,6 +254,7 @@ impl SatelliteApi {
                 root,
                 piece_size: r.piece_size,
                 pieces,
+                created: unix_now(),
             }
         };
         self.meta.commit_segment(&stream, &seg).await

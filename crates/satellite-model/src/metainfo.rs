@@ -88,6 +88,10 @@ pub struct Segment {
     /// Piece number and node of each stored piece.
     #[serde(with = "hex_pieces")]
     pub pieces: Vec<(u16, NodeId)>,
+    /// Unix time (s) it was committed (0: before segments recorded it). Garbage
+    /// collection dates its filters by the newest a pass saw.
+    #[serde(default)]
+    pub created: u64,
 }
 
 mod hex_root {
@@ -146,6 +150,7 @@ impl From<SegmentV1> for Segment {
             root: s.root,
             piece_size: s.piece_size,
             pieces: s.pieces,
+            created: 0,
         }
     }
 }
