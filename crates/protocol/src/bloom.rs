@@ -89,6 +89,21 @@ impl Filter {
             .all(|p| self.bits[(p / 8) as usize] & (1 << (p % 8)) != 0)
     }
 
+    /// Adds every piece of `other`, a filter of the same size, hashes and seed (a
+    /// filter built in parts).
+    pub fn union(&mut self, other: &Filter) -> Result<(), BloomError> {
+        if other.seed != self.seed
+            || other.hashes != self.hashes
+            || other.bits.len() != self.bits.len()
+        {
+            return Err(BloomError::Malformed("a union of unlike filters".into()));
+        }
+        for (a, b) in self.bits.iter_mut().zip(&other.bits) {
+            *a |= b;
+        }
+        Ok(())
+    }
+
     /// Its encoding: format, hash count, seed, bits.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(34 + self.bits.len());
@@ -191,7 +206,22 @@ mod tests {
         zero[1] = 0;
         assert!(Filter::decode(&zero).is_err());
         assert!(Filter::decode(&[]).is_err());
+        // Built in parts and merged: the same as built at once; unlike filters refuse.
+        let seed = [9u8; 32];
+        let (mut a, mut b, mut all) = (
+            Filter::with_seed(1000, 0.1, seed),
+            Filter::with_seed(1000, 0.1, seed),
+            Filter::with_seed(1000, 0.1, seed),
+        );
+        for i in 0..1000 {
+            [&mut a, &mut b][(i % 2) as usize].add(&id(i, 0));
+            all.add(&id(i, 0));
+        }
+        a.union(&b).unwrap();
+        assert_eq!(a, all);
+        assert!(a.union(&Filter::new(1000, 0.1)).is_err());
         // An empty node's filter is well formed and contains nothing it was not given.
+
         let empty = Filter::new(0, 0.1);
         assert!(Filter::decode(&empty.encode()).is_ok());
     }

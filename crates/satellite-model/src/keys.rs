@@ -51,6 +51,15 @@ pub const LEADERS: &str = "/orbit/sat/leaders/";
 pub const AUDIT_QUEUE: &str = "/orbit/sat/audit/queue/";
 /// Contained nodes' pending reverifications, one per node: `<node id>`.
 pub const AUDIT_REVERIFY: &str = "/orbit/sat/audit/reverify/";
+/// Garbage collection: each node's piece count as the last complete pass found it,
+/// `<node id>`.
+pub const GC_COUNTS: &str = "/orbit/sat/gc/counts/";
+/// Garbage collection: each node's newest filter's head, `<node id>`.
+pub const GC_LATEST: &str = "/orbit/sat/gc/latest/";
+/// Garbage collection: filter bytes in chunks, `<node id>/<pass>/<chunk>`.
+pub const GC_FILTERS: &str = "/orbit/sat/gc/filters/";
+/// Garbage collection: the newest filter sent to each node, `<node id>`.
+pub const GC_SENT: &str = "/orbit/sat/gc/sent/";
 /// Audit claims: the worker auditing a segment or reverifying a node, under its
 /// lease: `segment/<stream hex>/<index>` or `node/<node id>`.
 pub const AUDIT_CLAIMS: &str = "/orbit/sat/audit/claims/";
@@ -234,6 +243,31 @@ pub fn audit_segment_claim(id: &StreamId, index: u32) -> String {
 /// The claim key of a node's reverification.
 pub fn audit_node_claim(node: &NodeId) -> String {
     format!("{AUDIT_CLAIMS}node/{node}")
+}
+
+/// A node's piece count for garbage collection.
+pub fn gc_count(node: &NodeId) -> String {
+    format!("{GC_COUNTS}{node}")
+}
+
+/// A node's newest filter's head.
+pub fn gc_latest(node: &NodeId) -> String {
+    format!("{GC_LATEST}{node}")
+}
+
+/// Where a node's filter of the pass at revision `pass` is kept, chunk by chunk.
+pub fn gc_filter_prefix(node: &NodeId, pass: i64) -> String {
+    format!("{GC_FILTERS}{node}/{pass:020}/")
+}
+
+/// Every filter of a node.
+pub fn gc_filters_of(node: &NodeId) -> String {
+    format!("{GC_FILTERS}{node}/")
+}
+
+/// The newest filter sent to a node.
+pub fn gc_sent(node: &NodeId) -> String {
+    format!("{GC_SENT}{node}")
 }
 
 /// The leader key of the elected process `name` (`loop`, ...).

@@ -16,6 +16,7 @@
 pub mod apikeys;
 pub mod audit;
 pub mod claims;
+pub mod gc;
 pub mod hexser;
 pub mod keys;
 pub mod metainfo;
