@@ -218,6 +218,40 @@ pub async fn download_slice(
     Ok((data, hash, encoded.len() as u64))
 }
 
+/// Hands the node at `url` a garbage-collection filter with its signed header, in
+/// chunks; returns whether the node stored it (false: it holds one as new).
+pub async fn retain(
+    url: &str,
+    header: &crate::RetainHeader,
+    filter: &[u8],
+) -> Result<bool, TransferError> {
+    use crate::pb::{retain_request, RetainRequest};
+    let mut c = connect(url).await?;
+    let mut msgs = vec![RetainRequest {
+        msg: Some(retain_request::Msg::Header(header.encode())),
+    }];
+    for c in filter.chunks(CHUNK) {
+        msgs.push(RetainRequest {
+            msg: Some(retain_request::Msg::Chunk(c.to_vec())),
+        });
+    }
+    let r = c.retain(futures::stream::iter(msgs)).await?.into_inner();
+    Ok(r.stored)
+}
+
+/// Has the node at `url` bring a satellite's pieces back from its trash; returns
+/// how many came back.
+pub async fn restore_trash(url: &str, order: &crate::RestoreTrash) -> Result<u64, TransferError> {
+    let mut c = connect(url).await?;
+    let r = c
+        .restore_trash(crate::pb::RestoreTrashRequest {
+            order: order.encode(),
+        })
+        .await?
+        .into_inner();
+    Ok(r.restored)
+}
+
 /// Pings the node at `url` with a fresh challenge and checks that the answer is
 /// signed by `node_key`: a node is only heard from when it proves who it is.
 pub async fn ping(url: &str, node_key: &PublicKey) -> Result<(), TransferError> {

@@ -391,6 +391,152 @@ impl CheckIn {
     }
 }
 
+/// What a garbage-collection filter is, signed by the satellite that built it: the
+/// node trashes that satellite's pieces stored before `created` (less its skew) that
+/// the filter does not contain.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetainHeader {
+    /// The satellite.
+    pub satellite: NodeId,
+    /// The node it is for.
+    pub node: NodeId,
+    /// Unix time (s) of the newest segment the filter's pass saw.
+    pub created: u64,
+    /// Pieces in the filter.
+    pub pieces: u64,
+    /// Bytes of the encoded filter that follow.
+    pub bytes: u64,
+    /// BLAKE3 of them.
+    pub hash: [u8; 32],
+    /// The satellite's signature.
+    pub signature: Vec<u8>,
+}
+
+type RetainFields<'a> = (&'a NodeId, &'a NodeId, u64, u64, u64, &'a [u8; 32]);
+
+impl RetainHeader {
+    fn fields(&self) -> RetainFields<'_> {
+        (
+            &self.satellite,
+            &self.node,
+            self.created,
+            self.pieces,
+            self.bytes,
+            &self.hash,
+        )
+    }
+
+    /// The header of `filter` for `node`, signed as `satellite`.
+    pub fn sign(
+        satellite: &orbit_identity::Identity,
+        node: NodeId,
+        created: u64,
+        pieces: u64,
+        filter: &[u8],
+    ) -> RetainHeader {
+        let mut h = RetainHeader {
+            satellite: satellite.id(),
+            node,
+            created,
+            pieces,
+            bytes: filter.len() as u64,
+            hash: *blake3::hash(filter).as_bytes(),
+            signature: Vec::new(),
+        };
+        h.signature = satellite.sign(&signing_bytes(b"orbit-retain-v1", &h.fields()));
+        h
+    }
+
+    /// Checks that `key` signed it and is the satellite it names.
+    pub fn verify(&self, key: &PublicKey) -> Result<(), ProtocolError> {
+        if key.id() != self.satellite {
+            return Err(ProtocolError::WrongSigner {
+                what: "retain header",
+                got: self.satellite,
+                want: key.id(),
+            });
+        }
+        key.verify(
+            &signing_bytes(b"orbit-retain-v1", &self.fields()),
+            &self.signature,
+        )?;
+        Ok(())
+    }
+
+    /// Its encoding.
+    pub fn encode(&self) -> Vec<u8> {
+        encode(self)
+    }
+
+    /// Decodes one.
+    pub fn decode(b: &[u8]) -> Result<RetainHeader, ProtocolError> {
+        decode("retain header", b)
+    }
+}
+
+/// A satellite's order to bring its pieces back from a node's trash.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreTrash {
+    /// The satellite.
+    pub satellite: NodeId,
+    /// The node.
+    pub node: NodeId,
+    /// Unix time (s) of signing, bounding replays.
+    pub timestamp: u64,
+    /// The satellite's signature.
+    pub signature: Vec<u8>,
+}
+
+impl RestoreTrash {
+    /// An order for `node`, signed as `satellite` at `timestamp`.
+    pub fn sign(
+        satellite: &orbit_identity::Identity,
+        node: NodeId,
+        timestamp: u64,
+    ) -> RestoreTrash {
+        let mut r = RestoreTrash {
+            satellite: satellite.id(),
+            node,
+            timestamp,
+            signature: Vec::new(),
+        };
+        r.signature = satellite.sign(&signing_bytes(
+            b"orbit-restore-trash-v1",
+            &(&r.satellite, &r.node, r.timestamp),
+        ));
+        r
+    }
+
+    /// Checks that `key` signed it and is the satellite it names.
+    pub fn verify(&self, key: &PublicKey) -> Result<(), ProtocolError> {
+        if key.id() != self.satellite {
+            return Err(ProtocolError::WrongSigner {
+                what: "restore-trash order",
+                got: self.satellite,
+                want: key.id(),
+            });
+        }
+        key.verify(
+            &signing_bytes(
+                b"orbit-restore-trash-v1",
+                &(&self.satellite, &self.node, self.timestamp),
+            ),
+            &self.signature,
+        )?;
+        Ok(())
+    }
+
+    /// Its encoding.
+    pub fn encode(&self) -> Vec<u8> {
+        encode(self)
+    }
+
+    /// Decodes one.
+    pub fn decode(b: &[u8]) -> Result<RestoreTrash, ProtocolError> {
+        decode("restore-trash order", b)
+    }
+}
+
 /// A node's request for its own standing at a satellite.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeStatsRequest {

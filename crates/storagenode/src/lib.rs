@@ -11,6 +11,7 @@
 pub mod node;
 pub mod orders;
 pub mod pieces;
+pub mod retain;
 pub mod serials;
 pub mod service;
 pub mod status;

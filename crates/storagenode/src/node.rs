@@ -3,6 +3,7 @@
 
 use crate::orders::Orders;
 use crate::pieces::PieceStore;
+use crate::retain::RetainStore;
 use crate::serials::UsedSerials;
 use crate::service::{unix_now, PiecestoreService};
 use orbit_identity::{Identity, PublicKey};
@@ -44,6 +45,26 @@ pub struct NodeConfig {
     /// Seconds between check-ins (and settlements).
     #[serde(default = "default_interval")]
     pub check_in_s: u64,
+    /// Garbage collection trashes only pieces stored this long before a filter's
+    /// creation time, seconds: an upload's pieces land before its segment is committed.
+    #[serde(default = "default_retain_skew")]
+    pub retain_skew_s: u64,
+    /// Days a trashed piece is kept before it is deleted.
+    #[serde(default = "default_trash_days")]
+    pub trash_days: u64,
+    /// Seconds between looks for retain filters to apply and trash to empty.
+    #[serde(default = "default_retain_interval")]
+    pub retain_interval_s: u64,
+}
+
+fn default_retain_skew() -> u64 {
+    24 * 3600
+}
+fn default_trash_days() -> u64 {
+    7
+}
+fn default_retain_interval() -> u64 {
+    60
 }
 
 fn default_listen() -> String {
@@ -176,6 +197,8 @@ pub struct Node {
     pub pieces: Arc<PieceStore>,
     /// Check-ins and settlement.
     pub reporter: Arc<Reporter>,
+    /// Garbage-collection filters received.
+    pub retain: Arc<RetainStore>,
     /// Check-ins and settlement, as workers.
     workers: orbit_worker::Group,
     server: tokio::task::JoinHandle<()>,
@@ -204,6 +227,7 @@ impl Node {
         )?);
         let serials = Arc::new(UsedSerials::open(&config.dir.join("serials"), unix_now())?);
         let orders = Arc::new(Orders::open(&config.dir.join("orders"))?);
+        let retain = Arc::new(RetainStore::open(&config.dir.join("retain"))?);
         let listener = tokio::net::TcpListener::bind(&config.listen).await?;
         let url = config
             .external_url
@@ -215,7 +239,8 @@ impl Node {
             pieces.clone(),
             serials,
             orders.clone(),
-        );
+        )
+        .with_retain(retain.clone());
         let server = tokio::spawn(async move {
             let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
             // Pieces are MiBs: large HTTP/2 windows and frames spare a flow-control
@@ -255,14 +280,42 @@ impl Node {
             let (r, sats) = (r.clone(), sats.clone());
             orbit_worker::job(async move { r.settle_all(&sats).await })
         });
+        // Starting now: a filter stored before a restart is applied at once.
+        let every =
+            orbit_worker::Interval::every(Duration::from_secs(config.retain_interval_s.max(1)))
+                .starting_now();
+        let (rs, ps) = (retain.clone(), pieces.clone());
+        let (skew, days) = (config.retain_skew_s, config.trash_days);
+        workers.spawn("retain", every, move || {
+            let (rs, ps) = (rs.clone(), ps.clone());
+            orbit_worker::job(async move {
+                tokio::task::spawn_blocking(move || {
+                    let now = unix_now();
+                    rs.apply(&ps, skew, now).map_err(|e| e.to_string())?;
+                    ps.empty_trash(days, now).map_err(|e| e.to_string())?;
+                    Ok(())
+                })
+                .await
+                .map_err(|e| format!("retain: {e}"))?
+            })
+        });
         Ok(Node {
             identity,
             url,
             pieces,
             reporter,
+            retain,
             workers,
             server,
         })
+    }
+
+    /// Applies stored retain filters and empties old trash now, and waits.
+    pub async fn run_retain_once(&self) -> orbit_worker::JobResult {
+        match self.workers.handle("retain") {
+            Some(h) => h.trigger_wait().await,
+            None => Ok(()),
+        }
     }
 
     /// Runs the check-in and settlement workers now and waits for them (tests trigger

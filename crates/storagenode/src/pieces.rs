@@ -8,6 +8,11 @@
 //! filled in once the upload is complete, fsynced, and renamed into place, so a crash
 //! never leaves a partial piece under a piece's name. Format-1 files (no outboard) are
 //! still read; a slice of one computes its tree from the whole piece.
+//!
+//! Garbage collection moves pieces to `trash/<unix day>/<piece id>.piece` rather than
+//! deleting them: the trash is emptied after a configured number of days, a
+//! satellite's order brings its pieces back, and a download of a trashed piece
+//! revives it. Trashed bytes still count as used.
 
 use orbit_protocol::slices::{self, ReadAt, SliceError};
 use orbit_protocol::{OrderLimit, PieceHash, PieceId};
@@ -100,6 +105,27 @@ pub struct PieceStore {
     used: AtomicU64,
     /// Space promised to uploads in progress.
     reserved: AtomicU64,
+    /// Of `used`, bytes in the trash.
+    trashed: AtomicU64,
+}
+
+/// Bytes of the files in the day directories under `dir`.
+fn sizes(dir: &Path) -> Result<u64, PieceError> {
+    let mut n = 0;
+    for sub in std::fs::read_dir(dir)? {
+        for f in std::fs::read_dir(sub?.path())? {
+            n += f?.metadata()?.len();
+        }
+    }
+    Ok(n)
+}
+
+/// A stored piece and its header (or why the header does not read).
+pub type StoredPiece = (PieceId, Result<PieceHeader, PieceError>);
+
+/// Today, as trash directories count days.
+fn day(now: u64) -> u64 {
+    now / 86_400
 }
 
 impl PieceStore {
@@ -110,18 +136,137 @@ impl PieceStore {
         // Uploads a crash interrupted: never committed, never acknowledged.
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir_all(&tmp)?;
-        let mut used = 0;
-        for sub in std::fs::read_dir(dir.join("pieces"))? {
-            for f in std::fs::read_dir(sub?.path())? {
-                used += f?.metadata()?.len();
-            }
-        }
+        std::fs::create_dir_all(dir.join("trash"))?;
+        let trashed = sizes(&dir.join("trash"))?;
+        let used = sizes(&dir.join("pieces"))? + trashed;
         Ok(PieceStore {
             dir: dir.to_path_buf(),
             capacity,
             used: AtomicU64::new(used),
             reserved: AtomicU64::new(0),
+            trashed: AtomicU64::new(trashed),
         })
+    }
+
+    /// Bytes in the trash.
+    pub fn trashed(&self) -> u64 {
+        self.trashed.load(Ordering::Relaxed)
+    }
+
+    /// Every stored piece (not the trash) with its header; a piece whose header does
+    /// not read is passed as an error, named.
+    pub fn pieces(&self) -> Result<Vec<StoredPiece>, PieceError> {
+        let mut out = Vec::new();
+        for sub in std::fs::read_dir(self.dir.join("pieces"))? {
+            for f in std::fs::read_dir(sub?.path())? {
+                let path = f?.path();
+                let Some(id) = piece_of(&path) else { continue };
+                let header = std::fs::File::open(&path)
+                    .map_err(PieceError::from)
+                    .and_then(|mut f| read_header(&mut f, &path).map(|(h, _)| h));
+                out.push((id, header));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Moves a piece to today's trash (garbage collection). False if it is not stored.
+    pub fn trash(&self, id: &PieceId, now: u64) -> Result<bool, PieceError> {
+        let from = self.path(id);
+        let dir = self.dir.join("trash").join(day(now).to_string());
+        std::fs::create_dir_all(&dir)?;
+        let len = match std::fs::metadata(&from) {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e.into()),
+        };
+        std::fs::rename(&from, dir.join(format!("{}.piece", id.hex())))?;
+        self.trashed.fetch_add(len, Ordering::Relaxed);
+        Ok(true)
+    }
+
+    /// Where a trashed piece is, if it is.
+    fn in_trash(&self, id: &PieceId) -> Option<PathBuf> {
+        let name = format!("{}.piece", id.hex());
+        std::fs::read_dir(self.dir.join("trash"))
+            .ok()?
+            .flatten()
+            .map(|d| d.path().join(&name))
+            .find(|p| p.exists())
+    }
+
+    /// Moves a trashed piece back. False if it is not in the trash.
+    pub fn revive(&self, id: &PieceId) -> Result<bool, PieceError> {
+        let Some(from) = self.in_trash(id) else {
+            return Ok(false);
+        };
+        let len = std::fs::metadata(&from)?.len();
+        let to = self.path(id);
+        std::fs::create_dir_all(to.parent().expect("piece paths have a parent"))?;
+        std::fs::rename(&from, &to)?;
+        self.trashed.fetch_sub(len, Ordering::Relaxed);
+        tracing::info!(piece = %id.hex(), "revived a piece from the trash");
+        Ok(true)
+    }
+
+    /// Moves every trashed piece of `satellite` back; returns how many.
+    pub fn restore_trash(&self, satellite: &orbit_identity::NodeId) -> Result<u64, PieceError> {
+        let mut restored = 0;
+        for d in std::fs::read_dir(self.dir.join("trash"))? {
+            for f in std::fs::read_dir(d?.path())? {
+                let path = f?.path();
+                let Some(id) = piece_of(&path) else { continue };
+                let mut file = std::fs::File::open(&path)?;
+                let ours = read_header(&mut file, &path)
+                    .is_ok_and(|(h, _)| h.limit.satellite == *satellite);
+                if ours && self.revive(&id)? {
+                    restored += 1;
+                }
+            }
+        }
+        Ok(restored)
+    }
+
+    /// Deletes trash days older than `days` days before `now`; returns the pieces
+    /// deleted.
+    pub fn empty_trash(&self, days: u64, now: u64) -> Result<u64, PieceError> {
+        let mut gone = 0;
+        for d in std::fs::read_dir(self.dir.join("trash"))? {
+            let d = d?.path();
+            let old = d
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.parse::<u64>().ok())
+                .is_some_and(|n| n + days < day(now));
+            if !old {
+                continue;
+            }
+            for f in std::fs::read_dir(&d)? {
+                let f = f?;
+                let len = f.metadata()?.len();
+                std::fs::remove_file(f.path())?;
+                self.trashed.fetch_sub(len, Ordering::Relaxed);
+                self.used.fetch_sub(len, Ordering::Relaxed);
+                gone += 1;
+            }
+            std::fs::remove_dir(&d)?;
+        }
+        Ok(gone)
+    }
+
+    /// Opens a piece file, reviving the piece from the trash when it is there.
+    fn open_piece(&self, id: &PieceId) -> Result<(std::fs::File, PathBuf), PieceError> {
+        let path = self.path(id);
+        match std::fs::File::open(&path) {
+            Ok(f) => Ok((f, path)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if self.revive(id)? {
+                    return Ok((std::fs::File::open(&path)?, path));
+                }
+                Err(PieceError::NotFound(id.hex()))
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Bytes stored (headers included).
@@ -177,14 +322,7 @@ impl PieceStore {
 
     /// The header of a stored piece.
     pub fn header(&self, id: &PieceId) -> Result<PieceHeader, PieceError> {
-        let path = self.path(id);
-        let mut f = match std::fs::File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(PieceError::NotFound(id.hex()))
-            }
-            Err(e) => return Err(e.into()),
-        };
+        let (mut f, path) = self.open_piece(id)?;
         read_header(&mut f, &path).map(|(h, _)| h)
     }
 
@@ -196,11 +334,7 @@ impl PieceStore {
         offset: u64,
         len: u64,
     ) -> Result<(PieceHeader, Vec<u8>), PieceError> {
-        let path = self.path(id);
-        let mut f = std::fs::File::open(&path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => PieceError::NotFound(id.hex()),
-            _ => e.into(),
-        })?;
+        let (mut f, path) = self.open_piece(id)?;
         let (header, format) = read_header(&mut f, &path)?;
         let size = header.hash.size;
         let outboard = if format >= 2 {
@@ -238,11 +372,7 @@ impl PieceStore {
         offset: u64,
         size: u64,
     ) -> Result<(PieceHeader, PieceReader), PieceError> {
-        let path = self.path(id);
-        let mut f = std::fs::File::open(&path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => PieceError::NotFound(id.hex()),
-            _ => e.into(),
-        })?;
+        let (mut f, path) = self.open_piece(id)?;
         let (header, _) = read_header(&mut f, &path)?;
         if offset
             .checked_add(size)
@@ -273,6 +403,13 @@ impl PieceStore {
         self.used.fetch_sub(len, Ordering::Relaxed);
         Ok(())
     }
+}
+
+/// The piece a piece file's name says it holds.
+fn piece_of(path: &Path) -> Option<PieceId> {
+    let hex = path.file_name()?.to_str()?.strip_suffix(".piece")?;
+    let b = orbit_identity::hex_decode(hex).ok()?;
+    Some(PieceId(b.try_into().ok()?))
 }
 
 /// A piece file's header and format version.

@@ -4,14 +4,16 @@
 
 use crate::orders::{Orders, Served};
 use crate::pieces::{PieceError, PieceHeader, PieceStore};
+use crate::retain::RetainStore;
 use crate::serials::UsedSerials;
 use orbit_identity::{Identity, NodeId, PublicKey};
 use orbit_protocol::pb::piecestore_server::{Piecestore, PiecestoreServer};
 use orbit_protocol::pb::{
-    upload_request, DownloadRequest, DownloadResponse, PingRequest, PingResponse, UploadRequest,
+    retain_request, upload_request, DownloadRequest, DownloadResponse, PingRequest, PingResponse,
+    RestoreTrashRequest, RestoreTrashResponse, RetainRequest, RetainResponse, UploadRequest,
     UploadResponse,
 };
-use orbit_protocol::{Order, OrderLimit, PieceHash};
+use orbit_protocol::{Order, OrderLimit, PieceHash, RestoreTrash, RetainHeader};
 use std::collections::HashMap;
 use std::sync::Arc;
 use tonic::{Request, Response, Status, Streaming};
@@ -46,7 +48,11 @@ pub struct PiecestoreService {
     pieces: Arc<PieceStore>,
     serials: Arc<UsedSerials>,
     orders: Arc<Orders>,
+    retain: Option<Arc<RetainStore>>,
 }
+
+/// How far from the node's clock a satellite's signed restore order may be, seconds.
+const ORDER_SKEW_S: u64 = 600;
 
 impl PiecestoreService {
     /// The service of `identity`, taking limits from the `trusted` satellites' keys.
@@ -63,7 +69,23 @@ impl PiecestoreService {
             pieces,
             serials,
             orders,
+            retain: None,
         }
+    }
+
+    /// Accepts garbage-collection filters into `retain`.
+    pub fn with_retain(mut self, retain: Arc<RetainStore>) -> PiecestoreService {
+        self.retain = Some(retain);
+        self
+    }
+
+    /// The key of the trusted satellite `id`, or why it is refused.
+    fn trusted_key(&self, id: &NodeId, what: &str) -> Result<PublicKey, Status> {
+        self.trusted.get(id).copied().ok_or_else(|| {
+            Status::permission_denied(format!(
+                "{what} from satellite {id}, which this node does not trust"
+            ))
+        })
     }
 
     /// As a tonic server.
@@ -286,6 +308,83 @@ impl Piecestore for PiecestoreService {
         Ok(Response::new(Box::pin(
             tokio_stream::wrappers::ReceiverStream::new(rx),
         )))
+    }
+
+    async fn retain(
+        &self,
+        request: Request<Streaming<RetainRequest>>,
+    ) -> Result<Response<RetainResponse>, Status> {
+        let Some(store) = self.retain.clone() else {
+            return Err(Status::unimplemented("this node keeps no retain filters"));
+        };
+        let mut stream = request.into_inner();
+        let Some(retain_request::Msg::Header(h)) = stream.message().await?.and_then(|m| m.msg)
+        else {
+            return Err(Status::invalid_argument(
+                "a retain request starts with its header",
+            ));
+        };
+        let header =
+            RetainHeader::decode(&h).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let key = self.trusted_key(&header.satellite, "a retain filter")?;
+        header
+            .verify(&key)
+            .map_err(|e| Status::unauthenticated(format!("retain header: {e}")))?;
+        if header.node != self.identity.id() {
+            return Err(Status::invalid_argument("a retain filter for another node"));
+        }
+        let mut filter = Vec::with_capacity(header.bytes.min(64 << 20) as usize);
+        while let Some(m) = stream.message().await? {
+            match m.msg {
+                Some(retain_request::Msg::Chunk(c)) => {
+                    if filter.len() as u64 + c.len() as u64 > header.bytes {
+                        return Err(Status::invalid_argument(
+                            "more filter bytes than the header says",
+                        ));
+                    }
+                    filter.extend_from_slice(&c);
+                }
+                _ => return Err(Status::invalid_argument("one header per retain request")),
+            }
+        }
+        if filter.len() as u64 != header.bytes || *blake3::hash(&filter).as_bytes() != header.hash {
+            return Err(Status::invalid_argument(
+                "the filter does not match its signed header",
+            ));
+        }
+        orbit_protocol::bloom::Filter::decode(&filter)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let stored = tokio::task::spawn_blocking(move || store.store(&header, &filter))
+            .await
+            .map_err(|e| Status::internal(format!("storing the filter: {e}")))??;
+        Ok(Response::new(RetainResponse { stored }))
+    }
+
+    async fn restore_trash(
+        &self,
+        request: Request<RestoreTrashRequest>,
+    ) -> Result<Response<RestoreTrashResponse>, Status> {
+        let order = RestoreTrash::decode(&request.into_inner().order)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let key = self.trusted_key(&order.satellite, "a restore-trash order")?;
+        order
+            .verify(&key)
+            .map_err(|e| Status::unauthenticated(format!("restore-trash order: {e}")))?;
+        if order.node != self.identity.id() {
+            return Err(Status::invalid_argument(
+                "a restore-trash order for another node",
+            ));
+        }
+        if order.timestamp.abs_diff(unix_now()) > ORDER_SKEW_S {
+            return Err(Status::invalid_argument(
+                "a restore-trash order signed too long ago",
+            ));
+        }
+        let pieces = self.pieces.clone();
+        let restored = tokio::task::spawn_blocking(move || pieces.restore_trash(&order.satellite))
+            .await
+            .map_err(|e| Status::internal(format!("restoring the trash: {e}")))??;
+        Ok(Response::new(RestoreTrashResponse { restored }))
     }
 
     type DownloadSliceStream = DownloadStream;

@@ -150,6 +150,11 @@ impl Planet {
                     key: orbit_identity::hex_encode(&satellite.public().0),
                 }],
                 check_in_s: 3600,
+                // Garbage is what was stored 2 s before a filter: tests wait that out.
+                retain_skew_s: 2,
+                trash_days: 7,
+                // Tests apply filters with `run_retain_once`.
+                retain_interval_s: 3600,
             })
             .await
             .expect("starting a storage node");
