@@ -28,12 +28,24 @@ use std::sync::{Arc, Mutex};
 pub struct GcSection {
     /// Target false-positive rate of the filters (Storj: 10%).
     pub false_positive: f64,
+    /// Seconds between the sender's rounds.
+    pub interval_s: u64,
+    /// Filters sent at once.
+    pub concurrency: usize,
+    /// A node that has not stored its filter within this is tried next round, seconds.
+    pub timeout_s: u64,
+    /// TTL of the sender's election lease, seconds.
+    pub leader_ttl_s: i64,
 }
 
 impl Default for GcSection {
     fn default() -> Self {
         GcSection {
             false_positive: 0.1,
+            interval_s: 300,
+            concurrency: 4,
+            timeout_s: 120,
+            leader_ttl_s: 10,
         }
     }
 }

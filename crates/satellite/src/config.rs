@@ -13,6 +13,7 @@
 
 use crate::api::ApiSection;
 use orbit_audit::AuditSection;
+use orbit_gc::GcSection;
 use orbit_payments::PaymentsConfig;
 use orbit_repair::RepairSection;
 use orbit_replica::ReplicaConfig;
@@ -45,6 +46,9 @@ pub struct Services {
     /// `[audit]`, the audit sampling and workers (defaults when absent).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub audit: Option<AuditSection>,
+    /// `[gc]`, garbage-collection filters and their sending (defaults when absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gc: Option<GcSection>,
     /// `[reputation]`, how audits and contacts move node scores (defaults when absent).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reputation: Option<ReputationConfig>,
@@ -85,6 +89,7 @@ impl SatelliteConfig {
             repair: section(&mut table, "repair")?,
             uptime: section(&mut table, "uptime")?,
             audit: section(&mut table, "audit")?,
+            gc: section(&mut table, "gc")?,
             reputation: section(&mut table, "reputation")?,
         };
         let replica = ReplicaConfig::deserialize(table)

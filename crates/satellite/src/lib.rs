@@ -7,12 +7,14 @@
 //! - [`repair`]: the `repair` process.
 //! - [`uptime`]: the `uptime` process.
 //! - [`audit`]: the `audit` process.
+//! - [`gc`]: the `gc` process.
 //! - [`elected`]: the election the processes that run once at a time share.
 
 pub mod api;
 pub mod audit;
 pub mod config;
 pub mod elected;
+pub mod gc;
 pub mod repair;
 pub mod segment_loop;
 pub mod uptime;

@@ -7,6 +7,7 @@ use orbit_replica::{Mode, Replica};
 use satellite::api::ApiProcess;
 use satellite::audit::AuditProcess;
 use satellite::config::{SatelliteConfig, Services};
+use satellite::gc::GcProcess;
 use satellite::repair::RepairProcess;
 use satellite::segment_loop::LoopProcess;
 use satellite::uptime::UptimeProcess;
@@ -32,6 +33,9 @@ pub enum Process {
     /// Audit workers: they challenge nodes for verified slices of the pieces the loop
     /// sampled and keep their reputations; any number may run.
     Audit(ReplicaArgs),
+    /// Garbage collection: hands each node the newest filter of the pieces it should
+    /// hold; any number may run, one is elected to send.
+    Gc(ReplicaArgs),
 }
 
 /// Flags every process takes; each overrides the configuration file.
@@ -76,6 +80,7 @@ pub async fn run(p: Process) -> anyhow::Result<()> {
         Process::Repair(a) => repair(a).await,
         Process::Uptime(a) => uptime(a).await,
         Process::Audit(a) => audit(a).await,
+        Process::Gc(a) => gc(a).await,
     }
 }
 
@@ -174,6 +179,27 @@ async fn repair(a: ReplicaArgs) -> anyhow::Result<()> {
     // Running repairs stop with the workers; their claims go with the lease.
     replica.shutdown().await;
     process.repairer.revoke_lease().await;
+    tracing::info!("replica stopped");
+    Ok(())
+}
+
+async fn gc(a: ReplicaArgs) -> anyhow::Result<()> {
+    let (replica, services) = start_replica(a).await?;
+    let identity = satellite_identity(&replica, &services)?;
+    let name = process_name(&replica);
+    let process = Arc::new(GcProcess::build(
+        &services,
+        replica.kv(),
+        identity,
+        &name,
+        replica.workers(),
+    ));
+    let p = process.clone();
+    replica.add_status("gc", Arc::new(move || p.status()));
+    announce("gc", &replica);
+    crate::until_stopped().await?;
+    process.election.resign(replica.workers()).await;
+    replica.shutdown().await;
     tracing::info!("replica stopped");
     Ok(())
 }

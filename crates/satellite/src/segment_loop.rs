@@ -6,6 +6,7 @@
 use crate::config::Services;
 use crate::elected::Election;
 use orbit_audit::AuditObserver;
+use orbit_gc::GcObserver;
 use orbit_kv::Kv;
 use orbit_repair::Checker;
 use orbit_satellite_model::repair::HealthRules;
@@ -24,6 +25,8 @@ pub struct LoopProcess {
     pub checker: Arc<Checker>,
     /// The audit sampling observer.
     pub sampler: Arc<AuditObserver>,
+    /// The garbage-collection filter observer.
+    pub gc: Arc<GcObserver>,
 }
 
 impl LoopProcess {
@@ -46,11 +49,17 @@ impl LoopProcess {
         let mut segment_loop = SegmentLoop::new(kv.clone(), section.clone());
         segment_loop.add(checker.clone());
         segment_loop.add(sampler.clone());
+        let gc = Arc::new(GcObserver::new(
+            kv.clone(),
+            services.gc.clone().unwrap_or_default(),
+        ));
+        segment_loop.add(gc.clone());
         let p = LoopProcess {
             segment_loop: Arc::new(segment_loop),
             election: Election::start("loop", name, section.leader_ttl_s, kv, workers),
             checker,
             sampler,
+            gc,
         };
         p.spawn(workers, Duration::from_secs(section.interval_s.max(1)));
         p
@@ -82,6 +91,7 @@ impl LoopProcess {
         s["last_pass"] = serde_json::json!(self.segment_loop.last_pass());
         s["repair_checker"] = serde_json::json!(self.checker.stats());
         s["audit_sampler"] = serde_json::json!(self.sampler.stats());
+        s["gc_filters"] = serde_json::json!(self.gc.stats());
         s
     }
 }

@@ -10,6 +10,7 @@ use orbit_testkit::{OrbitCluster, Timings};
 use satellite::api::{ApiProcess, ApiSection, Serving};
 use satellite::audit::AuditProcess;
 use satellite::config::Services;
+use satellite::gc::GcProcess;
 use satellite::repair::RepairProcess;
 use satellite::segment_loop::LoopProcess;
 use std::sync::Arc;
@@ -79,6 +80,7 @@ pub fn services(payments: Option<orbit_payments::PaymentsConfig>) -> Services {
         repair: None,
         uptime: None,
         audit: None,
+        gc: None,
         reputation: None,
     }
 }
@@ -256,6 +258,25 @@ impl Planet {
         };
         let p = AuditProcess::build(
             &services,
+            Arc::new(self.store.embedded(0)),
+            self.satellite.clone(),
+            name,
+            &workers,
+        );
+        (p, workers)
+    }
+
+    /// Sets the `[gc]` section the planet's loop and gc processes are built with.
+    pub fn set_gc(&mut self, section: orbit_gc::GcSection) {
+        self.services.gc = Some(section);
+    }
+
+    /// A `gc` process on the planet's store (its own interval is the section's: tests
+    /// call `sender.run_once`), built as `satellite run gc` builds it.
+    pub fn gc_process(&self, name: &str) -> (GcProcess, orbit_worker::Group) {
+        let workers = orbit_worker::Group::new();
+        let p = GcProcess::build(
+            &self.services,
             Arc::new(self.store.embedded(0)),
             self.satellite.clone(),
             name,
