@@ -1,6 +1,8 @@
 //! What orbit's benchmark programs share: a closed-loop load driver and the one
 //! compare-and-swap every benchmark compares against.
 
+pub mod seed;
+
 use futures::future::BoxFuture;
 use orbit_kv::*;
 use std::sync::Arc;
