@@ -96,7 +96,7 @@ fn retain(dir: &std::path::Path, n: u64, fp: f64) -> anyhow::Result<(f64, f64, u
     let bytes = filter.encode();
     let rs = RetainStore::open(&dir.join("retain"))?;
     rs.store(
-        &RetainHeader::sign(&sat, sat.id(), 1000, n / 2, &bytes),
+        &RetainHeader::sign(&sat, sat.id(), 1000, 1, n / 2, &bytes),
         &bytes,
     )?;
     let t = Instant::now();

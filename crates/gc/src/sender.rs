@@ -119,6 +119,7 @@ impl Sender {
             &self.identity,
             head.node,
             head.created,
+            head.pass,
             head.pieces,
             &filter,
         );

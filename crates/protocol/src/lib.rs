@@ -402,6 +402,9 @@ pub struct RetainHeader {
     pub node: NodeId,
     /// Unix time (s) of the newest segment the filter's pass saw.
     pub created: u64,
+    /// The pass that built it (store revision): of two filters with one creation
+    /// time, the later pass's is newer (a fresh seed catches other false positives).
+    pub pass: i64,
     /// Pieces in the filter.
     pub pieces: u64,
     /// Bytes of the encoded filter that follow.
@@ -412,7 +415,7 @@ pub struct RetainHeader {
     pub signature: Vec<u8>,
 }
 
-type RetainFields<'a> = (&'a NodeId, &'a NodeId, u64, u64, u64, &'a [u8; 32]);
+type RetainFields<'a> = (&'a NodeId, &'a NodeId, u64, i64, u64, u64, &'a [u8; 32]);
 
 impl RetainHeader {
     fn fields(&self) -> RetainFields<'_> {
@@ -420,6 +423,7 @@ impl RetainHeader {
             &self.satellite,
             &self.node,
             self.created,
+            self.pass,
             self.pieces,
             self.bytes,
             &self.hash,
@@ -431,6 +435,7 @@ impl RetainHeader {
         satellite: &orbit_identity::Identity,
         node: NodeId,
         created: u64,
+        pass: i64,
         pieces: u64,
         filter: &[u8],
     ) -> RetainHeader {
@@ -438,6 +443,7 @@ impl RetainHeader {
             satellite: satellite.id(),
             node,
             created,
+            pass,
             pieces,
             bytes: filter.len() as u64,
             hash: *blake3::hash(filter).as_bytes(),

@@ -5,6 +5,7 @@ mod escrow;
 mod inspect;
 mod run;
 mod storage;
+mod trash;
 
 use clap::{Parser, Subcommand};
 
@@ -42,6 +43,11 @@ enum Command {
     Inspect {
         #[command(subcommand)]
         command: inspect::InspectCommand,
+    },
+    /// Garbage collection's trash on the nodes (operator).
+    Trash {
+        #[command(subcommand)]
+        command: trash::TrashCommand,
     },
     /// Run one of the satellite's processes.
     Run {
@@ -90,6 +96,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Apikey { command } => apikey::run(command).await,
         Command::Escrow { command } => escrow::run(command).await,
         Command::Inspect { command } => inspect::run(command).await,
+        Command::Trash { command } => trash::run(command).await,
         Command::Run { process } => run::run(process).await,
         Command::Config {
             command: ConfigCommand::Show { config },

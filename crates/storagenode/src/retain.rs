@@ -3,10 +3,10 @@
 //! One file per satellite, `retain/<satellite id>.filter`: the length of the signed
 //! header, the header, then the filter's bytes. It is written to a temporary file,
 //! fsynced and renamed into place before the node acknowledges the filter, so a
-//! filter acknowledged is never lost; only a filter with a later creation time
-//! replaces a stored one. `retain/<satellite id>.applied` holds the creation time of
-//! the last filter applied: a node restarted in mid-retain applies the filter again
-//! from the start (trashing is idempotent).
+//! filter acknowledged is never lost; only a newer filter (a later creation time, or
+//! the same from a later pass) replaces a stored one. `retain/<satellite id>.applied`
+//! names the last filter applied: a node restarted in mid-retain applies the filter
+//! again from the start (trashing is idempotent).
 
 use crate::pieces::{PieceError, PieceStore};
 use orbit_identity::NodeId;
@@ -96,7 +96,7 @@ impl RetainStore {
     pub fn store(&self, header: &RetainHeader, filter: &[u8]) -> Result<bool, PieceError> {
         let _one = self.write.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((old, _)) = self.load(&header.satellite)? {
-            if old.created >= header.created {
+            if (old.created, old.pass) >= (header.created, header.pass) {
                 return Ok(false);
             }
         }
@@ -109,11 +109,15 @@ impl RetainStore {
         Ok(true)
     }
 
-    fn applied(&self, sat: &NodeId) -> u64 {
+    /// The (creation time, pass) of the last filter of `sat` applied.
+    fn applied(&self, sat: &NodeId) -> (u64, i64) {
         std::fs::read_to_string(self.applied_path(sat))
             .ok()
-            .and_then(|t| t.trim().parse().ok())
-            .unwrap_or(0)
+            .and_then(|t| {
+                let (c, p) = t.trim().split_once(' ')?;
+                Some((c.parse().ok()?, p.parse().ok()?))
+            })
+            .unwrap_or((0, 0))
     }
 
     /// Applies every stored filter not applied yet: pieces of its satellite stored
@@ -141,7 +145,7 @@ impl RetainStore {
             let Some((header, filter)) = self.load(&sat)? else {
                 continue;
             };
-            if self.applied(&sat) >= header.created {
+            if self.applied(&sat) >= (header.created, header.pass) {
                 continue;
             }
             let before = header.created.saturating_sub(skew_s);
@@ -166,10 +170,8 @@ impl RetainStore {
                     done.trashed += 1;
                 }
             }
-            self.write_durably(
-                &self.applied_path(&sat),
-                header.created.to_string().as_bytes(),
-            )?;
+            let done_as = format!("{} {}", header.created, header.pass);
+            self.write_durably(&self.applied_path(&sat), done_as.as_bytes())?;
             tracing::info!(satellite = %sat, checked = done.checked, trashed = done.trashed, "retain applied");
             out.push(done);
         }

@@ -79,13 +79,13 @@ async fn filters_trash_garbage_keep_live_pieces_and_the_trash_comes_back() {
     }
     let bytes = f.encode();
     let created = unix_now() + 5;
-    let header = RetainHeader::sign(&sat, me.id(), created, 10, &bytes);
+    let header = RetainHeader::sign(&sat, me.id(), created, 7, 10, &bytes);
 
     // Refused: an untrusted satellite, a tampered filter, another node's filter.
     let other = Identity::generate();
     let e = retain(
         &node.url,
-        &RetainHeader::sign(&other, me.id(), created, 10, &bytes),
+        &RetainHeader::sign(&other, me.id(), created, 7, 10, &bytes),
         &bytes,
     )
     .await;
@@ -96,7 +96,7 @@ async fn filters_trash_garbage_keep_live_pieces_and_the_trash_comes_back() {
     assert_eq!(code(e.unwrap_err()), tonic::Code::InvalidArgument);
     let e = retain(
         &node.url,
-        &RetainHeader::sign(&sat, other.id(), created, 10, &bytes),
+        &RetainHeader::sign(&sat, other.id(), created, 7, 10, &bytes),
         &bytes,
     )
     .await;
@@ -110,8 +110,10 @@ async fn filters_trash_garbage_keep_live_pieces_and_the_trash_comes_back() {
     assert!(retain(&node.url, &header, &bytes).await.unwrap());
     assert!(!retain(&node.url, &header, &bytes).await.unwrap());
     let empty = Filter::new(0, 0.1).encode();
-    let older = RetainHeader::sign(&sat, me.id(), created - 3, 0, &empty);
+    let older = RetainHeader::sign(&sat, me.id(), created - 3, 9, 0, &empty);
     assert!(!retain(&node.url, &older, &empty).await.unwrap());
+    let earlier_pass = RetainHeader::sign(&sat, me.id(), created, 6, 0, &empty);
+    assert!(!retain(&node.url, &earlier_pass, &empty).await.unwrap());
 
     // Restarted before applying it: the node applies it as it starts.
     let used = node.pieces.used();

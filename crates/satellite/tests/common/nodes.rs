@@ -49,6 +49,12 @@ impl StorageNodes {
 
     /// Sets up and starts one more node trusting the satellite at `url`.
     pub fn start(&mut self, url: &str, key: &str) -> usize {
+        self.start_with(url, key, "")
+    }
+
+    /// Like [`StorageNodes::start`], with `extra` top-level settings in the node's
+    /// `storagenode.toml`.
+    pub fn start_with(&mut self, url: &str, key: &str, extra: &str) -> usize {
         let i = self.procs.len();
         let dir = self.dir.path().join(format!("node{i}"));
         let out = Command::new(storagenode())
@@ -65,6 +71,12 @@ impl StorageNodes {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
+        if !extra.is_empty() {
+            // Top-level keys go before the `[[satellite]]` table.
+            let path = dir.join("storagenode.toml");
+            let text = std::fs::read_to_string(&path).unwrap();
+            std::fs::write(&path, format!("{extra}\n{text}")).unwrap();
+        }
         let id = Identity::load_or_create(&dir.join("identity.key"))
             .unwrap()
             .id();
