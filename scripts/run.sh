@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # orbit's main job on its embedded defaults: a local network — a satellite on its
 # embedded single-member store (the api process, with the segment loop, repair,
-# uptime and audit processes beside it) and ten storage nodes, all on 127.0.0.1 — then a file
+# uptime, audit and gc processes beside it) and ten storage nodes, all on 127.0.0.1 — then a file
 # uploaded through it and downloaded back, and how to keep using it with the uplink.
 # Intervals are short: a node killed for good is repaired around within two minutes.
 # State lives in ./local.orbit (ORBIT_LOCAL_DIR); run it again and it picks up where
@@ -40,7 +40,8 @@ addr = "127.0.0.1:7778"
 [storage]
 # Every node is on 127.0.0.1: one node per /24 would allow only one.
 distinct_networks = false
-# Every process that signs order limits (api, repair, audit) loads this one identity.
+# Every process that signs order limits or filters (api, repair, audit, gc) loads this
+# one identity.
 identity = "$DIR/satellite/satellite.key"
 # Nodes check in every 10 s; one silent for 30 s is offline and its pieces missing.
 online_window_s = 30
@@ -57,6 +58,9 @@ stale_s = 15
 
 [audit]
 interval_s = 20
+
+[gc]
+interval_s = 60
 
 [[replica]]
 id = 1
@@ -92,18 +96,25 @@ store_name = "audit"
 client_url = "http://127.0.0.1:2387"
 peer_url = "http://127.0.0.1:2388"
 store_node = false
+
+[[replica]]
+id = 6
+store_name = "gc"
+client_url = "http://127.0.0.1:2389"
+peer_url = "http://127.0.0.1:2390"
+store_node = false
 CONF
 "$BIN/satellite" run api --config "$DIR/satellite.toml" > "$DIR/logs/satellite.out" 2> "$DIR/logs/satellite.log" &
 pids+=($!)
 wait_for "$DIR/logs/satellite.out" "API on" 30
 SAT_KEY=$(sed -n 's/^satellite .* (key \([0-9a-f]*\))$/\1/p' "$DIR/logs/satellite.out")
-for p in "2 loop 7790" "3 repair 7791" "4 uptime 7792" "5 audit 7793"; do
+for p in "2 loop 7790" "3 repair 7791" "4 uptime 7792" "5 audit 7793" "6 gc 7794"; do
   set -- $p
   "$BIN/satellite" run "$2" --config "$DIR/satellite.toml" --replica-id "$1" \
     --data-dir "$DIR/$2" --status-addr "127.0.0.1:$3" > "$DIR/logs/$2.out" 2> "$DIR/logs/$2.log" &
   pids+=($!)
 done
-for name in loop repair uptime audit; do wait_for "$DIR/logs/$name.out" "status on" 30; done
+for name in loop repair uptime audit gc; do wait_for "$DIR/logs/$name.out" "status on" 30; done
 
 for i in $(seq 1 $NODES); do
   node="$DIR/node$i"
@@ -143,6 +154,6 @@ echo "  ORBIT_ACCESS=\$(cat $DIR/access) $BIN/satellite inspect health --endpoin
 echo "shows its pieces rebuilt on other nodes (status: http://127.0.0.1:7790/status, :7791, :7792)."
 echo "Audits: $BIN/satellite inspect nodes --endpoints http://127.0.0.1:2379 shows every node's reputation,"
 echo "  $BIN/storagenode status --dir $DIR/node1 one node's own view (audit status: :7793)."
-echo "Node pids: ${pids[*]:5}"
+echo "Node pids: ${pids[*]:6}"
 echo "Logs in $DIR/logs. Ctrl-C stops the network; run this again to start it on the same data."
 wait
