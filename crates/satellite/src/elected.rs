@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// A campaign for the leadership of `what` (`loop`, `uptime`), stepped by a worker.
+#[derive(Clone)]
 pub struct Election {
     /// The campaign.
     pub candidate: Arc<Candidate>,

@@ -7,6 +7,7 @@ use orbit_replica::{Mode, Replica};
 use satellite::api::ApiProcess;
 use satellite::audit::AuditProcess;
 use satellite::config::{SatelliteConfig, Services};
+use satellite::elected::Election;
 use satellite::gc::GcProcess;
 use satellite::repair::RepairProcess;
 use satellite::segment_loop::LoopProcess;
@@ -122,107 +123,111 @@ fn announce(what: &str, replica: &Replica) {
     );
 }
 
-async fn segment_loop(a: ReplicaArgs) -> anyhow::Result<()> {
+/// How a process hands its work over when it stops, beyond stopping its workers.
+enum Handover {
+    /// Elected: resign first, so a standby takes over at once.
+    Resign(Election),
+    /// Claims under a lease: revoke it once the workers stopped, so other processes
+    /// take the jobs at once.
+    Revoke(std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>),
+}
+
+/// What a process builder returns: its `/status` section and its handover.
+type Built = (orbit_replica::StatusSection, Handover);
+
+/// Runs a process of the replica `a` until SIGINT or SIGTERM: `build` composes it
+/// (given the satellite's identity when `signs`), its status is the `/status`
+/// section `what`.
+async fn serve(
+    a: ReplicaArgs,
+    what: &str,
+    signs: bool,
+    build: impl FnOnce(
+        &Services,
+        Arc<dyn orbit_kv::Kv>,
+        Option<Identity>,
+        &str,
+        &orbit_worker::Group,
+    ) -> Built,
+) -> anyhow::Result<()> {
     let (replica, services) = start_replica(a).await?;
+    let identity = match signs {
+        true => Some(satellite_identity(&replica, &services)?),
+        false => None,
+    };
     let name = process_name(&replica);
-    let process = Arc::new(LoopProcess::build(
-        &services,
-        replica.kv(),
-        &name,
-        replica.workers(),
-    ));
-    let p = process.clone();
-    replica.add_status("loop", Arc::new(move || p.status()));
-    announce("segment loop", &replica);
+    let (status, handover) = build(&services, replica.kv(), identity, &name, replica.workers());
+    replica.add_status(what, status);
+    announce(what, &replica);
     crate::until_stopped().await?;
-    // Hand the leadership over, then stop the rest.
-    process.election.resign(replica.workers()).await;
-    replica.shutdown().await;
+    match handover {
+        Handover::Resign(election) => {
+            election.resign(replica.workers()).await;
+            replica.shutdown().await;
+        }
+        Handover::Revoke(revoke) => {
+            // Running jobs stop with the workers; then their claims go.
+            replica.shutdown().await;
+            revoke.await;
+        }
+    }
     tracing::info!("replica stopped");
     Ok(())
+}
+
+async fn segment_loop(a: ReplicaArgs) -> anyhow::Result<()> {
+    serve(a, "loop", false, |services, kv, _, name, workers| {
+        let p = Arc::new(LoopProcess::build(services, kv, name, workers));
+        let election = p.election.clone();
+        (Arc::new(move || p.status()), Handover::Resign(election))
+    })
+    .await
 }
 
 async fn uptime(a: ReplicaArgs) -> anyhow::Result<()> {
-    let (replica, services) = start_replica(a).await?;
-    let name = process_name(&replica);
-    let process = Arc::new(UptimeProcess::build(
-        &services,
-        replica.kv(),
-        &name,
-        replica.workers(),
-    ));
-    let p = process.clone();
-    replica.add_status("uptime", Arc::new(move || p.status()));
-    announce("uptime", &replica);
-    crate::until_stopped().await?;
-    process.election.resign(replica.workers()).await;
-    replica.shutdown().await;
-    tracing::info!("replica stopped");
-    Ok(())
-}
-
-async fn repair(a: ReplicaArgs) -> anyhow::Result<()> {
-    let (replica, services) = start_replica(a).await?;
-    let identity = satellite_identity(&replica, &services)?;
-    let name = process_name(&replica);
-    let process = Arc::new(RepairProcess::build(
-        &services,
-        replica.kv(),
-        identity,
-        &name,
-        replica.workers(),
-    ));
-    let p = process.clone();
-    replica.add_status("repair", Arc::new(move || p.status()));
-    announce("repair", &replica);
-    crate::until_stopped().await?;
-    // Running repairs stop with the workers; their claims go with the lease.
-    replica.shutdown().await;
-    process.repairer.revoke_lease().await;
-    tracing::info!("replica stopped");
-    Ok(())
+    serve(a, "uptime", false, |services, kv, _, name, workers| {
+        let p = Arc::new(UptimeProcess::build(services, kv, name, workers));
+        let election = p.election.clone();
+        (Arc::new(move || p.status()), Handover::Resign(election))
+    })
+    .await
 }
 
 async fn gc(a: ReplicaArgs) -> anyhow::Result<()> {
-    let (replica, services) = start_replica(a).await?;
-    let identity = satellite_identity(&replica, &services)?;
-    let name = process_name(&replica);
-    let process = Arc::new(GcProcess::build(
-        &services,
-        replica.kv(),
-        identity,
-        &name,
-        replica.workers(),
-    ));
-    let p = process.clone();
-    replica.add_status("gc", Arc::new(move || p.status()));
-    announce("gc", &replica);
-    crate::until_stopped().await?;
-    process.election.resign(replica.workers()).await;
-    replica.shutdown().await;
-    tracing::info!("replica stopped");
-    Ok(())
+    serve(a, "gc", true, |services, kv, identity, name, workers| {
+        let identity = identity.expect("gc signs filters");
+        let p = Arc::new(GcProcess::build(services, kv, identity, name, workers));
+        let election = p.election.clone();
+        (Arc::new(move || p.status()), Handover::Resign(election))
+    })
+    .await
+}
+
+async fn repair(a: ReplicaArgs) -> anyhow::Result<()> {
+    serve(
+        a,
+        "repair",
+        true,
+        |services, kv, identity, name, workers| {
+            let identity = identity.expect("repair signs order limits");
+            let p = Arc::new(RepairProcess::build(services, kv, identity, name, workers));
+            let r = p.repairer.clone();
+            let revoke = Box::pin(async move { r.revoke_lease().await });
+            (Arc::new(move || p.status()), Handover::Revoke(revoke))
+        },
+    )
+    .await
 }
 
 async fn audit(a: ReplicaArgs) -> anyhow::Result<()> {
-    let (replica, services) = start_replica(a).await?;
-    let identity = satellite_identity(&replica, &services)?;
-    let name = process_name(&replica);
-    let process = Arc::new(AuditProcess::build(
-        &services,
-        replica.kv(),
-        identity,
-        &name,
-        replica.workers(),
-    ));
-    let p = process.clone();
-    replica.add_status("audit", Arc::new(move || p.status()));
-    announce("audit", &replica);
-    crate::until_stopped().await?;
-    replica.shutdown().await;
-    process.auditor.revoke_lease().await;
-    tracing::info!("replica stopped");
-    Ok(())
+    serve(a, "audit", true, |services, kv, identity, name, workers| {
+        let identity = identity.expect("audit signs order limits");
+        let p = Arc::new(AuditProcess::build(services, kv, identity, name, workers));
+        let a = p.auditor.clone();
+        let revoke = Box::pin(async move { a.revoke_lease().await });
+        (Arc::new(move || p.status()), Handover::Revoke(revoke))
+    })
+    .await
 }
 
 /// The satellite's identity (from `[storage] identity`, relative to the data dir):

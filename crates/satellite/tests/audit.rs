@@ -12,16 +12,11 @@
 mod common;
 
 use common::nodes::{wait_nodes, StorageNodes};
-use common::replicas::{pass, row, satellite, status, trigger, wait_health, wait_status, Replicas};
-use orbit_identity::Identity;
-use orbit_kv::{Kv, RemoteKv};
-use orbit_satellite_model::apikeys::ApiKeys;
+use common::replicas::{pass, satellite, status, trigger, wait_health, Replicas};
 use orbit_satellite_model::audit::{AuditQueue, ReverifyQueue};
-use orbit_satellite_model::nodes::{NodeRecord, Nodes, SelectionConfig};
-use orbit_testkit::free_port;
-use std::sync::Arc;
+use orbit_satellite_model::nodes::{NodeRecord, Nodes};
 use std::time::{Duration, Instant};
-use uplink::project::{Access, Options, Project};
+use uplink::project::Options;
 
 const AUDITORS: [usize; 2] = [2, 3];
 
@@ -53,43 +48,23 @@ async fn record(nodes: &Nodes, id: &orbit_identity::NodeId) -> NodeRecord {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audits_clear_honest_slow_and_offline_nodes_and_share_jobs_between_processes() {
-    // Replica 1: the api with the store member; 2: loop; 3, 4: audits; 5: repair.
-    let table: String = (1..=5)
-        .map(|id| row(id, free_port(), free_port(), id == 1))
-        .collect();
-    let mut r = Replicas::with(
-        satellite(),
-        &format!(
-            "[storage]\ndistinct_networks = false\nidentity = \"../satellite.key\"\n\
-             [loop]\ninterval_s = 3600\nleader_ttl_s = 2\n\
-             [audit]\ninterval_s = 3600\nlease_ttl_s = 2\ntimeout_s = 2\nmax_reverify = 3\nslots = 4\nreverify_after_s = 1\n\
-             [repair]\ninterval_s = 3600\nlease_ttl_s = 2\n             [reputation]\ninitial_alpha = 50.0\n{table}"
-        ),
-        "fixed",
-        5,
-        "",
-    );
-    r.spawn(0);
-    wait_health(r.status[0], 200, Duration::from_secs(30)).await;
-    wait_status(r.status[0], |s| s.contains("abandoned-uploads")).await;
-    let sat = Identity::load_or_create(&r.dir.path().join("satellite.key")).unwrap();
-    let sat_key = orbit_identity::hex_encode(&sat.public().0);
-    r.spawn_as(1, "loop");
-    r.spawn_as(2, "audit");
-    r.spawn_as(3, "audit");
-    for i in 1..4 {
-        wait_health(r.status[i], 200, Duration::from_secs(30)).await;
-    }
-    let kv: Arc<dyn Kv> = Arc::new(RemoteKv::connect(&[r.client_url(0)]).await.unwrap());
-    let nodes = Nodes::new(kv.clone(), SelectionConfig::default());
+    // Replica 1: the api with the store member; 2: loop; 3, 4: audits; 5: repair
+    // (started for the last part).
+    let mut sat = common::network::start(
+        "[loop]\ninterval_s = 3600\nleader_ttl_s = 2\n\
+         [audit]\ninterval_s = 3600\nlease_ttl_s = 2\ntimeout_s = 2\nmax_reverify = 3\nslots = 4\nreverify_after_s = 1\n\
+         [repair]\ninterval_s = 3600\nlease_ttl_s = 2\n\
+         [reputation]\ninitial_alpha = 50.0\n",
+        &["loop", "audit", "audit", "repair"],
+    )
+    .await;
+    let (kv, nodes) = (sat.kv.clone(), sat.nodes.clone());
+    sat.r.kill(4);
     let mut sn = StorageNodes::new();
-    let url = r.api_url(0);
     for _ in 0..8 {
-        sn.start(&url, &sat_key);
+        sn.start(&sat.url, &sat.key);
     }
     wait_nodes(&nodes, &sn.ids.iter().copied().collect(), 3600).await;
-    let api_key = ApiKeys::new(kv.clone()).create("audit").await.unwrap();
-    let access = Access::new(&url, sat.public(), &api_key.serialize(), "audit").unwrap();
     // Repair at 4 healthy: a segment on both bad nodes below is repaired.
     let options = Options {
         k: 2,
@@ -99,7 +74,8 @@ async fn audits_clear_honest_slow_and_offline_nodes_and_share_jobs_between_proce
         segment_size: 96 << 10,
         inline_max: 1024,
     };
-    let p = Project::open(access.clone(), options).await.unwrap();
+    let (_, p) = sat.project("audit", options).await;
+    let r = &mut sat.r;
     p.create_bucket("audit").await.unwrap();
     let mut objects = Vec::new();
     for i in 0..12u64 {
@@ -113,7 +89,7 @@ async fn audits_clear_honest_slow_and_offline_nodes_and_share_jobs_between_proce
     // Honest nodes: a thousand piece audits and more, one node restarted along the
     // way (its audits while down are offline, not failures).
     let mut rounds = 0;
-    while totals(&r, "success").await + totals(&r, "offline").await < 1000 {
+    while totals(r, "success").await + totals(r, "offline").await < 1000 {
         rounds += 1;
         assert!(rounds <= 40, "too few audits after {rounds} rounds");
         if rounds == 2 {
@@ -122,15 +98,15 @@ async fn audits_clear_honest_slow_and_offline_nodes_and_share_jobs_between_proce
         if rounds == 3 {
             sn.run(0);
         }
-        let before = totals(&r, "segments").await;
-        let sample = round(&r).await;
+        let before = totals(r, "segments").await;
+        let sample = round(r).await;
         // Every sampled segment was audited once, by one of the two processes.
-        let audited = totals(&r, "segments").await - before;
+        let audited = totals(r, "segments").await - before;
         assert_eq!(audited, sample["queued"].as_u64().unwrap(), "{sample}");
     }
-    assert_eq!(totals(&r, "failure").await, 0);
+    assert_eq!(totals(r, "failure").await, 0);
     assert!(
-        totals(&r, "offline").await > 0,
+        totals(r, "offline").await > 0,
         "the restarted node was never audited down"
     );
     for id in &sn.ids {
@@ -149,18 +125,18 @@ async fn audits_clear_honest_slow_and_offline_nodes_and_share_jobs_between_proce
             Instant::now() < deadline,
             "the silent node was never contained"
         );
-        round(&r).await;
+        round(r).await;
     }
     // Due again after a second: the next run tries it once, and it is still silent.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let (a, b) = tokio::join!(trigger(&r, 2, "audit"), trigger(&r, 3, "audit"));
+    let (a, b) = tokio::join!(trigger(r, 2, "audit"), trigger(r, 3, "audit"));
     let ((), ()) = (a, b);
     let pending = reverify.get(&slow).await.unwrap().unwrap();
     assert_eq!(pending.attempts, 1, "{pending:?}");
     assert!(!record(&nodes, &slow).await.disqualified);
     sn.signal(1, "CONT");
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let (a, b) = tokio::join!(trigger(&r, 2, "audit"), trigger(&r, 3, "audit"));
+    let (a, b) = tokio::join!(trigger(r, 2, "audit"), trigger(r, 3, "audit"));
     let ((), ()) = (a, b);
     assert!(
         reverify.get(&slow).await.unwrap().is_none(),
@@ -179,7 +155,7 @@ async fn audits_clear_honest_slow_and_offline_nodes_and_share_jobs_between_proce
     let gone = sn.ids[2];
     let before = record(&nodes, &gone).await.reputation.audits.offline;
     for _ in 0..3 {
-        round(&r).await;
+        round(r).await;
     }
     let n = record(&nodes, &gone).await;
     assert!(
@@ -233,7 +209,7 @@ async fn audits_clear_honest_slow_and_offline_nodes_and_share_jobs_between_proce
 
     // An audit process SIGKILLed with jobs in hand: they are free after its lease
     // (2 s) and the other process does them all.
-    let report = pass(&r, 1).await;
+    let report = pass(r, 1).await;
     assert_eq!(report["complete"], true, "{report}");
     let port = r.status[2];
     let started = tokio::spawn(async move {
@@ -243,9 +219,9 @@ async fn audits_clear_honest_slow_and_offline_nodes_and_share_jobs_between_proce
     r.kill(2);
     let _ = started.await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    trigger(&r, 3, "audit").await;
+    trigger(r, 3, "audit").await;
     assert!(AuditQueue::new(kv.clone()).jobs().await.unwrap().is_empty());
-    assert_eq!(totals(&r, "failure").await, 0);
+    assert_eq!(totals(r, "failure").await, 0);
 
     // A node that deleted every piece and one that flipped a byte in every 16 KiB
     // group of every piece: disqualified within a bounded number of failed audits,
@@ -280,7 +256,7 @@ async fn audits_clear_honest_slow_and_offline_nodes_and_share_jobs_between_proce
     loop {
         rounds += 1;
         assert!(rounds <= 6, "not disqualified within 6 rounds");
-        round(&r).await;
+        round(r).await;
         let (d, f) = (
             record(&nodes, &deleter).await,
             record(&nodes, &flipper).await,
@@ -305,9 +281,9 @@ async fn audits_clear_honest_slow_and_offline_nodes_and_share_jobs_between_proce
             assert!(!n.disqualified && n.reputation.audits.failure == 0, "{n:?}");
         }
     }
-    let report = pass(&r, 1).await;
+    let report = pass(r, 1).await;
     assert_eq!(report["complete"], true, "{report}");
-    trigger(&r, 4, "repair").await;
+    trigger(r, 4, "repair").await;
     let repaired = status(r.status[4]).await["repair"]["repaired"]
         .as_u64()
         .unwrap();

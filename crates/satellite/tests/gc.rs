@@ -8,18 +8,13 @@
 mod common;
 
 use common::nodes::{files, wait_nodes, StorageNodes};
-use common::replicas::{pass, row, satellite, trigger, wait_health, wait_status, Replicas};
-use orbit_identity::{Identity, NodeId};
-use orbit_kv::{Kv, RemoteKv};
+use common::replicas::{pass, satellite, trigger};
+use orbit_identity::NodeId;
 use orbit_protocol::PieceId;
-use orbit_satellite_model::apikeys::ApiKeys;
 use orbit_satellite_model::metainfo::Metainfo;
-use orbit_satellite_model::nodes::{Nodes, SelectionConfig};
-use orbit_testkit::free_port;
 use std::collections::HashSet;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-use uplink::project::{Access, Options, Project};
+use uplink::project::{Access, Options};
 
 /// The pieces node `i` holds (not its trash).
 fn held(sn: &StorageNodes, i: usize) -> HashSet<PieceId> {
@@ -50,47 +45,23 @@ async fn live(meta: &Metainfo, access: &Access, keys: &[&str]) -> HashSet<(NodeI
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleted_data_leaves_real_nodes_and_a_node_killed_before_applying_finishes_at_start() {
     // Replica 1: the api with the store member; 2: loop; 3: gc.
-    let table: String = (1..=3)
-        .map(|id| row(id, free_port(), free_port(), id == 1))
-        .collect();
-    let mut r = Replicas::with(
-        satellite(),
-        &format!(
-            "[storage]\ndistinct_networks = false\nidentity = \"../satellite.key\"\n\
-             [loop]\ninterval_s = 3600\nleader_ttl_s = 2\n\
-             [gc]\ninterval_s = 3600\nleader_ttl_s = 2\n{table}"
-        ),
-        "fixed",
-        3,
-        "",
-    );
-    r.spawn(0);
-    wait_health(r.status[0], 200, Duration::from_secs(30)).await;
-    wait_status(r.status[0], |s| s.contains("abandoned-uploads")).await;
-    let sat = Identity::load_or_create(&r.dir.path().join("satellite.key")).unwrap();
-    let sat_key = orbit_identity::hex_encode(&sat.public().0);
-    r.spawn_as(1, "loop");
-    r.spawn_as(2, "gc");
-    for i in 1..3 {
-        wait_health(r.status[i], 200, Duration::from_secs(30)).await;
-    }
-    let kv: Arc<dyn Kv> = Arc::new(RemoteKv::connect(&[r.client_url(0)]).await.unwrap());
-    let nodes = Nodes::new(kv.clone(), SelectionConfig::default());
-    let meta = Metainfo::new(kv.clone());
+    let sat = common::network::start(
+        "[loop]\ninterval_s = 3600\nleader_ttl_s = 2\n[gc]\ninterval_s = 3600\nleader_ttl_s = 2\n",
+        &["loop", "gc"],
+    )
+    .await;
+    let meta = Metainfo::new(sat.kv.clone());
     let mut sn = StorageNodes::new();
-    let url = r.api_url(0);
     // Nodes 0-2 apply filters every second; node 3 only at start.
     for i in 0..4 {
         let every = if i == 3 { 3600 } else { 1 };
         sn.start_with(
-            &url,
-            &sat_key,
+            &sat.url,
+            &sat.key,
             &format!("retain_skew_s = 1\nretain_interval_s = {every}"),
         );
     }
-    wait_nodes(&nodes, &sn.ids.iter().copied().collect(), 3600).await;
-    let api_key = ApiKeys::new(kv.clone()).create("gc").await.unwrap();
-    let access = Access::new(&url, sat.public(), &api_key.serialize(), "gc").unwrap();
+    wait_nodes(&sat.nodes, &sn.ids.iter().copied().collect(), 3600).await;
     let options = Options {
         k: 2,
         repair: 3,
@@ -99,14 +70,15 @@ async fn deleted_data_leaves_real_nodes_and_a_node_killed_before_applying_finish
         segment_size: 64 << 10,
         inline_max: 1024,
     };
-    let p = Project::open(access.clone(), options).await.unwrap();
+    let (access, p) = sat.project("gc", options).await;
+    let r = &sat.r;
     p.create_bucket("gc-test").await.unwrap();
     for k in ["keep", "gone", "over"] {
         let data = orbit_testkit::random_bytes(150 << 10, k.len() as u64);
         p.upload("gc-test", k, &data[..], &|_| {}).await.unwrap();
     }
     // The first pass counts every node's pieces.
-    assert_eq!(pass(&r, 1).await["complete"], true);
+    assert_eq!(pass(r, 1).await["complete"], true);
     // Garbage is older than the nodes' skew when the newest segment is committed.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     p.delete("gc-test", "gone").await.unwrap();
@@ -117,9 +89,9 @@ async fn deleted_data_leaves_real_nodes_and_a_node_killed_before_applying_finish
     let before: usize = (0..4).map(|i| held(&sn, i).len()).sum();
 
     // The second pass builds the filters, the gc process hands them out.
-    let report = pass(&r, 1).await;
+    let report = pass(r, 1).await;
     assert_eq!(report["complete"], true, "{report}");
-    trigger(&r, 2, "gc").await;
+    trigger(r, 2, "gc").await;
     let sent = common::replicas::status(r.status[2]).await["gc"]["last_round"].clone();
     assert_eq!(sent["sent"], 4, "{sent}");
     // Node 3 stored its filter but applies only at start: it dies first.
@@ -147,8 +119,8 @@ async fn deleted_data_leaves_real_nodes_and_a_node_killed_before_applying_finish
         assert!(Instant::now() < deadline, "garbage left on the nodes");
         tokio::time::sleep(Duration::from_millis(300)).await;
         if Instant::now() + Duration::from_secs(20) > deadline {
-            assert_eq!(pass(&r, 1).await["complete"], true);
-            trigger(&r, 2, "gc").await;
+            assert_eq!(pass(r, 1).await["complete"], true);
+            trigger(r, 2, "gc").await;
         }
     }
     let after: usize = (0..4).map(|i| held(&sn, i).len()).sum();

@@ -12,5 +12,6 @@ pub async fn start(n: usize) -> ProcCluster {
     ProcCluster::start(Path::new(env!("CARGO_BIN_EXE_satellite")), n, Timings::FAST).await
 }
 
+pub mod network;
 pub mod nodes;
 pub mod replicas;
