@@ -64,6 +64,7 @@ pub fn segment(i: u64, nodes: &[NodeRecord]) -> (String, Vec<u8>) {
         root: PieceId(*blake3::hash(&i.to_le_bytes()).as_bytes()),
         piece_size: 16 << 20,
         created: 0,
+        expires: 0,
         pieces: (0..10u16)
             .map(|p| (p, nodes[(i as usize + p as usize * 7) % nodes.len()].id))
             .collect(),

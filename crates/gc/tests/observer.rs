@@ -46,6 +46,7 @@ async fn segment(kv: &dyn Kv, i: u32, nodes: &[NodeId], created: u64) -> Segment
         root: PieceId::random(),
         piece_size: 500,
         created,
+        expires: 0,
         pieces: nodes
             .iter()
             .enumerate()

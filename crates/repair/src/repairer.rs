@@ -331,6 +331,10 @@ impl Repairer {
         else {
             return Ok(Outcome::Gone);
         };
+        // Expired: gone for every reader; the loop and the nodes delete it.
+        if seg.expires != 0 && seg.expires <= unix_now() {
+            return Ok(Outcome::Gone);
+        }
         if seg.inline.is_some() {
             return Ok(Outcome::Healthy);
         }
@@ -530,13 +534,15 @@ impl Repairer {
     ) -> Vec<Result<(u16, NodeId), String>> {
         let t = Duration::from_secs(self.section.piece_timeout_s.max(1));
         let uploads = numbers.iter().zip(targets).map(|(&num, node)| {
-            let limit = self.orders.limit(
+            // A rebuilt piece expires with its object, as the original did.
+            let limit = self.orders.limit_expiring(
                 node,
                 seg.root.derive(&node.id, num),
                 Action::PutRepair,
                 seg.piece_size,
                 self.identity.public(),
                 unix_now(),
+                seg.expires,
             );
             let data = rebuilt[num as usize].clone();
             async move {

@@ -54,6 +54,7 @@ async fn segment(kv: &dyn Kv, n: u8, nodes: &[NodeId], inline: bool) -> keys::St
         root: PieceId([n; 32]),
         piece_size: 500,
         created: 0,
+        expires: 0,
         pieces: nodes
             .iter()
             .enumerate()

@@ -173,7 +173,7 @@ impl SatelliteApi {
 
     async fn commit_segment(&self, r: pb::CommitSegmentRequest) -> Result<(), ApiError> {
         let stream = stream_id(&r.stream_id)?;
-        self.writable_stream(&r.api_key, &stream).await?;
+        let (_, s) = self.writable_stream(&r.api_key, &stream).await?;
         let rs = redundancy(r.redundancy.as_ref())?;
         let seg = if r.inline {
             if r.inline_data.len() > self.config.max_inline {
@@ -192,6 +192,7 @@ impl SatelliteApi {
                 piece_size: 0,
                 pieces: Vec::new(),
                 created: unix_now(),
+                expires: s.expires,
             }
         } else {
             let root = PieceId(
@@ -255,6 +256,7 @@ impl SatelliteApi {
                 piece_size: r.piece_size,
                 pieces,
                 created: unix_now(),
+                expires: s.expires,
             }
         };
         self.meta.commit_segment(&stream, &seg).await
@@ -361,14 +363,17 @@ impl pb::metainfo_server::Metainfo for SatelliteApi {
         }))
     }
 
-    async fn begin_object(&self, r: Request<pb::ObjectRequest>) -> Reply<pb::BeginObjectResponse> {
+    async fn begin_object(
+        &self,
+        r: Request<pb::BeginObjectRequest>,
+    ) -> Reply<pb::BeginObjectResponse> {
         let r = r.into_inner();
         let project = self
             .auth(&r.api_key, Op::Write, Some(&r.bucket), Some(&r.key))
             .await?;
         let stream = self
             .meta
-            .begin_object(&project, &r.bucket, &r.key, unix_now())
+            .begin_object_expiring(&project, &r.bucket, &r.key, unix_now(), r.expires)
             .await?;
         Ok(Response::new(pb::BeginObjectResponse {
             stream_id: stream.to_vec(),
@@ -381,7 +386,7 @@ impl pb::metainfo_server::Metainfo for SatelliteApi {
     ) -> Reply<pb::BeginSegmentResponse> {
         let r = r.into_inner();
         let stream = stream_id(&r.stream_id)?;
-        self.writable_stream(&r.api_key, &stream).await?;
+        let (_, s) = self.writable_stream(&r.api_key, &stream).await?;
         let rs = redundancy(r.redundancy.as_ref())?;
         if r.piece_size == 0 || r.piece_size > self.config.max_piece {
             return Err(ApiError::Invalid(format!(
@@ -405,9 +410,18 @@ impl pb::metainfo_server::Metainfo for SatelliteApi {
             .map(|(n, node)| {
                 let piece = root.derive(&node.id, n as u16);
                 pb::AddressedLimit {
+                    // Nodes delete an expiring object's pieces by themselves.
                     limit: self
                         .orders
-                        .limit(node, piece, Action::Put, r.piece_size, uplink, now)
+                        .limit_expiring(
+                            node,
+                            piece,
+                            Action::Put,
+                            r.piece_size,
+                            uplink,
+                            now,
+                            s.expires,
+                        )
                         .encode(),
                     address: node.address.clone(),
                     node_key: node.key.0.to_vec(),

@@ -92,6 +92,9 @@ pub struct Segment {
     /// collection dates its filters by the newest a pass saw.
     #[serde(default)]
     pub created: u64,
+    /// Unix time (s) its object expires (0: never); the loop drops it after.
+    #[serde(default)]
+    pub expires: u64,
 }
 
 mod hex_root {
@@ -151,6 +154,7 @@ impl From<SegmentV1> for Segment {
             piece_size: s.piece_size,
             pieces: s.pieces,
             created: 0,
+            expires: 0,
         }
     }
 }
@@ -177,6 +181,9 @@ pub struct Stream {
     pub key: String,
     /// Unix time (s) it began.
     pub created: u64,
+    /// Unix time (s) the object expires (0: never).
+    #[serde(default)]
+    pub expires: u64,
 }
 
 crate::versioned_v1!(Stream, "stream record");
@@ -190,9 +197,20 @@ pub struct Object {
     pub metadata: Vec<u8>,
     /// Unix time (s) committed.
     pub created: u64,
+    /// Unix time (s) it expires (0: never): from then on it is gone for every reader,
+    /// and the sweep and the loop delete it.
+    #[serde(default)]
+    pub expires: u64,
 }
 
 crate::versioned_v1!(Object, "object record");
+
+impl Object {
+    /// Whether it has expired at `now`.
+    pub fn expired(&self, now: u64) -> bool {
+        self.expires != 0 && self.expires <= now
+    }
+}
 
 /// A segment as a scan of the segment keys returns it: its stream, and the record.
 pub fn decode_segment(kv: &orbit_kv::KeyValue) -> Result<(StreamId, Segment), Error> {
@@ -357,6 +375,25 @@ impl Metainfo {
         key: &str,
         now: u64,
     ) -> Result<StreamId, Error> {
+        self.begin_object_expiring(project, bucket, key, now, 0)
+            .await
+    }
+
+    /// Like [`Metainfo::begin_object`], for an object that expires at `expires`
+    /// (unix s; 0: never).
+    pub async fn begin_object_expiring(
+        &self,
+        project: &str,
+        bucket: &str,
+        key: &str,
+        now: u64,
+        expires: u64,
+    ) -> Result<StreamId, Error> {
+        if expires != 0 && expires <= now {
+            return Err(Error::Invalid(format!(
+                "the object would expire at {expires}, before now ({now})"
+            )));
+        }
         let (p, b) = scope(project, bucket)?;
         self.bucket_exists(&p, &b).await?;
         keys::check_object_key(key)?;
@@ -366,6 +403,7 @@ impl Metainfo {
             bucket: bucket.into(),
             key: key.into(),
             created: now,
+            expires,
         };
         self.kv
             .put(PutRequest::new(keys::stream(&stream), encode(&s)))
@@ -432,6 +470,7 @@ impl Metainfo {
                 stream: *stream,
                 metadata: metadata.clone(),
                 created: now,
+                expires: s.expires,
             };
             let mut success = vec![
                 TxnOp::Put(PutRequest::new(okey.clone(), encode(&obj))),
@@ -514,9 +553,15 @@ impl Metainfo {
             .kv
             .range(RangeRequest::key(keys::object(&p, &b, key)))
             .await?;
-        match r.kvs.first() {
-            Some(kv) => Ok((decode(&kv.key, &kv.value)?, r.revision)),
-            None => Err(Error::NotFound(format!(
+        let obj: Option<Object> = r
+            .kvs
+            .first()
+            .map(|kv| decode(&kv.key, &kv.value))
+            .transpose()?;
+        match obj {
+            // Expired: gone for every reader at once, whether swept yet or not.
+            Some(o) if !o.expired(crate::unix_now()) => Ok((o, r.revision)),
+            _ => Err(Error::NotFound(format!(
                 "object not found in bucket {bucket}"
             ))),
         }
@@ -613,14 +658,44 @@ impl Metainfo {
         let end = orbit_kv::prefix_end(format!("{base}{prefix}").as_bytes());
         let start = page_start(&base, prefix, cursor);
         let (kvs, more) = range_page(&*self.kv, start, end, page_limit(limit), false).await?;
+        let now = crate::unix_now();
         let items = kvs
             .iter()
             .map(|kv| {
                 let (_, _, key) = keys::parse_object(&kv.key)?;
                 Ok((key, decode::<Object>(&kv.key, &kv.value)?))
             })
+            .filter(|r: &Result<(String, Object), Error>| {
+                r.as_ref().map_or(true, |(_, o)| !o.expired(now))
+            })
             .collect::<Result<_, Error>>()?;
         Ok(Page { items, more })
+    }
+
+    /// Deletes every object expired at `now` with its segments (each by a compare on
+    /// the object's revision, so an object overwritten meanwhile stays); returns how
+    /// many went.
+    pub async fn remove_expired(&self, now: u64) -> Result<usize, Error> {
+        let mut removed = 0;
+        let mut scan = Scan::prefix(&*self.kv, keys::OBJECTS, 1000);
+        while let Some(page) = scan.next_page().await? {
+            for kv in page {
+                let obj: Object = decode(&kv.key, &kv.value)?;
+                if !obj.expired(now) {
+                    continue;
+                }
+                let txn = TxnRequest::if_unchanged(
+                    kv.key.clone(),
+                    kv.mod_revision,
+                    vec![
+                        TxnOp::Delete(DeleteRequest::key(kv.key.clone())),
+                        TxnOp::Delete(DeleteRequest::prefix(keys::segments_of(&obj.stream))),
+                    ],
+                );
+                removed += usize::from(self.kv.txn(txn).await?.succeeded);
+            }
+        }
+        Ok(removed)
     }
 
     /// Deletes an object and its segments.

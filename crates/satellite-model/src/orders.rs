@@ -65,6 +65,22 @@ impl Orders {
         uplink: PublicKey,
         now: u64,
     ) -> OrderLimit {
+        self.limit_expiring(node, piece, action, bytes, uplink, now, 0)
+    }
+
+    /// Like [`Orders::limit`] for a piece the node may delete at `piece_expiration`
+    /// (unix s; 0: never).
+    #[allow(clippy::too_many_arguments)]
+    pub fn limit_expiring(
+        &self,
+        node: &NodeRecord,
+        piece: PieceId,
+        action: Action,
+        bytes: u64,
+        uplink: PublicKey,
+        now: u64,
+        piece_expiration: u64,
+    ) -> OrderLimit {
         OrderLimit {
             serial: rand::random(),
             satellite: self.identity.id(),
@@ -73,7 +89,7 @@ impl Orders {
             piece,
             action,
             limit: bytes,
-            piece_expiration: 0,
+            piece_expiration,
             order_expiration: now + self.expiration_s,
             signature: Vec::new(),
         }

@@ -518,6 +518,7 @@ async fn abandoned_uploads_are_swept_with_their_segments() {
         root: Default::default(),
         piece_size: 0,
         created: 0,
+        expires: 0,
         pieces: Vec::new(),
     };
     meta.commit_segment(&old, &seg).await.unwrap();

@@ -189,4 +189,18 @@ fn spawn_storage_workers(
             Ok(())
         })
     });
+    let meta = api.meta.clone();
+    workers.spawn("expired-objects", every, move || {
+        let meta = meta.clone();
+        orbit_worker::job(async move {
+            let n = meta
+                .remove_expired(unix_now())
+                .await
+                .map_err(|e| e.to_string())?;
+            if n > 0 {
+                tracing::info!(removed = n, "expired objects swept");
+            }
+            Ok(())
+        })
+    });
 }

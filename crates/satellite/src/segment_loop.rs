@@ -6,7 +6,7 @@
 use crate::config::Services;
 use crate::elected::Election;
 use orbit_audit::AuditObserver;
-use orbit_gc::GcObserver;
+use orbit_gc::{ExpiryObserver, GcObserver};
 use orbit_kv::Kv;
 use orbit_repair::Checker;
 use orbit_satellite_model::repair::HealthRules;
@@ -27,6 +27,8 @@ pub struct LoopProcess {
     pub sampler: Arc<AuditObserver>,
     /// The garbage-collection filter observer.
     pub gc: Arc<GcObserver>,
+    /// The observer that drops expired segments.
+    pub expiry: Arc<ExpiryObserver>,
 }
 
 impl LoopProcess {
@@ -54,12 +56,15 @@ impl LoopProcess {
             services.gc.clone().unwrap_or_default(),
         ));
         segment_loop.add(gc.clone());
+        let expiry = Arc::new(ExpiryObserver::new(kv.clone()));
+        segment_loop.add(expiry.clone());
         let p = LoopProcess {
             segment_loop: Arc::new(segment_loop),
             election: Election::start("loop", name, section.leader_ttl_s, kv, workers),
             checker,
             sampler,
             gc,
+            expiry,
         };
         p.spawn(workers, Duration::from_secs(section.interval_s.max(1)));
         p
@@ -92,6 +97,7 @@ impl LoopProcess {
         s["repair_checker"] = serde_json::json!(self.checker.stats());
         s["audit_sampler"] = serde_json::json!(self.sampler.stats());
         s["gc_filters"] = serde_json::json!(self.gc.stats());
+        s["expiry"] = serde_json::json!(self.expiry.stats());
         s
     }
 }

@@ -157,6 +157,7 @@ async fn one_loop_runs_passes_and_a_standby_takes_over_after_a_sigkill() {
             root: PieceId([1; 32]),
             piece_size: 100,
             created: 0,
+            expires: 0,
             pieces: vec![(0, NodeId([2; 32])), (1, NodeId([3; 32]))],
         };
         kv.put(PutRequest::new(

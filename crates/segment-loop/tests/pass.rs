@@ -28,6 +28,7 @@ fn segment(index: u32, inline: bool) -> Segment {
         root: PieceId([index as u8; 32]),
         piece_size: 500,
         created: 0,
+        expires: 0,
         pieces: (0..4).map(|n| (n, NodeId([n as u8 + 1; 32]))).collect(),
     }
 }

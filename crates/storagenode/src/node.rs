@@ -293,6 +293,10 @@ impl Node {
                     let now = unix_now();
                     rs.apply(&ps, skew, now).map_err(|e| e.to_string())?;
                     ps.empty_trash(days, now).map_err(|e| e.to_string())?;
+                    let expired = ps.delete_expired(now).map_err(|e| e.to_string())?;
+                    if expired > 0 {
+                        tracing::info!(pieces = expired, "expired pieces deleted");
+                    }
                     Ok(())
                 })
                 .await
@@ -310,7 +314,8 @@ impl Node {
         })
     }
 
-    /// Applies stored retain filters and empties old trash now, and waits.
+    /// Applies stored retain filters, empties old trash and deletes expired pieces
+    /// now, and waits.
     pub async fn run_retain_once(&self) -> orbit_worker::JobResult {
         match self.workers.handle("retain") {
             Some(h) => h.trigger_wait().await,

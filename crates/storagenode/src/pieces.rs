@@ -170,6 +170,24 @@ impl PieceStore {
         Ok(out)
     }
 
+    /// Deletes every stored piece whose order limit let it expire before `now` (the
+    /// node does not wait for garbage collection); returns how many went.
+    pub fn delete_expired(&self, now: u64) -> Result<u64, PieceError> {
+        let mut gone = 0;
+        for (id, header) in self.pieces()? {
+            let Ok(h) = header else { continue };
+            let e = h.limit.piece_expiration;
+            if e != 0 && e <= now {
+                match self.delete(&id) {
+                    Ok(()) => gone += 1,
+                    Err(PieceError::NotFound(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(gone)
+    }
+
     /// Moves a piece to today's trash (garbage collection). False if it is not stored.
     pub fn trash(&self, id: &PieceId, now: u64) -> Result<bool, PieceError> {
         let from = self.path(id);

@@ -70,6 +70,10 @@ enum Command {
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
+        /// When an upload expires: a duration from now (`90s`, `30m`, `12h`, `7d`) or
+        /// a unix time. Expired objects are gone at once; nodes delete their pieces.
+        #[arg(long, value_parser = parse_expires)]
+        expires: Option<u64>,
         #[command(flatten)]
         access: AccessArg,
     },
@@ -224,6 +228,7 @@ async fn objects(c: Command, out: &mut dyn Write) -> anyhow::Result<()> {
             src,
             dst,
             quiet,
+            expires,
             access,
         } => {
             let p = access.project().await?;
@@ -247,9 +252,13 @@ async fn objects(c: Command, out: &mut dyn Write) -> anyhow::Result<()> {
                         .len();
                     let pb = bar(len, quiet);
                     let n = p
-                        .upload(&b, &k, tokio::io::BufReader::new(file), &|d| {
-                            pb.set_position(d)
-                        })
+                        .upload_expiring(
+                            &b,
+                            &k,
+                            tokio::io::BufReader::new(file),
+                            &|d| pb.set_position(d),
+                            expires.unwrap_or(0),
+                        )
                         .await?;
                     pb.finish_and_clear();
                     writeln!(out, "uploaded {n} bytes to orbit://{b}/{k}")?;
@@ -516,4 +525,36 @@ async fn channel(c: ChannelCommand, out: &mut dyn Write) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `--expires`: a duration from now (`90s`, `30m`, `12h`, `7d`) or a unix time.
+fn parse_expires(s: &str) -> Result<u64, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?}: a duration (90s, 30m, 12h, 7d) or a unix time"))?;
+    let scale = match unit {
+        "" => return Ok(n),
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{s:?}: units are s, m, h and d")),
+    };
+    Ok(now() + n * scale)
+}
+
+#[cfg(test)]
+mod expires_tests {
+    use super::*;
+
+    #[test]
+    fn expiries_read_as_durations_or_unix_times() {
+        let t = now();
+        assert!((t + 90..=t + 91).contains(&parse_expires("90s").unwrap()));
+        assert!((t + 7 * 86_400..=t + 7 * 86_400 + 1).contains(&parse_expires("7d").unwrap()));
+        assert_eq!(parse_expires("1900000000").unwrap(), 1_900_000_000);
+        assert!(parse_expires("soon").is_err());
+        assert!(parse_expires("5y").is_err());
+    }
 }

@@ -277,17 +277,31 @@ impl Project {
         &self,
         bucket: &str,
         key: &str,
+        reader: impl AsyncRead + Unpin,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<u64, UplinkError> {
+        self.upload_expiring(bucket, key, reader, progress, 0).await
+    }
+
+    /// Like [`Project::upload`], for an object that expires at `expires` (unix s; 0:
+    /// never): gone for every reader from then on, its pieces deleted by the nodes.
+    pub async fn upload_expiring(
+        &self,
+        bucket: &str,
+        key: &str,
         mut reader: impl AsyncRead + Unpin,
         progress: &(dyn Fn(u64) + Sync),
+        expires: u64,
     ) -> Result<u64, UplinkError> {
         let enc_key = crypt::encrypt_path(&self.access.root, bucket, key);
         let stream = self
             .meta
             .clone()
-            .begin_object(pb::ObjectRequest {
+            .begin_object(pb::BeginObjectRequest {
                 api_key: self.key(),
                 bucket: bucket.into(),
                 key: enc_key.clone(),
+                expires,
             })
             .await?
             .into_inner()
