@@ -60,6 +60,13 @@ pub const GC_LATEST: &str = "/orbit/sat/gc/latest/";
 pub const GC_FILTERS: &str = "/orbit/sat/gc/filters/";
 /// Garbage collection: the newest filter sent to each node, `<node id>`.
 pub const GC_SENT: &str = "/orbit/sat/gc/sent/";
+/// Tallies: bytes each node stores, per tally, `<at>/<node id>`.
+pub const TALLY_NODES: &str = "/orbit/sat/tally/nodes/";
+/// Tallies: bytes, segments and objects per bucket, per tally,
+/// `<at>/<project>/<bucket>`.
+pub const TALLY_BUCKETS: &str = "/orbit/sat/tally/buckets/";
+/// Tallies: when the last one was taken.
+pub const TALLY_LAST: &str = "/orbit/sat/tally/last";
 /// Audit claims: the worker auditing a segment or reverifying a node, under its
 /// lease: `segment/<stream hex>/<index>` or `node/<node id>`.
 pub const AUDIT_CLAIMS: &str = "/orbit/sat/audit/claims/";
@@ -268,6 +275,16 @@ pub fn gc_filters_of(node: &NodeId) -> String {
 /// The newest filter sent to a node.
 pub fn gc_sent(node: &NodeId) -> String {
     format!("{GC_SENT}{node}")
+}
+
+/// A node's tally taken at `at`.
+pub fn tally_node(at: u64, node: &NodeId) -> String {
+    format!("{TALLY_NODES}{at:020}/{node}")
+}
+
+/// A bucket's tally taken at `at`.
+pub fn tally_bucket(at: u64, p: &Project, b: &Bucket) -> String {
+    format!("{TALLY_BUCKETS}{at:020}/{}/{}", p.0, b.0)
 }
 
 /// The leader key of the elected process `name` (`loop`, ...).

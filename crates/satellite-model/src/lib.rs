@@ -25,6 +25,7 @@ pub mod orders;
 pub mod repair;
 pub mod reputation;
 pub mod schema;
+pub mod tally;
 
 use orbit_kv::record::{RecordError, Versioned};
 

@@ -5,6 +5,7 @@
 
 use crate::config::Services;
 use crate::elected::Election;
+use orbit_accounting::TallyObserver;
 use orbit_audit::AuditObserver;
 use orbit_gc::{ExpiryObserver, GcObserver};
 use orbit_kv::Kv;
@@ -29,6 +30,8 @@ pub struct LoopProcess {
     pub gc: Arc<GcObserver>,
     /// The observer that drops expired segments.
     pub expiry: Arc<ExpiryObserver>,
+    /// The tally observer.
+    pub tally: Arc<TallyObserver>,
 }
 
 impl LoopProcess {
@@ -58,6 +61,8 @@ impl LoopProcess {
         segment_loop.add(gc.clone());
         let expiry = Arc::new(ExpiryObserver::new(kv.clone()));
         segment_loop.add(expiry.clone());
+        let tally = Arc::new(TallyObserver::new(kv.clone()));
+        segment_loop.add(tally.clone());
         let p = LoopProcess {
             segment_loop: Arc::new(segment_loop),
             election: Election::start("loop", name, section.leader_ttl_s, kv, workers),
@@ -65,6 +70,7 @@ impl LoopProcess {
             sampler,
             gc,
             expiry,
+            tally,
         };
         p.spawn(workers, Duration::from_secs(section.interval_s.max(1)));
         p
@@ -98,6 +104,7 @@ impl LoopProcess {
         s["audit_sampler"] = serde_json::json!(self.sampler.stats());
         s["gc_filters"] = serde_json::json!(self.gc.stats());
         s["expiry"] = serde_json::json!(self.expiry.stats());
+        s["tally"] = serde_json::json!(self.tally.stats());
         s
     }
 }
