@@ -79,8 +79,9 @@ async fn deleted_data_leaves_real_nodes_and_a_node_killed_before_applying_finish
     }
     // The first pass counts every node's pieces.
     assert_eq!(pass(r, 1).await["complete"], true);
-    // Garbage is older than the nodes' skew when the newest segment is committed.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Garbage is more than the nodes' skew (1 s) older than the newest segment when
+    // it is committed; times are whole seconds, so with a margin.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     p.delete("gc-test", "gone").await.unwrap();
     let over = orbit_testkit::random_bytes(90 << 10, 9);
     p.upload("gc-test", "over", &over[..], &|_| {})

@@ -111,8 +111,9 @@ async fn garbage_leaves_the_nodes_and_no_live_piece_ever_does() {
     assert_eq!(held(&planet), before, "a counting pass trashes nothing");
     p.delete("bkt", "gone").await.unwrap();
     p.upload("bkt", "over", &new[..], &|_| {}).await.unwrap();
-    // Garbage must be older than the nodes' skew (2 s) before a filter dates it.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Garbage must be more than the nodes' skew (2 s) older than the newest segment
+    // a filter is dated by; times are whole seconds, so wait out a margin too.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
 
     let racing = random_bytes(120 << 10, 5);
     let mut rounds = 0;
