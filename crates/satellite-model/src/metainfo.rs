@@ -186,7 +186,18 @@ pub struct Stream {
     pub expires: u64,
 }
 
-crate::versioned_v1!(Stream, "stream record");
+/// Version 2 adds the object's expiry: an older build must refuse such a record
+/// rather than serve an object it cannot see expire.
+impl Versioned for Stream {
+    const NAME: &'static str = "stream record";
+    const VERSION: u32 = 2;
+    fn upgrade(version: u32, body: Value) -> Option<Result<Self, serde_json::Error>> {
+        (version == 1).then(|| serde_json::from_value(body))
+    }
+    fn legacy(value: Value) -> Option<Result<Self, serde_json::Error>> {
+        crate::legacy_v1(value)
+    }
+}
 
 /// A committed object.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -203,7 +214,17 @@ pub struct Object {
     pub expires: u64,
 }
 
-crate::versioned_v1!(Object, "object record");
+/// Version 2 adds the expiry (see [`Stream`]'s).
+impl Versioned for Object {
+    const NAME: &'static str = "object record";
+    const VERSION: u32 = 2;
+    fn upgrade(version: u32, body: Value) -> Option<Result<Self, serde_json::Error>> {
+        (version == 1).then(|| serde_json::from_value(body))
+    }
+    fn legacy(value: Value) -> Option<Result<Self, serde_json::Error>> {
+        crate::legacy_v1(value)
+    }
+}
 
 impl Object {
     /// Whether it has expired at `now`.

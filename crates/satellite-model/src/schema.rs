@@ -14,7 +14,8 @@
 //! of numbers): migrating to it rewrites every record below its type's current
 //! version, the same way. A satellite of schema 2 cannot read version-2 segments and
 //! says so, naming the key: upgrade every process of a satellite together. Schema 4
-//! writes node records in version 2, with the node's reputation.
+//! writes node records in version 2, with the node's reputation; schema 5 stream and
+//! object records in version 2, with the object's expiry.
 
 use crate::apikeys::{KeyRecord, Revocation};
 use crate::keys;
@@ -27,7 +28,7 @@ use orbit_kv::{Kv, PutRequest, RangeRequest, Scan, TxnOp, TxnRequest};
 use serde::{Deserialize, Serialize};
 
 /// The schema this build writes.
-pub const SCHEMA: u32 = 4;
+pub const SCHEMA: u32 = 5;
 
 /// The schema record.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
