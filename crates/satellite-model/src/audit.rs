@@ -12,8 +12,7 @@ use crate::{claims, decode, Error};
 use orbit_identity::NodeId;
 use orbit_kv::record::encode;
 use orbit_kv::{
-    Compare, CompareOp, CompareTarget, DeleteRequest, Kv, PutRequest, RangeRequest, Scan, TxnOp,
-    TxnRequest,
+    Compare, CompareOp, CompareTarget, DeleteRequest, Kv, PutRequest, Scan, TxnOp, TxnRequest,
 };
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -58,9 +57,6 @@ pub struct Pending {
 
 crate::versioned_v1!(Pending, "pending reverification");
 
-/// Writes per transaction when queueing a sample (below etcd's default 128 ops).
-const BATCH: usize = 100;
-
 /// The verification queue.
 #[derive(Clone)]
 pub struct AuditQueue {
@@ -82,30 +78,22 @@ impl AuditQueue {
         pass: i64,
         now: u64,
     ) -> Result<usize, Error> {
-        for batch in jobs.chunks(BATCH) {
-            let ops = batch
-                .iter()
-                .map(|(stream, index)| {
-                    let job = AuditJob {
-                        stream: *stream,
-                        index: *index,
-                        pass,
-                        inserted: now,
-                    };
-                    TxnOp::Put(PutRequest::new(
-                        keys::audit_job(stream, *index),
-                        encode(&job),
-                    ))
-                })
-                .collect();
-            self.kv
-                .txn(TxnRequest {
-                    compare: Vec::new(),
-                    success: ops,
-                    failure: Vec::new(),
-                })
-                .await?;
-        }
+        let ops = jobs
+            .iter()
+            .map(|(stream, index)| {
+                let job = AuditJob {
+                    stream: *stream,
+                    index: *index,
+                    pass,
+                    inserted: now,
+                };
+                TxnOp::Put(PutRequest::new(
+                    keys::audit_job(stream, *index),
+                    encode(&job),
+                ))
+            })
+            .collect();
+        crate::write_batches(&*self.kv, ops).await?;
         let mut dropped = 0;
         let mut scan = Scan::prefix(&*self.kv, keys::AUDIT_QUEUE, 500);
         while let Some(page) = scan.next_page().await? {
@@ -170,12 +158,7 @@ impl AuditQueue {
 
     /// Every queued job.
     pub async fn jobs(&self) -> Result<Vec<AuditJob>, Error> {
-        Scan::prefix(&*self.kv, keys::AUDIT_QUEUE, 1000)
-            .collect()
-            .await?
-            .iter()
-            .map(|kv| decode(&kv.key, &kv.value))
-            .collect()
+        crate::read_prefix(&*self.kv, keys::AUDIT_QUEUE).await
     }
 }
 
@@ -209,24 +192,12 @@ impl ReverifyQueue {
 
     /// A node's pending reverification.
     pub async fn get(&self, node: &NodeId) -> Result<Option<Pending>, Error> {
-        let r = self
-            .kv
-            .range(RangeRequest::key(keys::audit_reverify(node)))
-            .await?;
-        r.kvs
-            .first()
-            .map(|kv| decode(&kv.key, &kv.value))
-            .transpose()
+        crate::read_one(&*self.kv, keys::audit_reverify(node)).await
     }
 
     /// Every pending reverification.
     pub async fn all(&self) -> Result<Vec<Pending>, Error> {
-        Scan::prefix(&*self.kv, keys::AUDIT_REVERIFY, 1000)
-            .collect()
-            .await?
-            .iter()
-            .map(|kv| decode(&kv.key, &kv.value))
-            .collect()
+        crate::read_prefix(&*self.kv, keys::AUDIT_REVERIFY).await
     }
 
     /// Takes a pending reverification nobody works on and `eligible` allows (its

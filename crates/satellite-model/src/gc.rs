@@ -7,7 +7,7 @@ use crate::keys;
 use crate::{decode, Error};
 use orbit_identity::NodeId;
 use orbit_kv::record::encode;
-use orbit_kv::{DeleteRequest, Kv, PutRequest, RangeRequest, Scan, TxnOp, TxnRequest};
+use orbit_kv::{DeleteRequest, Kv, PutRequest, Scan, TxnOp};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -100,16 +100,7 @@ impl GcState {
                 ))
             })
             .collect();
-        for batch in ops.chunks(100) {
-            self.kv
-                .txn(TxnRequest {
-                    compare: Vec::new(),
-                    success: batch.to_vec(),
-                    failure: Vec::new(),
-                })
-                .await?;
-        }
-        Ok(())
+        crate::write_batches(&*self.kv, ops).await
     }
 
     /// Publishes a node's filter: its chunks first, then the head that makes it the
@@ -159,24 +150,12 @@ impl GcState {
 
     /// A node's newest filter head.
     pub async fn latest(&self, node: &NodeId) -> Result<Option<FilterHead>, Error> {
-        let r = self
-            .kv
-            .range(RangeRequest::key(keys::gc_latest(node)))
-            .await?;
-        r.kvs
-            .first()
-            .map(|kv| decode(&kv.key, &kv.value))
-            .transpose()
+        crate::read_one(&*self.kv, keys::gc_latest(node)).await
     }
 
     /// Every node's newest filter head.
     pub async fn heads(&self) -> Result<Vec<FilterHead>, Error> {
-        Scan::prefix(&*self.kv, keys::GC_LATEST, 1000)
-            .collect()
-            .await?
-            .iter()
-            .map(|kv| decode(&kv.key, &kv.value))
-            .collect()
+        crate::read_prefix(&*self.kv, keys::GC_LATEST).await
     }
 
     /// The bytes of the filter `head` names, checked against its hash.
@@ -219,13 +198,6 @@ impl GcState {
 
     /// The newest filter a node acknowledged.
     pub async fn sent(&self, node: &NodeId) -> Result<Option<Sent>, Error> {
-        let r = self
-            .kv
-            .range(RangeRequest::key(keys::gc_sent(node)))
-            .await?;
-        r.kvs
-            .first()
-            .map(|kv| decode(&kv.key, &kv.value))
-            .transpose()
+        crate::read_one(&*self.kv, keys::gc_sent(node)).await
     }
 }

@@ -133,6 +133,48 @@ pub(crate) async fn read_many_at<T: Versioned>(
     Ok(out)
 }
 
+/// The record at `key`, if there is one.
+pub(crate) async fn read_one<T: Versioned>(
+    kv: &dyn orbit_kv::Kv,
+    key: impl Into<Vec<u8>>,
+) -> Result<Option<T>, Error> {
+    let r = kv.range(orbit_kv::RangeRequest::key(key)).await?;
+    r.kvs
+        .first()
+        .map(|kv| decode(&kv.key, &kv.value))
+        .transpose()
+}
+
+/// Every record under `prefix`, read in pages at one revision.
+pub(crate) async fn read_prefix<T: Versioned>(
+    kv: &dyn orbit_kv::Kv,
+    prefix: &str,
+) -> Result<Vec<T>, Error> {
+    orbit_kv::Scan::prefix(kv, prefix, 1000)
+        .collect()
+        .await?
+        .iter()
+        .map(|kv| decode(&kv.key, &kv.value))
+        .collect()
+}
+
+/// Writes `ops` in unconditional transactions of at most 100 (below etcd's default
+/// limit of 128 operations per transaction).
+pub(crate) async fn write_batches(
+    kv: &dyn orbit_kv::Kv,
+    ops: Vec<orbit_kv::TxnOp>,
+) -> Result<(), Error> {
+    for batch in ops.chunks(100) {
+        kv.txn(orbit_kv::TxnRequest {
+            compare: Vec::new(),
+            success: batch.to_vec(),
+            failure: Vec::new(),
+        })
+        .await?;
+    }
+    Ok(())
+}
+
 /// Makes a record type [`Versioned`] at version 1, reading its schema-1 layout (the
 /// same fields with a `v` of 1 among them) through [`legacy_v1`].
 #[macro_export]

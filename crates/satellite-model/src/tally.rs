@@ -3,10 +3,10 @@
 //! tally before; accounting folds them into rollups.
 
 use crate::keys::{self, Bucket, Project};
-use crate::{decode, Error};
+use crate::Error;
 use orbit_identity::NodeId;
 use orbit_kv::record::encode;
-use orbit_kv::{Kv, PutRequest, RangeRequest, Scan, TxnOp, TxnRequest};
+use orbit_kv::{Kv, PutRequest, TxnOp};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -77,11 +77,7 @@ impl Tallies {
 
     /// The last tally's time and pass.
     pub async fn last(&self) -> Result<Option<LastTally>, Error> {
-        let r = self.kv.range(RangeRequest::key(keys::TALLY_LAST)).await?;
-        r.kvs
-            .first()
-            .map(|kv| decode(&kv.key, &kv.value))
-            .transpose()
+        crate::read_one(&*self.kv, keys::TALLY_LAST).await
     }
 
     /// Writes one tally: every node's and bucket's, then the last-tally record.
@@ -105,15 +101,7 @@ impl Tallies {
                 encode(b),
             )));
         }
-        for batch in ops.chunks(100) {
-            self.kv
-                .txn(TxnRequest {
-                    compare: Vec::new(),
-                    success: batch.to_vec(),
-                    failure: Vec::new(),
-                })
-                .await?;
-        }
+        crate::write_batches(&*self.kv, ops).await?;
         self.kv
             .put(PutRequest::new(keys::TALLY_LAST, encode(last)))
             .await?;
@@ -122,21 +110,11 @@ impl Tallies {
 
     /// Every node tally kept.
     pub async fn nodes(&self) -> Result<Vec<NodeTally>, Error> {
-        Scan::prefix(&*self.kv, keys::TALLY_NODES, 1000)
-            .collect()
-            .await?
-            .iter()
-            .map(|kv| decode(&kv.key, &kv.value))
-            .collect()
+        crate::read_prefix(&*self.kv, keys::TALLY_NODES).await
     }
 
     /// Every bucket tally kept.
     pub async fn buckets(&self) -> Result<Vec<BucketTally>, Error> {
-        Scan::prefix(&*self.kv, keys::TALLY_BUCKETS, 1000)
-            .collect()
-            .await?
-            .iter()
-            .map(|kv| decode(&kv.key, &kv.value))
-            .collect()
+        crate::read_prefix(&*self.kv, keys::TALLY_BUCKETS).await
     }
 }

@@ -140,7 +140,9 @@ impl RetainStore {
                 sats.push(sat);
             }
         }
-        let stored = pieces.pieces()?;
+        // Every header is read once, and only when some filter is due: the worker
+        // runs every few minutes and a node may hold millions of pieces.
+        let mut stored = None;
         for sat in sats {
             let Some((header, filter)) = self.load(&sat)? else {
                 continue;
@@ -148,13 +150,17 @@ impl RetainStore {
             if self.applied(&sat) >= (header.created, header.pass) {
                 continue;
             }
+            if stored.is_none() {
+                stored = Some(pieces.pieces()?);
+            }
+            let stored = stored.as_ref().expect("read above");
             let before = header.created.saturating_sub(skew_s);
             let mut done = Applied {
                 satellite: sat.to_string(),
                 created: header.created,
                 ..Applied::default()
             };
-            for (id, h) in &stored {
+            for (id, h) in stored {
                 let h = match h {
                     Ok(h) => h,
                     Err(e) => {

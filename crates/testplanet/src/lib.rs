@@ -195,6 +195,14 @@ impl Planet {
         self.nodes[i] = None;
     }
 
+    /// The index of the running node `id`.
+    pub fn node_index(&self, id: &orbit_identity::NodeId) -> usize {
+        self.nodes
+            .iter()
+            .position(|n| n.as_ref().is_some_and(|n| n.identity.id() == *id))
+            .expect("a node of the planet")
+    }
+
     /// Node `i`'s directory.
     pub fn node_dir(&self, i: usize) -> &std::path::Path {
         self.node_dirs[i].path()
@@ -294,4 +302,18 @@ impl Planet {
         )
         .await
     }
+}
+
+/// Every file under `dir`, recursively (a node's piece files, say).
+pub fn files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }

@@ -13,27 +13,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use uplink::project::Options;
 
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
-}
-
-fn node_index(planet: &Planet, id: &NodeId) -> usize {
-    planet
-        .nodes
-        .iter()
-        .position(|n| n.as_ref().is_some_and(|n| n.identity.id() == *id))
-        .expect("a node of the planet")
-}
-
 async fn pass(planet: &Planet) {
     let (lp, _workers) = planet.loop_process("test-loop");
     let active: Active = Arc::new(|| true);
@@ -84,7 +63,10 @@ async fn nodes_that_lose_or_alter_pieces_are_disqualified_and_repaired_around() 
     }
     for i in 0..planet.nodes.len() {
         let id = planet.nodes[i].as_ref().unwrap().identity.id();
-        held.insert(id, walk(&planet.node_dir(i).join("storage/pieces")).len());
+        held.insert(
+            id,
+            orbit_testplanet::files(&planet.node_dir(i).join("storage/pieces")).len(),
+        );
     }
     let mut by_load: Vec<(NodeId, usize)> = held.into_iter().collect();
     by_load.sort_by_key(|(id, n)| (std::cmp::Reverse(*n), *id));
@@ -92,16 +74,16 @@ async fn nodes_that_lose_or_alter_pieces_are_disqualified_and_repaired_around() 
     assert!(by_load[1].1 >= 3, "{by_load:?}");
     // One deletes every piece; the other flips a byte in every 16 KiB group of every
     // piece and recomputes nothing.
-    for f in walk(
+    for f in orbit_testplanet::files(
         &planet
-            .node_dir(node_index(&planet, &deleter))
+            .node_dir(planet.node_index(&deleter))
             .join("storage/pieces"),
     ) {
         std::fs::remove_file(f).unwrap();
     }
-    for f in walk(
+    for f in orbit_testplanet::files(
         &planet
-            .node_dir(node_index(&planet, &flipper))
+            .node_dir(planet.node_index(&flipper))
             .join("storage/pieces"),
     ) {
         let mut b = std::fs::read(&f).unwrap();
@@ -180,7 +162,7 @@ async fn nodes_that_lose_or_alter_pieces_are_disqualified_and_repaired_around() 
     );
     let mut planet = planet;
     for id in [deleter, flipper] {
-        let i = node_index(&planet, &id);
+        let i = planet.node_index(&id);
         planet.stop_node(i);
     }
     for (i, data) in objects.iter().enumerate() {

@@ -75,7 +75,7 @@ async fn downloads_survive_lost_and_corrupt_pieces() {
     p.upload("durable", "x", &data[..], &|_| {}).await.unwrap();
     // Corrupt one byte of every piece file on node 0: detected, other pieces used.
     let mut corrupted = 0;
-    for e in walk(&planet.node_dir(0).join("storage/pieces")) {
+    for e in orbit_testplanet::files(&planet.node_dir(0).join("storage/pieces")) {
         let mut b = std::fs::read(&e).unwrap();
         // A byte of the piece's data (the file ends with its tree).
         let at = storagenode::pieces::HEADER_BYTES as usize + 10;
@@ -115,19 +115,6 @@ async fn downloads_survive_lost_and_corrupt_pieces() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("good pieces"), "{err}");
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

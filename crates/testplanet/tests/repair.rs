@@ -45,14 +45,6 @@ async fn segments(planet: &Planet, bucket: &str, key: &str) -> (keys::StreamId, 
     (obj.stream, segs)
 }
 
-fn node_index(planet: &Planet, id: &NodeId) -> usize {
-    planet
-        .nodes
-        .iter()
-        .position(|n| n.as_ref().is_some_and(|n| n.identity.id() == *id))
-        .expect("a node of the planet")
-}
-
 async fn pass(planet: &Planet) -> orbit_repair::CheckerStats {
     let (lp, _workers) = planet.loop_process("test-loop");
     let active: Active = Arc::new(|| true);
@@ -69,21 +61,8 @@ async fn download(p: &Project, bucket: &str, key: &str) -> Vec<u8> {
 
 fn piece_files(planet: &Planet) -> usize {
     (0..planet.nodes.len())
-        .map(|i| walk(&planet.node_dir(i).join("storage/pieces")).len())
+        .map(|i| orbit_testplanet::files(&planet.node_dir(i).join("storage/pieces")).len())
         .sum()
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 fn section() -> RepairSection {
@@ -120,9 +99,9 @@ async fn repair_rebuilds_missing_pieces_elsewhere_drops_corrupt_ones_and_settles
             .unwrap();
     }
     for id in &liars {
-        for f in walk(
+        for f in orbit_testplanet::files(
             &planet
-                .node_dir(node_index(&planet, id))
+                .node_dir(planet.node_index(id))
                 .join("storage/pieces"),
         ) {
             let mut b = std::fs::read(&f).unwrap();
