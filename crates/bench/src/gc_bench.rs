@@ -64,6 +64,7 @@ fn retain(dir: &std::path::Path, n: u64, fp: f64) -> anyhow::Result<(f64, f64, u
         limit: 16,
         piece_expiration: 0,
         order_expiration: 0,
+        metadata: Vec::new(),
         signature: vec![0; 64],
     };
     let data = [7u8; 16];

@@ -137,6 +137,12 @@ impl Identity {
         self.public().id()
     }
 
+    /// A 32-byte secret key for `context`, derived from the identity's secret (BLAKE3
+    /// key derivation): for what the peer seals for itself; the secret never leaves.
+    pub fn derive_key(&self, context: &str) -> [u8; 32] {
+        blake3::derive_key(context, &self.key.to_bytes())
+    }
+
     /// Signs `message` (64 bytes).
     pub fn sign(&self, message: &[u8]) -> Vec<u8> {
         self.key.sign(message).to_bytes().to_vec()

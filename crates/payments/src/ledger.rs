@@ -641,6 +641,20 @@ impl Escrow {
         now: u64,
         threshold_s: u64,
     ) -> Result<Channel, PayError> {
+        self.pay_recorded(p, price, now, threshold_s, &|_| Vec::new())
+            .await
+    }
+
+    /// [`Escrow::pay`], writing `record(amount added)` in the same transaction as the
+    /// payment: what the caller keeps of a payment exists exactly when it does.
+    pub async fn pay_recorded(
+        &self,
+        p: &Payment,
+        price: u64,
+        now: u64,
+        threshold_s: u64,
+        record: &(dyn Fn(u64) -> Vec<TxnOp> + Send + Sync),
+    ) -> Result<Channel, PayError> {
         let key = self.chan_key(p.channel_id);
         // The signature first: nothing about the channel is told to a forger.
         let signer = p.signer(&self.address)?;
@@ -663,13 +677,20 @@ impl Escrow {
                     continue;
                 }
             };
+            let added = if next.nonce == ch.nonce {
+                next.authorized.saturating_sub(ch.authorized)
+            } else {
+                next.authorized
+            };
+            let mut success = vec![TxnOp::Put(PutRequest::new(key.clone(), encode(&next)))];
+            success.extend(record(added));
             let txn = TxnRequest {
                 compare: vec![Compare::new(
                     key.clone(),
                     CompareOp::Equal,
                     CompareTarget::Mod(rev),
                 )],
-                success: vec![TxnOp::Put(PutRequest::new(key.clone(), encode(&next)))],
+                success,
                 failure: vec![TxnOp::Range(RangeRequest::key(key.clone()))],
             };
             let resp = self.kv.txn(txn).await?;

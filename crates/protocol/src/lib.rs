@@ -69,19 +69,58 @@ fn encode<T: Serialize>(v: &T) -> Vec<u8> {
 
 fn decode<T: for<'de> Deserialize<'de>>(what: &'static str, b: &[u8]) -> Result<T, ProtocolError> {
     match b.split_first() {
-        Some((&FORMAT, rest)) => bincode::deserialize(rest).map_err(|e| ProtocolError::Malformed {
-            what,
-            why: e.to_string(),
-        }),
+        Some((&FORMAT, rest)) => bincode_body(what, rest),
         Some((v, _)) => Err(ProtocolError::Malformed {
             what,
             why: format!("format version {v}, this build reads {FORMAT}"),
         }),
-        None => Err(ProtocolError::Malformed {
-            what,
-            why: "empty".into(),
-        }),
+        None => Err(empty(what)),
     }
+}
+
+fn bincode_body<T: for<'de> Deserialize<'de>>(
+    what: &'static str,
+    b: &[u8],
+) -> Result<T, ProtocolError> {
+    bincode::deserialize(b).map_err(|e| ProtocolError::Malformed {
+        what,
+        why: e.to_string(),
+    })
+}
+
+fn empty(what: &'static str) -> ProtocolError {
+    ProtocolError::Malformed {
+        what,
+        why: "empty".into(),
+    }
+}
+
+/// Format version of order limits and what embeds them: 2 added the limit's
+/// metadata; version 1 still decodes (with none), so orders a node kept from before
+/// are still paid.
+const LIMIT_FORMAT: u8 = 2;
+
+/// Decodes a message that embeds order limits: `V1` is its layout in format 1.
+fn decode_limits<T, V1>(what: &'static str, b: &[u8]) -> Result<T, ProtocolError>
+where
+    T: for<'de> Deserialize<'de>,
+    V1: for<'de> Deserialize<'de> + Into<T>,
+{
+    match b.split_first() {
+        Some((&LIMIT_FORMAT, rest)) => bincode_body(what, rest),
+        Some((1, rest)) => bincode_body::<V1>(what, rest).map(Into::into),
+        Some((v, _)) => Err(ProtocolError::Malformed {
+            what,
+            why: format!("format version {v}, this build reads 1 and {LIMIT_FORMAT}"),
+        }),
+        None => Err(empty(what)),
+    }
+}
+
+fn encode_limits<T: Serialize>(v: &T) -> Vec<u8> {
+    let mut out = vec![LIMIT_FORMAT];
+    out.extend(bincode::serialize(v).expect("protocol messages serialize"));
+    out
 }
 
 fn signing_bytes<T: Serialize>(tag: &[u8], fields: &T) -> Vec<u8> {
@@ -175,8 +214,45 @@ pub struct OrderLimit {
     pub piece_expiration: u64,
     /// Unix time (s) after which the limit is void.
     pub order_expiration: u64,
+    /// The satellite's sealed note of what the transfer is for (the project and
+    /// bucket it is accounted to): opaque to nodes, read back by the satellite at
+    /// settlement. Empty when there is none.
+    pub metadata: Vec<u8>,
     /// The satellite's signature.
     pub signature: Vec<u8>,
+}
+
+/// An order limit in format 1, before the metadata.
+#[derive(Serialize, Deserialize)]
+struct OrderLimitV1 {
+    serial: Serial,
+    satellite: NodeId,
+    uplink: PublicKey,
+    node: NodeId,
+    piece: PieceId,
+    action: Action,
+    limit: u64,
+    piece_expiration: u64,
+    order_expiration: u64,
+    signature: Vec<u8>,
+}
+
+impl From<OrderLimitV1> for OrderLimit {
+    fn from(l: OrderLimitV1) -> OrderLimit {
+        OrderLimit {
+            serial: l.serial,
+            satellite: l.satellite,
+            uplink: l.uplink,
+            node: l.node,
+            piece: l.piece,
+            action: l.action,
+            limit: l.limit,
+            piece_expiration: l.piece_expiration,
+            order_expiration: l.order_expiration,
+            metadata: Vec::new(),
+            signature: l.signature,
+        }
+    }
 }
 
 type OrderLimitFields<'a> = (
@@ -206,10 +282,20 @@ impl OrderLimit {
         )
     }
 
+    /// What is signed: without metadata, exactly what format 1 signed (so limits
+    /// from before it still verify); with it, the metadata too, under another tag.
+    fn signed(&self) -> Vec<u8> {
+        if self.metadata.is_empty() {
+            signing_bytes(b"orbit-order-limit-v1", &self.fields())
+        } else {
+            signing_bytes(b"orbit-order-limit-v2", &(self.fields(), &self.metadata))
+        }
+    }
+
     /// Signs it as `satellite` (whose id it must name).
     pub fn sign(mut self, satellite: &orbit_identity::Identity) -> OrderLimit {
         self.satellite = satellite.id();
-        self.signature = satellite.sign(&signing_bytes(b"orbit-order-limit-v1", &self.fields()));
+        self.signature = satellite.sign(&self.signed());
         self
     }
 
@@ -222,21 +308,18 @@ impl OrderLimit {
                 want: key.id(),
             });
         }
-        key.verify(
-            &signing_bytes(b"orbit-order-limit-v1", &self.fields()),
-            &self.signature,
-        )?;
+        key.verify(&self.signed(), &self.signature)?;
         Ok(())
     }
 
     /// Its encoding.
     pub fn encode(&self) -> Vec<u8> {
-        encode(self)
+        encode_limits(self)
     }
 
     /// Decodes one.
     pub fn decode(b: &[u8]) -> Result<OrderLimit, ProtocolError> {
-        decode("order limit", b)
+        decode_limits::<_, OrderLimitV1>("order limit", b)
     }
 }
 
@@ -356,14 +439,48 @@ pub struct Served {
     pub order: Order,
 }
 
+/// A served transfer in format 1.
+#[derive(Serialize, Deserialize)]
+struct ServedV1 {
+    limit: OrderLimitV1,
+    order: Order,
+}
+
+impl From<ServedV1> for Served {
+    fn from(s: ServedV1) -> Served {
+        Served {
+            limit: s.limit.into(),
+            order: s.order,
+        }
+    }
+}
+
+/// Served transfers in format 1.
+#[derive(Deserialize)]
+struct ServedListV1(Vec<ServedV1>);
+
+impl From<ServedListV1> for Vec<Served> {
+    fn from(l: ServedListV1) -> Vec<Served> {
+        l.0.into_iter().map(Served::from).collect()
+    }
+}
+
 /// Encodes a versioned list of served transfers (a settlement's body).
 pub fn encode_served(s: &[Served]) -> Vec<u8> {
-    encode(&s)
+    encode_limits(&s)
 }
 
 /// Decodes a settlement's body.
 pub fn decode_served(b: &[u8]) -> Result<Vec<Served>, ProtocolError> {
-    decode("served orders", b)
+    decode_limits::<_, ServedListV1>("served orders", b)
+}
+
+impl Served {
+    /// Decodes one transfer as nodes recorded them before records carried a format
+    /// version (format 1's layout, bare).
+    pub fn decode_unversioned_v1(b: &[u8]) -> Result<Served, ProtocolError> {
+        bincode_body::<ServedV1>("served order", b).map(Served::from)
+    }
 }
 
 /// A node's check-in: where it listens and what it can store.
@@ -601,6 +718,7 @@ mod tests {
             limit: 1 << 20,
             piece_expiration: 0,
             order_expiration: 2_000_000_000,
+            metadata: Vec::new(),
             signature: Vec::new(),
         }
         .sign(sat)
@@ -631,6 +749,51 @@ mod tests {
         more.amount = 1000;
         assert!(more.verify(&l).is_err());
         assert!(Order::sign(&l, 100, &node).verify(&l).is_err());
+
+        // Metadata is signed: changing or dropping it voids the limit.
+        let mut with = l.clone();
+        with.metadata = b"sealed".to_vec();
+        let with = with.sign(&sat);
+        with.verify(&sat.public()).unwrap();
+        assert_eq!(OrderLimit::decode(&with.encode()).unwrap(), with);
+        let mut other = with.clone();
+        other.metadata[0] ^= 1;
+        assert!(other.verify(&sat.public()).is_err());
+        let mut dropped = with.clone();
+        dropped.metadata.clear();
+        assert!(dropped.verify(&sat.public()).is_err());
+
+        // A limit and a settlement body in format 1 (before metadata) still decode and
+        // verify: orders a node kept across the upgrade are still paid.
+        let v1 = OrderLimitV1 {
+            serial: l.serial,
+            satellite: l.satellite,
+            uplink: l.uplink,
+            node: l.node,
+            piece: l.piece,
+            action: l.action,
+            limit: l.limit,
+            piece_expiration: l.piece_expiration,
+            order_expiration: l.order_expiration,
+            signature: l.signature.clone(),
+        };
+        let mut old = vec![1u8];
+        old.extend(bincode::serialize(&v1).unwrap());
+        let back = OrderLimit::decode(&old).unwrap();
+        assert_eq!(back, l);
+        back.verify(&sat.public()).unwrap();
+        let served = ServedV1 {
+            limit: v1,
+            order: Order::sign(&l, 9, &up),
+        };
+        let bare = bincode::serialize(&served).unwrap();
+        assert_eq!(Served::decode_unversioned_v1(&bare).unwrap().limit, l);
+        let mut body = vec![1u8];
+        body.extend(bincode::serialize(&vec![served]).unwrap());
+        assert_eq!(decode_served(&body).unwrap()[0].limit, l);
+        let mut v9 = l.encode();
+        v9[0] = 9;
+        assert!(OrderLimit::decode(&v9).is_err());
 
         let h = PieceHash::sign(l.piece, [1; 32], 5, 7, &up);
         h.verify(&up.public()).unwrap();

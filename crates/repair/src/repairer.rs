@@ -21,7 +21,7 @@ use orbit_satellite_model::claims::ClaimLease;
 use orbit_satellite_model::keys::StreamId;
 use orbit_satellite_model::metainfo::{Metainfo, Segment};
 use orbit_satellite_model::nodes::{network_of, Exclude, NodeRecord, Nodes, SelectionConfig};
-use orbit_satellite_model::orders::Orders;
+use orbit_satellite_model::orders::{LimitFor, Orders};
 use orbit_satellite_model::repair::{health, HealthRules, PieceState, RepairEntry, RepairQueue};
 use orbit_satellite_model::unix_now;
 use serde::{Deserialize, Serialize};
@@ -535,14 +535,17 @@ impl Repairer {
         let t = Duration::from_secs(self.section.piece_timeout_s.max(1));
         let uploads = numbers.iter().zip(targets).map(|(&num, node)| {
             // A rebuilt piece expires with its object, as the original did.
-            let limit = self.orders.limit_expiring(
+            let limit = self.orders.limit_for(
                 node,
                 seg.root.derive(&node.id, num),
                 Action::PutRepair,
                 seg.piece_size,
                 self.identity.public(),
                 unix_now(),
-                seg.expires,
+                LimitFor {
+                    piece_expiration: seg.expires,
+                    bucket: None,
+                },
             );
             let data = rebuilt[num as usize].clone();
             async move {

@@ -4,10 +4,12 @@ use crate::pb;
 use crate::ApiError;
 use orbit_identity::{NodeId, PublicKey};
 use orbit_protocol::{Action, PieceHash, PieceId};
+use orbit_satellite_model::accounting::{payment_op, PaymentRecord, Usage};
 use orbit_satellite_model::apikeys::{ApiKeys, Op};
+use orbit_satellite_model::keys::{Bucket, Project};
 use orbit_satellite_model::metainfo::{Metainfo, Redundancy, Segment, Stream};
 use orbit_satellite_model::nodes::Nodes;
-use orbit_satellite_model::orders::Orders;
+use orbit_satellite_model::orders::{LimitFor, Orders};
 use orbit_satellite_model::unix_now;
 use std::collections::HashSet;
 use tonic::{Request, Response, Status};
@@ -61,6 +63,8 @@ pub struct SatelliteApi {
     pub orders: Orders,
     /// Buckets, objects, segments.
     pub meta: Metainfo,
+    /// Project limits and usage.
+    pub usage: Usage,
     /// Limits.
     pub config: StorageConfig,
 }
@@ -111,6 +115,7 @@ impl SatelliteApi {
             nodes: Nodes::new(kv.clone(), section.selection()),
             reverify: orbit_satellite_model::audit::ReverifyQueue::new(kv.clone()),
             orders: Orders::new(kv.clone(), identity, section.order_expiration_s),
+            usage: Usage::new(kv.clone()),
             meta: Metainfo::new(kv),
             config: section.limits(),
         }
@@ -126,8 +131,9 @@ impl SatelliteApi {
         pb::metainfo_server::MetainfoServer::new(self.clone())
     }
 
-    /// Takes the payment for one request of `kind`, if the satellite charges for it.
-    async fn charge(&self, kind: &str, payment: &[u8]) -> Result<(), Status> {
+    /// Takes the payment for one request of `kind` by `project`, if the satellite
+    /// charges for it, and records it for the project's accounting.
+    async fn charge(&self, kind: &str, payment: &[u8], project: &str) -> Result<(), Status> {
         let Some(c) = &self.charges else {
             return Ok(());
         };
@@ -141,8 +147,18 @@ impl SatelliteApi {
             .into());
         }
         let p = orbit_payments::Payment::decode(payment).map_err(ApiError::Invalid)?;
+        let now = unix_now();
+        let record = |amount| {
+            vec![payment_op(&PaymentRecord {
+                project: project.to_string(),
+                channel: p.channel_id,
+                nonce: p.nonce,
+                amount,
+                at: now,
+            })]
+        };
         c.escrow
-            .pay(&p, price, unix_now(), c.expiry_threshold_s)
+            .pay_recorded(&p, price, now, c.expiry_threshold_s, &record)
             .await
             .map_err(Status::from)?;
         Ok(())
@@ -173,7 +189,7 @@ impl SatelliteApi {
 
     async fn commit_segment(&self, r: pb::CommitSegmentRequest) -> Result<(), ApiError> {
         let stream = stream_id(&r.stream_id)?;
-        let (_, s) = self.writable_stream(&r.api_key, &stream).await?;
+        let (project, s) = self.writable_stream(&r.api_key, &stream).await?;
         let rs = redundancy(r.redundancy.as_ref())?;
         let seg = if r.inline {
             if r.inline_data.len() > self.config.max_inline {
@@ -259,7 +275,7 @@ impl SatelliteApi {
                 expires: s.expires,
             }
         };
-        self.meta.commit_segment(&stream, &seg).await
+        self.meta.commit_segment(&project, &stream, &seg).await
     }
 }
 
@@ -371,6 +387,7 @@ impl pb::metainfo_server::Metainfo for SatelliteApi {
         let project = self
             .auth(&r.api_key, Op::Write, Some(&r.bucket), Some(&r.key))
             .await?;
+        self.usage.check_upload(&project).await?;
         let stream = self
             .meta
             .begin_object_expiring(&project, &r.bucket, &r.key, unix_now(), r.expires)
@@ -386,7 +403,9 @@ impl pb::metainfo_server::Metainfo for SatelliteApi {
     ) -> Reply<pb::BeginSegmentResponse> {
         let r = r.into_inner();
         let stream = stream_id(&r.stream_id)?;
-        let (_, s) = self.writable_stream(&r.api_key, &stream).await?;
+        let (project, s) = self.writable_stream(&r.api_key, &stream).await?;
+        // Every segment, so one large object cannot run far past the limit.
+        self.usage.check_upload(&project).await?;
         let rs = redundancy(r.redundancy.as_ref())?;
         if r.piece_size == 0 || r.piece_size > self.config.max_piece {
             return Err(ApiError::Invalid(format!(
@@ -402,7 +421,8 @@ impl pb::metainfo_server::Metainfo for SatelliteApi {
             .select(rs.total as usize, r.piece_size, now)
             .await?;
         // Charged once the request is known to be servable.
-        self.charge("upload_segment", &r.payment).await?;
+        self.charge("upload_segment", &r.payment, &project).await?;
+        let (p, b) = (Project::new(&project)?, Bucket::new(&s.bucket)?);
         let root = PieceId::random();
         let limits = nodes
             .iter()
@@ -413,14 +433,17 @@ impl pb::metainfo_server::Metainfo for SatelliteApi {
                     // Nodes delete an expiring object's pieces by themselves.
                     limit: self
                         .orders
-                        .limit_expiring(
+                        .limit_for(
                             node,
                             piece,
                             Action::Put,
                             r.piece_size,
                             uplink,
                             now,
-                            s.expires,
+                            LimitFor {
+                                piece_expiration: s.expires,
+                                bucket: Some((&p, &b)),
+                            },
                         )
                         .encode(),
                     address: node.address.clone(),
@@ -498,8 +521,11 @@ impl pb::metainfo_server::Metainfo for SatelliteApi {
             return Ok(Response::new(resp));
         }
         let uplink = public_key(&r.uplink_key, "uplink key")?;
-        self.charge("download_segment", &r.payment).await?;
         let now = unix_now();
+        self.usage.check_download(&project, now).await?;
+        self.charge("download_segment", &r.payment, &project)
+            .await?;
+        let (p, b) = (Project::new(&project)?, Bucket::new(&r.bucket)?);
         let ids: Vec<NodeId> = seg.pieces.iter().map(|(_, n)| *n).collect();
         let records = self.nodes.get_many(&ids).await?;
         for (number, node) in &seg.pieces {
@@ -513,7 +539,18 @@ impl pb::metainfo_server::Metainfo for SatelliteApi {
             resp.limits.push(pb::AddressedLimit {
                 limit: self
                     .orders
-                    .limit(rec, piece, Action::Get, seg.piece_size, uplink, now)
+                    .limit_for(
+                        rec,
+                        piece,
+                        Action::Get,
+                        seg.piece_size,
+                        uplink,
+                        now,
+                        LimitFor {
+                            piece_expiration: 0,
+                            bucket: Some((&p, &b)),
+                        },
+                    )
                     .encode(),
                 address: rec.address.clone(),
                 node_key: rec.key.0.to_vec(),

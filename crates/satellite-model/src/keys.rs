@@ -10,6 +10,8 @@
 //! | `/orbit/sat/settled/` | `<serial hex>` | [`crate::orders::Settled`] |
 //! | `/orbit/sat/apikeys/` | `<key head hex>` | [`crate::apikeys::KeyRecord`] |
 //! | `/orbit/sat/revoked/` | `<tag hex>` | [`crate::apikeys::Revocation`] |
+//! | `/orbit/sat/projects/` | `<project>` | [`crate::accounting::ProjectRecord`] |
+//! | `/orbit/sat/accounting/…` | see the constants | [`crate::accounting`] |
 //! | `/orbit/sat/schema` | — | [`crate::schema::Schema`] |
 //!
 //! Project and bucket names are [`Project`] and [`Bucket`], which only valid names
@@ -67,6 +69,29 @@ pub const TALLY_NODES: &str = "/orbit/sat/tally/nodes/";
 pub const TALLY_BUCKETS: &str = "/orbit/sat/tally/buckets/";
 /// Tallies: when the last one was taken.
 pub const TALLY_LAST: &str = "/orbit/sat/tally/last";
+/// Accounting: settled orders not yet rolled up, `<serial hex>`.
+pub const ACCOUNTING_ORDERS: &str = "/orbit/sat/accounting/orders/";
+/// Accounting: payments taken through channels not yet rolled up,
+/// `<channel>/<nonce>/<amount>` (each 20 digits: amounts only grow on a nonce, so
+/// every payment has its own key).
+pub const ACCOUNTING_PAYMENTS: &str = "/orbit/sat/accounting/payments/";
+/// Accounting: bandwidth per node and hour, `<hour start>/<node id>`.
+pub const HOURLY_NODES: &str = "/orbit/sat/accounting/hourly/nodes/";
+/// Accounting: bandwidth per bucket and hour, `<hour start>/<project>/<bucket>`.
+pub const HOURLY_BUCKETS: &str = "/orbit/sat/accounting/hourly/buckets/";
+/// Accounting: storage and bandwidth per node and day, `<YYYY-MM-DD>/<node id>`.
+pub const DAILY_NODES: &str = "/orbit/sat/accounting/daily/nodes/";
+/// Accounting: storage and bandwidth per bucket and day,
+/// `<YYYY-MM-DD>/<project>/<bucket>`.
+pub const DAILY_BUCKETS: &str = "/orbit/sat/accounting/daily/buckets/";
+/// Accounting: each project's settled bandwidth and payments per month,
+/// `<project>/<YYYY-MM>` (what its egress limit is checked against).
+pub const PROJECT_MONTHS: &str = "/orbit/sat/accounting/projects/";
+/// Projects' settings (limits), `<project>`.
+pub const PROJECTS: &str = "/orbit/sat/projects/";
+/// Segments committed since the last tally, `<project>/<stream hex>/<index>`: with
+/// the tally, a project's current storage.
+pub const USAGE_ADDED: &str = "/orbit/sat/usage/added/";
 /// Audit claims: the worker auditing a segment or reverifying a node, under its
 /// lease: `segment/<stream hex>/<index>` or `node/<node id>`.
 pub const AUDIT_CLAIMS: &str = "/orbit/sat/audit/claims/";
@@ -285,6 +310,74 @@ pub fn tally_node(at: u64, node: &NodeId) -> String {
 /// A bucket's tally taken at `at`.
 pub fn tally_bucket(at: u64, p: &Project, b: &Bucket) -> String {
     format!("{TALLY_BUCKETS}{at:020}/{}/{}", p.0, b.0)
+}
+
+/// A settled order waiting for its rollup.
+pub fn accounting_order(serial: &[u8; 16]) -> String {
+    format!("{ACCOUNTING_ORDERS}{}", hex_encode(serial))
+}
+
+/// A payment waiting for its rollup.
+pub fn accounting_payment(channel: u64, nonce: u64, amount: u64) -> String {
+    format!("{ACCOUNTING_PAYMENTS}{channel:020}/{nonce:020}/{amount:020}")
+}
+
+/// A node's bandwidth in the hour starting at `hour`.
+pub fn hourly_node(hour: u64, node: &NodeId) -> String {
+    format!("{HOURLY_NODES}{hour:020}/{node}")
+}
+
+/// A bucket's bandwidth in the hour starting at `hour`.
+pub fn hourly_bucket(hour: u64, p: &Project, b: &Bucket) -> String {
+    format!("{HOURLY_BUCKETS}{hour:020}/{}/{}", p.0, b.0)
+}
+
+/// A node's day (`YYYY-MM-DD`).
+pub fn daily_node(day: &str, node: &NodeId) -> String {
+    format!("{DAILY_NODES}{day}/{node}")
+}
+
+/// A bucket's day (`YYYY-MM-DD`).
+pub fn daily_bucket(day: &str, p: &Project, b: &Bucket) -> String {
+    format!("{DAILY_BUCKETS}{day}/{}/{}", p.0, b.0)
+}
+
+/// A project's month (`YYYY-MM`).
+pub fn project_month(p: &Project, month: &str) -> String {
+    format!("{PROJECT_MONTHS}{}/{month}", p.0)
+}
+
+/// A project's settings.
+pub fn project(p: &Project) -> String {
+    format!("{PROJECTS}{}", p.0)
+}
+
+/// Where a project's segments committed since the last tally are.
+pub fn usage_added_of(p: &Project) -> String {
+    format!("{USAGE_ADDED}{}/", p.0)
+}
+
+/// A segment committed since the last tally.
+pub fn usage_added(p: &Project, id: &StreamId, index: u32) -> String {
+    format!("{}{}/{index:010}", usage_added_of(p), hex_encode(id))
+}
+
+/// The project and bucket at the end of a key under `prefix` followed by a
+/// fixed-width field: `<prefix><field>/<project>/<bucket>`.
+pub fn parse_bucket_after(key: &[u8], prefix: &str) -> Result<(String, Project, Bucket), Error> {
+    let mut parts = rest(key, prefix)?.splitn(3, '/');
+    let (Some(f), Some(p), Some(b)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(malformed(key));
+    };
+    Ok((f.to_string(), Project::new(p)?, Bucket::new(b)?))
+}
+
+/// The leading field and node of a key `<prefix><field>/<node id>`.
+pub fn parse_node_after(key: &[u8], prefix: &str) -> Result<(String, NodeId), Error> {
+    let (f, n) = rest(key, prefix)?
+        .split_once('/')
+        .ok_or_else(|| malformed(key))?;
+    Ok((f.to_string(), NodeId::parse(n).map_err(|_| malformed(key))?))
 }
 
 /// The leader key of the elected process `name` (`loop`, ...).

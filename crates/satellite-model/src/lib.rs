@@ -8,11 +8,14 @@
 //! - [`orders`]: order limits and settlement once per serial.
 //! - [`apikeys`]: API key secrets and the revocation list.
 //! - [`repair`]: segment health and the repair queue.
+//! - [`accounting`]: rollups of settled orders, tallies and payments; project
+//!   limits; payouts and invoices.
 //! - [`schema`]: the model's version in the store, and the migration of older records.
 //!
 //! Every record goes through `orbit_kv::record`: `{"v": version, "r": body}`, where an
 //! unknown version or a corrupt value is an error naming the key.
 
+pub mod accounting;
 pub mod apikeys;
 pub mod audit;
 pub mod claims;
@@ -50,6 +53,9 @@ pub enum Error {
     /// Not in a state that allows it.
     #[error("{0}")]
     Precondition(String),
+    /// A project limit is reached.
+    #[error("{0}")]
+    LimitExceeded(String),
     /// Cannot be done now (not enough nodes, contention).
     #[error("{0}")]
     Unavailable(String),
@@ -75,6 +81,7 @@ impl From<Error> for tonic::Status {
             Error::NotFound(_) => Code::NotFound,
             Error::Exists(_) => Code::AlreadyExists,
             Error::Precondition(_) => Code::FailedPrecondition,
+            Error::LimitExceeded(_) => Code::ResourceExhausted,
             Error::Unavailable(_) | Error::Store(_) => Code::Unavailable,
             Error::Internal(_) => Code::Internal,
             Error::Record(_) => Code::DataLoss,

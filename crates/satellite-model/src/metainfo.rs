@@ -446,18 +446,28 @@ impl Metainfo {
         Ok(s)
     }
 
-    /// Records a segment of a pending stream.
-    pub async fn commit_segment(&self, stream: &StreamId, seg: &Segment) -> Result<(), Error> {
+    /// Records a segment of `project`'s pending stream, and counts it towards the
+    /// project's storage until the next tally does.
+    pub async fn commit_segment(
+        &self,
+        project: &str,
+        stream: &StreamId,
+        seg: &Segment,
+    ) -> Result<(), Error> {
+        let p = Project::new(project)?;
         let txn = TxnRequest {
             compare: vec![Compare::new(
                 keys::stream(stream),
                 CompareOp::Greater,
                 CompareTarget::Create(0),
             )],
-            success: vec![TxnOp::Put(PutRequest::new(
-                keys::segment(stream, seg.index),
-                encode(seg),
-            ))],
+            success: vec![
+                TxnOp::Put(PutRequest::new(
+                    keys::segment(stream, seg.index),
+                    encode(seg),
+                )),
+                crate::accounting::Usage::added_op(&p, stream, seg.index, seg.encrypted_size),
+            ],
             failure: Vec::new(),
         };
         if self.kv.txn(txn).await?.succeeded {

@@ -1,9 +1,12 @@
 //! Order limits the satellite signs, and settlement of the orders nodes hand in —
 //! each serial settled once across all replicas by a create-if-absent transaction.
 
-use crate::keys;
+use crate::accounting::{settled_order_op, SettledOrder};
+use crate::keys::{self, Bucket, Project};
 use crate::nodes::NodeRecord;
 use crate::{decode, Error};
+use aes_gcm::aead::{Aead, KeyInit};
+use aes_gcm::{Aes256Gcm, Nonce};
 use orbit_identity::{Identity, PublicKey};
 use orbit_kv::record::encode;
 use orbit_kv::{Compare, CompareOp, CompareTarget, Kv, PutRequest, Scan, TxnOp, TxnRequest};
@@ -31,11 +34,71 @@ pub struct Settled {
 
 crate::versioned_v1!(Settled, "settled order record");
 
+/// What a limit carries beyond the transfer itself.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LimitFor<'a> {
+    /// Unix time (s) the node may delete the piece at (0: never).
+    pub piece_expiration: u64,
+    /// The project and bucket the transfer is accounted to (none: the satellite's
+    /// own, repair or audit).
+    pub bucket: Option<(&'a Project, &'a Bucket)>,
+}
+
+/// Seals and opens limits' metadata: the project and bucket, AES-256-GCM under a key
+/// derived from the satellite's identity (every replica shares it), so nodes learn
+/// nothing of whose data they move and cannot change it (the limit's signature
+/// covers it too).
+#[derive(Clone)]
+struct MetadataKey(Aes256Gcm);
+
+/// Format of sealed metadata.
+const METADATA_FORMAT: u8 = 1;
+
+impl MetadataKey {
+    fn new(identity: &Identity) -> MetadataKey {
+        let key = identity.derive_key("orbit satellite order limit metadata v1");
+        MetadataKey(Aes256Gcm::new(&key.into()))
+    }
+
+    fn seal(&self, p: &Project, b: &Bucket) -> Vec<u8> {
+        let nonce: [u8; 12] = rand::random();
+        let plain = format!("{}/{}", p.as_str(), b.as_str());
+        let sealed = self
+            .0
+            .encrypt(&Nonce::from(nonce), plain.as_bytes())
+            .expect("AES-GCM seals any length we use");
+        let mut out = vec![METADATA_FORMAT];
+        out.extend(nonce);
+        out.extend(sealed);
+        out
+    }
+
+    fn open(&self, m: &[u8]) -> Result<(Project, Bucket), Error> {
+        let bad = |why: &str| Error::Invalid(format!("order limit metadata: {why}"));
+        let Some((&METADATA_FORMAT, rest)) = m.split_first() else {
+            return Err(bad("unknown format"));
+        };
+        if rest.len() < 12 {
+            return Err(bad("truncated"));
+        }
+        let (nonce, sealed) = rest.split_at(12);
+        let nonce: [u8; 12] = nonce.try_into().expect("12 bytes");
+        let plain = self
+            .0
+            .decrypt(&Nonce::from(nonce), sealed)
+            .map_err(|_| bad("does not open with this satellite's key"))?;
+        let text = String::from_utf8(plain).map_err(|_| bad("not text"))?;
+        let (p, b) = text.split_once('/').ok_or_else(|| bad("no bucket"))?;
+        Ok((Project::new(p)?, Bucket::new(b)?))
+    }
+}
+
 /// Signs order limits and settles orders.
 #[derive(Clone)]
 pub struct Orders {
     kv: Arc<dyn Kv>,
     identity: Identity,
+    metadata: MetadataKey,
     /// How long a limit stays valid, seconds.
     pub expiration_s: u64,
 }
@@ -45,6 +108,7 @@ impl Orders {
     pub fn new(kv: Arc<dyn Kv>, identity: Identity, expiration_s: u64) -> Orders {
         Orders {
             kv,
+            metadata: MetadataKey::new(&identity),
             identity,
             expiration_s,
         }
@@ -65,13 +129,12 @@ impl Orders {
         uplink: PublicKey,
         now: u64,
     ) -> OrderLimit {
-        self.limit_expiring(node, piece, action, bytes, uplink, now, 0)
+        self.limit_for(node, piece, action, bytes, uplink, now, LimitFor::default())
     }
 
-    /// Like [`Orders::limit`] for a piece the node may delete at `piece_expiration`
-    /// (unix s; 0: never).
+    /// Like [`Orders::limit`], with a piece expiration and the bucket it is for.
     #[allow(clippy::too_many_arguments)]
-    pub fn limit_expiring(
+    pub fn limit_for(
         &self,
         node: &NodeRecord,
         piece: PieceId,
@@ -79,7 +142,7 @@ impl Orders {
         bytes: u64,
         uplink: PublicKey,
         now: u64,
-        piece_expiration: u64,
+        extra: LimitFor<'_>,
     ) -> OrderLimit {
         OrderLimit {
             serial: rand::random(),
@@ -89,15 +152,20 @@ impl Orders {
             piece,
             action,
             limit: bytes,
-            piece_expiration,
+            piece_expiration: extra.piece_expiration,
             order_expiration: now + self.expiration_s,
+            metadata: extra
+                .bucket
+                .map(|(p, b)| self.metadata.seal(p, b))
+                .unwrap_or_default(),
             signature: Vec::new(),
         }
         .sign(&self.identity)
     }
 
     /// Settles what `node_key` signed in `body`: returns the serials settled now and
-    /// those refused (already settled, or not valid for this node).
+    /// those refused (already settled, or not valid for this node). Each settled
+    /// order is recorded for accounting in the transaction that settles it.
     pub async fn settle(
         &self,
         node_key: PublicKey,
@@ -128,6 +196,26 @@ impl Orders {
                 at: now,
                 expires: s.limit.order_expiration,
             };
+            // Our own signature covers the metadata, so one that does not open is a
+            // bug or a changed identity: the node is still paid, nobody is billed.
+            let (project, bucket) = match s.limit.metadata.as_slice() {
+                [] => (String::new(), String::new()),
+                m => match self.metadata.open(m) {
+                    Ok((p, b)) => (p.as_str().to_string(), b.as_str().to_string()),
+                    Err(e) => {
+                        tracing::warn!(serial = %orbit_identity::hex_encode(&s.limit.serial), "{e}");
+                        (String::new(), String::new())
+                    }
+                },
+            };
+            let order = SettledOrder {
+                node: rec.node,
+                action: rec.action,
+                amount: rec.amount,
+                at: now,
+                project,
+                bucket,
+            };
             let key = keys::settled(&s.limit.serial);
             let txn = TxnRequest {
                 compare: vec![Compare::new(
@@ -135,7 +223,10 @@ impl Orders {
                     CompareOp::Equal,
                     CompareTarget::Create(0),
                 )],
-                success: vec![TxnOp::Put(PutRequest::new(key, encode(&rec)))],
+                success: vec![
+                    TxnOp::Put(PutRequest::new(key, encode(&rec))),
+                    settled_order_op(&s.limit.serial, &order),
+                ],
                 failure: Vec::new(),
             };
             if self.kv.txn(txn).await?.succeeded {

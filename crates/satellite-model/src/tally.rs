@@ -80,7 +80,8 @@ impl Tallies {
         crate::read_one(&*self.kv, keys::TALLY_LAST).await
     }
 
-    /// Writes one tally: every node's and bucket's, then the last-tally record.
+    /// Writes one tally: every node's and bucket's, then the last-tally record; then
+    /// drops the added-segment records the tally's pass has counted.
     pub async fn write(
         &self,
         last: &LastTally,
@@ -104,6 +105,10 @@ impl Tallies {
         crate::write_batches(&*self.kv, ops).await?;
         self.kv
             .put(PutRequest::new(keys::TALLY_LAST, encode(last)))
+            .await?;
+        // The segments this pass counted no longer need counting on their own.
+        crate::accounting::Usage::new(self.kv.clone())
+            .prune_added(last.pass)
             .await?;
         Ok(())
     }

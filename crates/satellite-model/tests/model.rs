@@ -521,8 +521,8 @@ async fn abandoned_uploads_are_swept_with_their_segments() {
         expires: 0,
         pieces: Vec::new(),
     };
-    meta.commit_segment(&old, &seg).await.unwrap();
-    meta.commit_segment(&fresh, &seg).await.unwrap();
+    meta.commit_segment("p", &old, &seg).await.unwrap();
+    meta.commit_segment("p", &fresh, &seg).await.unwrap();
     assert_eq!(meta.remove_abandoned(5100, 3600).await.unwrap(), 1);
     let segs = kv
         .range(orbit_kv::RangeRequest::prefix("/orbit/sat/segments/"))

@@ -80,6 +80,7 @@ fn limit(
         limit: bytes,
         piece_expiration: 0,
         order_expiration: unix_now() + 3600,
+        metadata: Vec::new(),
         signature: Vec::new(),
     }
     .sign(sat)

@@ -46,6 +46,7 @@ fn limit(
         limit: 4096,
         piece_expiration: 0,
         order_expiration: unix_now() + 3600,
+        metadata: Vec::new(),
         signature: Vec::new(),
     }
     .sign(sat)
