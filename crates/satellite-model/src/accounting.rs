@@ -961,7 +961,7 @@ impl Usage {
 
 /// What storage nodes are paid, in the escrow's units.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct Rates {
     /// Per TB-month stored (10¹² bytes for 720 hours).
     pub storage_tb_month: u64,
@@ -975,7 +975,7 @@ pub struct Rates {
 
 /// What projects are charged, in the escrow's units.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct Prices {
     /// Per TB-month stored.
     pub storage_tb_month: u64,
@@ -985,6 +985,32 @@ pub struct Prices {
     pub segment_month: u64,
 }
 
+/// The defaults are in millionths of the escrow's unit: with a unit of one dollar,
+/// Storj's published figures ($1.50/TB-month stored; $2/TB of egress, repair and
+/// audit egress).
+impl Default for Rates {
+    fn default() -> Self {
+        Rates {
+            storage_tb_month: 1_500_000,
+            egress_tb: 2_000_000,
+            repair_egress_tb: 2_000_000,
+            audit_egress_tb: 2_000_000,
+        }
+    }
+}
+
+/// In millionths of the escrow's unit, like [`Rates`]: Storj's $4/TB-month stored
+/// and $7/TB of egress; segment fees are off by default.
+impl Default for Prices {
+    fn default() -> Self {
+        Prices {
+            storage_tb_month: 4_000_000,
+            egress_tb: 7_000_000,
+            segment_month: 0,
+        }
+    }
+}
+
 const TB: f64 = 1e12;
 const MONTH_HOURS: f64 = 720.0;
 
@@ -992,10 +1018,15 @@ fn per_tb(bytes: u64, rate: u64) -> u64 {
     ((bytes as u128 * rate as u128) / 1_000_000_000_000) as u64
 }
 
+fn as_text<S: serde::Serializer>(n: &NodeId, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(n)
+}
+
 /// A storage node's pay for a period.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Payout {
-    /// The node.
+    /// The node (as its id's text in reports).
+    #[serde(serialize_with = "as_text")]
     pub node: NodeId,
     /// Byte-hours stored.
     pub byte_hours: f64,

@@ -7,11 +7,15 @@
 //! - `[payments]`: payment channels ([`orbit_payments::PaymentsConfig`]);
 //! - `[loop]`: the segment loop ([`orbit_segment_loop::LoopSection`]);
 //! - `[repair]`: the repair workers ([`orbit_repair::RepairSection`]);
-//! - `[uptime]`: node contacts ([`orbit_uptime::UptimeSection`]).
+//! - `[uptime]`: node contacts ([`orbit_uptime::UptimeSection`]);
+//! - `[audit]`, `[gc]`, `[reputation]`: audits, garbage collection, node scores;
+//! - `[accounting]`: rollups, payout rates and prices
+//!   ([`orbit_accounting::AccountingSection`]).
 //!
 //! A key no section knows is refused with the section and the key named.
 
 use crate::api::ApiSection;
+use orbit_accounting::AccountingSection;
 use orbit_audit::AuditSection;
 use orbit_gc::GcSection;
 use orbit_payments::PaymentsConfig;
@@ -52,6 +56,9 @@ pub struct Services {
     /// `[reputation]`, how audits and contacts move node scores (defaults when absent).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reputation: Option<ReputationConfig>,
+    /// `[accounting]`, rollups, payout rates and prices (defaults when absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accounting: Option<AccountingSection>,
 }
 
 /// The whole file.
@@ -91,6 +98,7 @@ impl SatelliteConfig {
             audit: section(&mut table, "audit")?,
             gc: section(&mut table, "gc")?,
             reputation: section(&mut table, "reputation")?,
+            accounting: section(&mut table, "accounting")?,
         };
         let replica = ReplicaConfig::deserialize(table)
             .map_err(|e| anyhow::anyhow!("replica settings (top level): {}", e.message()))?;

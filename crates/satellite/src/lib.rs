@@ -8,8 +8,10 @@
 //! - [`uptime`]: the `uptime` process.
 //! - [`audit`]: the `audit` process.
 //! - [`gc`]: the `gc` process.
+//! - [`accounting`]: the `accounting` process.
 //! - [`elected`]: the election the processes that run once at a time share.
 
+pub mod accounting;
 pub mod api;
 pub mod audit;
 pub mod config;

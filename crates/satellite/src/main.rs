@@ -3,6 +3,8 @@
 mod apikey;
 mod escrow;
 mod inspect;
+mod project;
+mod report;
 mod run;
 mod storage;
 mod trash;
@@ -43,6 +45,16 @@ enum Command {
     Inspect {
         #[command(subcommand)]
         command: inspect::InspectCommand,
+    },
+    /// Payouts and invoices (operator).
+    Accounting {
+        #[command(subcommand)]
+        command: report::AccountingCommand,
+    },
+    /// Projects' limits and usage (operator).
+    Project {
+        #[command(subcommand)]
+        command: project::ProjectCommand,
     },
     /// Garbage collection's trash on the nodes (operator).
     Trash {
@@ -97,6 +109,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Escrow { command } => escrow::run(command).await,
         Command::Inspect { command } => inspect::run(command).await,
         Command::Trash { command } => trash::run(command).await,
+        Command::Accounting { command } => report::run(command).await,
+        Command::Project { command } => project::run(command).await,
         Command::Run { process } => run::run(process).await,
         Command::Config {
             command: ConfigCommand::Show { config },

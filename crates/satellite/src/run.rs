@@ -4,6 +4,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use orbit_identity::Identity;
 use orbit_replica::{Mode, Replica};
+use satellite::accounting::AccountingProcess;
 use satellite::api::ApiProcess;
 use satellite::audit::AuditProcess;
 use satellite::config::{SatelliteConfig, Services};
@@ -37,6 +38,9 @@ pub enum Process {
     /// Garbage collection: hands each node the newest filter of the pieces it should
     /// hold; any number may run, one is elected to send.
     Gc(ReplicaArgs),
+    /// Accounting: rolls settled orders, payments and tallies up into the rollups
+    /// that reports and project limits read; any number may run.
+    Accounting(ReplicaArgs),
 }
 
 /// Flags every process takes; each overrides the configuration file.
@@ -82,6 +86,7 @@ pub async fn run(p: Process) -> anyhow::Result<()> {
         Process::Uptime(a) => uptime(a).await,
         Process::Audit(a) => audit(a).await,
         Process::Gc(a) => gc(a).await,
+        Process::Accounting(a) => accounting(a).await,
     }
 }
 
@@ -127,6 +132,8 @@ fn announce(what: &str, replica: &Replica) {
 enum Handover {
     /// Elected: resign first, so a standby takes over at once.
     Resign(Election),
+    /// Nothing held: stopping the workers is all.
+    None,
     /// Claims under a lease: revoke it once the workers stopped, so other processes
     /// take the jobs at once.
     Revoke(std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>),
@@ -170,6 +177,7 @@ async fn serve(
             replica.shutdown().await;
             revoke.await;
         }
+        Handover::None => replica.shutdown().await,
     }
     tracing::info!("replica stopped");
     Ok(())
@@ -199,6 +207,14 @@ async fn gc(a: ReplicaArgs) -> anyhow::Result<()> {
         let p = Arc::new(GcProcess::build(services, kv, identity, name, workers));
         let election = p.election.clone();
         (Arc::new(move || p.status()), Handover::Resign(election))
+    })
+    .await
+}
+
+async fn accounting(a: ReplicaArgs) -> anyhow::Result<()> {
+    serve(a, "accounting", false, |services, kv, _, _, workers| {
+        let p = Arc::new(AccountingProcess::build(services, kv, workers));
+        (Arc::new(move || p.status()), Handover::None)
     })
     .await
 }

@@ -189,26 +189,23 @@ mod tests {
         );
 
         // A file of bare format-1 records (as nodes wrote before) is converted.
-        let mut old = Vec::new();
-        for s in [&b] {
-            // Format 1's layout is format 2's without metadata.
-            let v1 = bincode::serialize(&(
-                &s.limit.serial,
-                &s.limit.satellite,
-                &s.limit.uplink,
-                &s.limit.node,
-                &s.limit.piece,
-                s.limit.action,
-                s.limit.limit,
-                s.limit.piece_expiration,
-                s.limit.order_expiration,
-                &s.limit.signature,
-                &s.order,
-            ))
-            .unwrap();
-            old.extend((v1.len() as u32).to_be_bytes());
-            old.extend(v1);
-        }
+        // Format 1's layout is format 2's without metadata.
+        let v1 = bincode::serialize(&(
+            &b.limit.serial,
+            &b.limit.satellite,
+            &b.limit.uplink,
+            &b.limit.node,
+            &b.limit.piece,
+            b.limit.action,
+            b.limit.limit,
+            b.limit.piece_expiration,
+            b.limit.order_expiration,
+            &b.limit.signature,
+            &b.order,
+        ))
+        .unwrap();
+        let mut old = (v1.len() as u32).to_be_bytes().to_vec();
+        old.extend(v1);
         std::fs::write(&path, &old).unwrap();
         let o = Orders::open(&path).unwrap();
         assert_eq!(o.unsettled().unwrap(), vec![b.clone()]);
