@@ -641,19 +641,20 @@ impl Escrow {
         now: u64,
         threshold_s: u64,
     ) -> Result<Channel, PayError> {
-        self.pay_recorded(p, price, now, threshold_s, &|_| Vec::new())
+        self.pay_recorded(p, price, now, threshold_s, &|_, _| Vec::new())
             .await
     }
 
-    /// [`Escrow::pay`], writing `record(amount added)` in the same transaction as the
-    /// payment: what the caller keeps of a payment exists exactly when it does.
+    /// [`Escrow::pay`], writing `record(amount added, amount authorized)` in the same
+    /// transaction as the payment: what the caller keeps of a payment exists exactly
+    /// when it does.
     pub async fn pay_recorded(
         &self,
         p: &Payment,
         price: u64,
         now: u64,
         threshold_s: u64,
-        record: &(dyn Fn(u64) -> Vec<TxnOp> + Send + Sync),
+        record: &(dyn Fn(u64, u64) -> Vec<TxnOp> + Send + Sync),
     ) -> Result<Channel, PayError> {
         let key = self.chan_key(p.channel_id);
         // The signature first: nothing about the channel is told to a forger.
@@ -683,7 +684,7 @@ impl Escrow {
                 next.authorized
             };
             let mut success = vec![TxnOp::Put(PutRequest::new(key.clone(), encode(&next)))];
-            success.extend(record(added));
+            success.extend(record(added, next.authorized));
             let txn = TxnRequest {
                 compare: vec![Compare::new(
                     key.clone(),

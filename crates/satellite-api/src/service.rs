@@ -148,11 +148,12 @@ impl SatelliteApi {
         }
         let p = orbit_payments::Payment::decode(payment).map_err(ApiError::Invalid)?;
         let now = unix_now();
-        let record = |amount| {
+        let record = |amount, authorized| {
             vec![payment_op(&PaymentRecord {
                 project: project.to_string(),
                 channel: p.channel_id,
                 nonce: p.nonce,
+                authorized,
                 amount,
                 at: now,
             })]

@@ -108,7 +108,10 @@ pub struct PaymentRecord {
     pub channel: u64,
     /// The channel's nonce.
     pub nonce: u64,
-    /// What this payment added to the channel's authorized amount.
+    /// The channel's authorized amount on that nonce after it (amounts only grow on
+    /// a nonce, so this names the payment).
+    pub authorized: u64,
+    /// What this payment added to it.
     pub amount: u64,
     /// Unix time (s).
     pub at: u64,
@@ -795,7 +798,7 @@ pub fn settled_order_op(serial: &[u8; 16], o: &SettledOrder) -> TxnOp {
 /// The record a paid request writes in the payment's transaction.
 pub fn payment_op(p: &PaymentRecord) -> TxnOp {
     TxnOp::Put(PutRequest::new(
-        keys::accounting_payment(p.channel, p.nonce, p.amount),
+        keys::accounting_payment(p.channel, p.nonce, p.authorized),
         encode(p),
     ))
 }

@@ -72,8 +72,8 @@ pub const TALLY_LAST: &str = "/orbit/sat/tally/last";
 /// Accounting: settled orders not yet rolled up, `<serial hex>`.
 pub const ACCOUNTING_ORDERS: &str = "/orbit/sat/accounting/orders/";
 /// Accounting: payments taken through channels not yet rolled up,
-/// `<channel>/<nonce>/<amount>` (each 20 digits: amounts only grow on a nonce, so
-/// every payment has its own key).
+/// `<channel>/<nonce>/<authorized>` (each 20 digits: the authorized amount only
+/// grows on a nonce, so every payment has its own key).
 pub const ACCOUNTING_PAYMENTS: &str = "/orbit/sat/accounting/payments/";
 /// Accounting: bandwidth per node and hour, `<hour start>/<node id>`.
 pub const HOURLY_NODES: &str = "/orbit/sat/accounting/hourly/nodes/";
@@ -318,8 +318,8 @@ pub fn accounting_order(serial: &[u8; 16]) -> String {
 }
 
 /// A payment waiting for its rollup.
-pub fn accounting_payment(channel: u64, nonce: u64, amount: u64) -> String {
-    format!("{ACCOUNTING_PAYMENTS}{channel:020}/{nonce:020}/{amount:020}")
+pub fn accounting_payment(channel: u64, nonce: u64, authorized: u64) -> String {
+    format!("{ACCOUNTING_PAYMENTS}{channel:020}/{nonce:020}/{authorized:020}")
 }
 
 /// A node's bandwidth in the hour starting at `hour`.

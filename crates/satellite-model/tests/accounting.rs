@@ -105,6 +105,7 @@ async fn every_settled_order_and_payment_is_counted_once_by_racing_accounting_pr
                 project: p.to_string(),
                 channel: i as u64,
                 nonce,
+                authorized: 5,
                 amount: 5,
                 at: DEC_1 + 100,
             };

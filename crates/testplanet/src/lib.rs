@@ -7,6 +7,7 @@ use orbit_kv::Kv;
 use orbit_satellite_api::service::SatelliteApi;
 use orbit_satellite_api::StorageSection;
 use orbit_testkit::{OrbitCluster, Timings};
+use satellite::accounting::AccountingProcess;
 use satellite::api::{ApiProcess, ApiSection, Serving};
 use satellite::audit::AuditProcess;
 use satellite::config::Services;
@@ -82,6 +83,7 @@ pub fn services(payments: Option<orbit_payments::PaymentsConfig>) -> Services {
         audit: None,
         gc: None,
         reputation: None,
+        accounting: None,
     }
 }
 
@@ -291,6 +293,22 @@ impl Planet {
             &workers,
         );
         (p, workers)
+    }
+
+    /// An accounting process on the satellite's store (any number may run).
+    pub fn accounting_process(&self) -> (AccountingProcess, orbit_worker::Group) {
+        let workers = orbit_worker::Group::new();
+        let p =
+            AccountingProcess::build(&self.services, Arc::new(self.store.embedded(0)), &workers);
+        (p, workers)
+    }
+
+    /// The satellite as its nodes trust it (what they settle with).
+    pub fn trusted(&self) -> TrustedSatellite {
+        TrustedSatellite {
+            url: self.replica.url.clone(),
+            key: orbit_identity::hex_encode(&self.satellite.public().0),
+        }
     }
 
     /// Another API replica on the same store.
