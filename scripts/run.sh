@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # orbit's main job on its embedded defaults: a local network — a satellite on its
 # embedded single-member store (the api process, with the segment loop, repair,
-# uptime, audit and gc processes beside it) and ten storage nodes, all on 127.0.0.1 — then a file
-# uploaded through it and downloaded back, and how to keep using it with the uplink.
+# uptime, audit, gc and accounting processes beside it) and ten storage nodes, all on
+# 127.0.0.1 — then a file uploaded through it and downloaded back, and how to keep
+# using it with the uplink.
 # Intervals are short: a node killed for good is repaired around within two minutes.
 # State lives in ./local.orbit (ORBIT_LOCAL_DIR); run it again and it picks up where
 # it was. Ctrl-C stops the network.
@@ -62,6 +63,9 @@ interval_s = 20
 [gc]
 interval_s = 60
 
+[accounting]
+interval_s = 30
+
 [[replica]]
 id = 1
 store_name = "local"
@@ -103,18 +107,25 @@ store_name = "gc"
 client_url = "http://127.0.0.1:2389"
 peer_url = "http://127.0.0.1:2390"
 store_node = false
+
+[[replica]]
+id = 7
+store_name = "accounting"
+client_url = "http://127.0.0.1:2391"
+peer_url = "http://127.0.0.1:2392"
+store_node = false
 CONF
 "$BIN/satellite" run api --config "$DIR/satellite.toml" > "$DIR/logs/satellite.out" 2> "$DIR/logs/satellite.log" &
 pids+=($!)
 wait_for "$DIR/logs/satellite.out" "API on" 30
 SAT_KEY=$(sed -n 's/^satellite .* (key \([0-9a-f]*\))$/\1/p' "$DIR/logs/satellite.out")
-for p in "2 loop 7790" "3 repair 7791" "4 uptime 7792" "5 audit 7793" "6 gc 7794"; do
+for p in "2 loop 7790" "3 repair 7791" "4 uptime 7792" "5 audit 7793" "6 gc 7794" "7 accounting 7795"; do
   set -- $p
   "$BIN/satellite" run "$2" --config "$DIR/satellite.toml" --replica-id "$1" \
     --data-dir "$DIR/$2" --status-addr "127.0.0.1:$3" > "$DIR/logs/$2.out" 2> "$DIR/logs/$2.log" &
   pids+=($!)
 done
-for name in loop repair uptime audit gc; do wait_for "$DIR/logs/$name.out" "status on" 30; done
+for name in loop repair uptime audit gc accounting; do wait_for "$DIR/logs/$name.out" "status on" 30; done
 
 for i in $(seq 1 $NODES); do
   node="$DIR/node$i"
@@ -154,6 +165,9 @@ echo "  ORBIT_ACCESS=\$(cat $DIR/access) $BIN/satellite inspect health --endpoin
 echo "shows its pieces rebuilt on other nodes (status: http://127.0.0.1:7790/status, :7791, :7792)."
 echo "Audits: $BIN/satellite inspect nodes --endpoints http://127.0.0.1:2379 shows every node's reputation,"
 echo "  $BIN/storagenode status --dir $DIR/node1 one node's own view (audit status: :7793)."
-echo "Node pids: ${pids[*]:6}"
+echo "Accounting (status :7795): $BIN/satellite accounting report --endpoints http://127.0.0.1:2379 --period $(date -u +%Y-%m)"
+echo "  prints this month's node payouts and project invoices; $BIN/satellite project show --endpoints"
+echo "  http://127.0.0.1:2379 --project local the project's usage and limits."
+echo "Node pids: ${pids[*]:7}"
 echo "Logs in $DIR/logs. Ctrl-C stops the network; run this again to start it on the same data."
 wait

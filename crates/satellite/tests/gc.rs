@@ -3,7 +3,8 @@
 //! overwritten, two passes and the gc process's round leave every node holding
 //! exactly the live pieces; a node SIGKILLed after it stored its filter but before it
 //! applied it applies it when it starts again; `satellite trash restore` brings the
-//! garbage back.
+//! garbage back. Expired objects vanish at once and nodes delete their pieces by
+//! themselves.
 
 mod common;
 
@@ -156,4 +157,70 @@ async fn deleted_data_leaves_real_nodes_and_a_node_killed_before_applying_finish
     );
     let restored: usize = (0..4).map(|i| held(&sn, i).len()).sum();
     assert_eq!(restored, before, "{}", String::from_utf8_lossy(&out.stdout));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_objects_vanish_at_once_and_leave_real_nodes_by_themselves() {
+    // Replica 1: the api with the store member; 2: loop.
+    let sat = common::network::start("[loop]\ninterval_s = 3600\nleader_ttl_s = 2\n", &["loop"]).await;
+    let mut sn = StorageNodes::new();
+    for _ in 0..3 {
+        sn.start_with(&sat.url, &sat.key, "retain_interval_s = 1");
+    }
+    wait_nodes(&sat.nodes, &sn.ids.iter().copied().collect(), 3600).await;
+    let options = Options {
+        k: 2,
+        repair: 2,
+        success: 3,
+        total: 3,
+        segment_size: 64 << 10,
+        inline_max: 1024,
+    };
+    let (_, p) = sat.project("exp", options).await;
+    p.create_bucket("bkt").await.unwrap();
+    let pieces = |sn: &StorageNodes| -> usize { (0..3).map(|i| held(sn, i).len()).sum() };
+    let keep = orbit_testkit::random_bytes(100 << 10, 1);
+    p.upload("bkt", "keep", &keep[..], &|_| {}).await.unwrap();
+    let kept = pieces(&sn);
+    let expires = orbit_satellite_model::unix_now() + 3;
+    let brief = orbit_testkit::random_bytes(150 << 10, 2);
+    p.upload_expiring("bkt", "brief", &brief[..], &|_| {}, expires)
+        .await
+        .unwrap();
+    assert!(pieces(&sn) > kept);
+    assert_eq!(p.list("bkt", "").await.unwrap().len(), 2);
+
+    // Expired: gone from listings and downloads at once, before any sweep.
+    while orbit_satellite_model::unix_now() <= expires {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let listed: Vec<String> = p
+        .list("bkt", "")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    assert_eq!(listed, vec!["keep".to_string()]);
+    let e = p
+        .download("bkt", "brief", &mut Vec::new(), &|_| {})
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("not found"), "{e}");
+    // The nodes delete its pieces by their own order limits' expiry.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while pieces(&sn) > kept {
+        assert!(Instant::now() < deadline, "expired pieces left on the nodes");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // The loop drops its segments; what stays is whole.
+    assert_eq!(pass(&sat.r, 1).await["complete"], true);
+    let segments = orbit_kv::Scan::prefix(&*sat.kv, orbit_satellite_model::keys::SEGMENTS, 100)
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(segments.len(), 2, "keep's two segments");
+    let mut back = Vec::new();
+    p.download("bkt", "keep", &mut back, &|_| {}).await.unwrap();
+    assert!(back == keep);
 }
