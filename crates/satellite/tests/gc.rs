@@ -162,7 +162,8 @@ async fn deleted_data_leaves_real_nodes_and_a_node_killed_before_applying_finish
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_objects_vanish_at_once_and_leave_real_nodes_by_themselves() {
     // Replica 1: the api with the store member; 2: loop.
-    let sat = common::network::start("[loop]\ninterval_s = 3600\nleader_ttl_s = 2\n", &["loop"]).await;
+    let sat =
+        common::network::start("[loop]\ninterval_s = 3600\nleader_ttl_s = 2\n", &["loop"]).await;
     let mut sn = StorageNodes::new();
     for _ in 0..3 {
         sn.start_with(&sat.url, &sat.key, "retain_interval_s = 1");
@@ -210,7 +211,10 @@ async fn expired_objects_vanish_at_once_and_leave_real_nodes_by_themselves() {
     // The nodes delete its pieces by their own order limits' expiry.
     let deadline = Instant::now() + Duration::from_secs(20);
     while pieces(&sn) > kept {
-        assert!(Instant::now() < deadline, "expired pieces left on the nodes");
+        assert!(
+            Instant::now() < deadline,
+            "expired pieces left on the nodes"
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     // The loop drops its segments; what stays is whole.
