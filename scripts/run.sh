@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # orbit's main job on its embedded defaults: a local network — a satellite on its
 # embedded single-member store (the api process, with the segment loop, repair,
-# uptime, audit, gc and accounting processes beside it) and ten storage nodes, all on
+# uptime, audit, gc and accounting processes beside it, all checked by a version
+# server) and ten storage nodes, all on
 # 127.0.0.1 — then a file uploaded through it and downloaded back, and how to keep
 # using it with the uplink.
 # Intervals are short: a node killed for good is repaired around within two minutes.
@@ -66,6 +67,14 @@ interval_s = 60
 [accounting]
 interval_s = 30
 
+# Every process checks in with the version server before it starts (and every five
+# minutes); it allows this build's version for every process by default.
+[version]
+url = "http://127.0.0.1:7770"
+
+[version.server]
+addr = "127.0.0.1:7770"
+
 [[replica]]
 id = 1
 store_name = "local"
@@ -115,6 +124,9 @@ client_url = "http://127.0.0.1:2391"
 peer_url = "http://127.0.0.1:2392"
 store_node = false
 CONF
+"$BIN/satellite" run version --config "$DIR/satellite.toml" > "$DIR/logs/version.out" 2> "$DIR/logs/version.log" &
+pids+=($!)
+wait_for "$DIR/logs/version.out" "version server on" 30
 "$BIN/satellite" run api --config "$DIR/satellite.toml" > "$DIR/logs/satellite.out" 2> "$DIR/logs/satellite.log" &
 pids+=($!)
 wait_for "$DIR/logs/satellite.out" "API on" 30
@@ -168,6 +180,6 @@ echo "  $BIN/storagenode status --dir $DIR/node1 one node's own view (audit stat
 echo "Accounting (status :7795): $BIN/satellite accounting report --endpoints http://127.0.0.1:2379 --period $(date -u +%Y-%m)"
 echo "  prints this month's node payouts and project invoices; $BIN/satellite project show --endpoints"
 echo "  http://127.0.0.1:2379 --project local the project's usage and limits."
-echo "Node pids: ${pids[*]:7}"
+echo "Node pids: ${pids[*]:8}"
 echo "Logs in $DIR/logs. Ctrl-C stops the network; run this again to start it on the same data."
 wait

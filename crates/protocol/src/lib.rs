@@ -32,6 +32,12 @@ pub mod satellite_pb {
     tonic::include_proto!("orbit.satellite.v1");
 }
 
+/// Generated protobuf types and gRPC stubs of the version server.
+#[allow(missing_docs, clippy::all)]
+pub mod version_pb {
+    tonic::include_proto!("orbit.version.v1");
+}
+
 /// Why a protocol message was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ProtocolError {

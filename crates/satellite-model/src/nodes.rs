@@ -135,6 +135,7 @@ pub struct Nodes {
     kv: Arc<dyn Kv>,
     config: SelectionConfig,
     cache: Arc<Mutex<Option<Cached>>>,
+    minimum: Arc<Mutex<Option<semver::Version>>>,
 }
 
 /// The node table as last read for selection.
@@ -173,6 +174,7 @@ impl Nodes {
             kv,
             config,
             cache: Arc::default(),
+            minimum: Arc::default(),
         }
     }
 
@@ -498,13 +500,38 @@ impl Nodes {
         now: u64,
         exclude: &Exclude,
     ) -> Vec<NodeRecord> {
-        choose(&self.config, nodes, n, piece_size, now, exclude)
+        let minimum = self
+            .minimum
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        choose(
+            &self.config,
+            minimum.as_ref(),
+            nodes,
+            n,
+            piece_size,
+            now,
+            exclude,
+        )
     }
+
+    /// Sets the lowest storage-node version selected for new pieces (none: any);
+    /// a node whose checked-in version is lower or does not parse gets none.
+    pub fn set_minimum_version(&self, v: Option<semver::Version>) {
+        *self.minimum.lock().unwrap_or_else(|p| p.into_inner()) = v;
+    }
+}
+
+/// Whether a node's checked-in version is at least `minimum`.
+fn recent_enough(version: &str, minimum: Option<&semver::Version>) -> bool {
+    minimum.is_none_or(|m| semver::Version::parse(version).is_ok_and(|v| v >= *m))
 }
 
 /// `n` eligible nodes of `nodes` (see [`Nodes::select`]).
 fn choose(
     config: &SelectionConfig,
+    minimum: Option<&semver::Version>,
     nodes: &[NodeRecord],
     n: usize,
     piece_size: u64,
@@ -520,7 +547,10 @@ fn choose(
                 || r.reputation.suspended()
                 || exclude.nodes.contains(&r.id)
                 || (distinct && exclude.networks.contains(&network_of(&r.address)));
-            !barred && r.free >= piece_size && r.online(now, config.online_window_s)
+            !barred
+                && r.free >= piece_size
+                && r.online(now, config.online_window_s)
+                && recent_enough(&r.version, minimum)
         })
         .collect();
     candidates.shuffle(&mut rand::thread_rng());
@@ -562,6 +592,29 @@ mod tests {
     }
 
     #[test]
+    fn nodes_below_the_minimum_version_or_without_a_semantic_one_get_no_pieces() {
+        let versions = ["0.1.0", "0.2.0", "1.0.0", "junk", "0.2.1", "0.1.9"];
+        let nodes: Vec<NodeRecord> = versions
+            .iter()
+            .enumerate()
+            .map(|(i, v)| NodeRecord {
+                version: v.to_string(),
+                ..node(i, true)
+            })
+            .collect();
+        let config = SelectionConfig::default();
+        let min = semver::Version::new(0, 2, 0);
+        let chosen = choose(&config, Some(&min), &nodes, 6, 1, 1000, &Exclude::default());
+        let mut got: Vec<&str> = chosen.iter().map(|n| n.version.as_str()).collect();
+        got.sort();
+        assert_eq!(got, ["0.2.0", "0.2.1", "1.0.0"]);
+        assert_eq!(
+            choose(&config, None, &nodes, 6, 1, 1000, &Exclude::default()).len(),
+            6
+        );
+    }
+
+    #[test]
     fn selection_gives_new_nodes_their_share_and_suspended_or_disqualified_none() {
         let config = SelectionConfig {
             new_node_percent: 25,
@@ -573,7 +626,7 @@ mod tests {
         let (bad_a, bad_b) = (nodes[0].id, nodes[1].id);
         let mut new_picks = 0;
         for _ in 0..200 {
-            let chosen = choose(&config, &nodes, 8, 1, 1000, &Exclude::default());
+            let chosen = choose(&config, None, &nodes, 8, 1, 1000, &Exclude::default());
             assert_eq!(chosen.len(), 8);
             assert!(chosen.iter().all(|c| c.id != bad_a && c.id != bad_b));
             let ids: HashSet<_> = chosen.iter().map(|c| c.id).collect();
@@ -585,19 +638,19 @@ mod tests {
         // Too few vetted nodes: new ones fill in; too few new ones: vetted ones do.
         let fresh: Vec<NodeRecord> = (0..10).map(|i| node(i, false)).collect();
         assert_eq!(
-            choose(&config, &fresh, 10, 1, 1000, &Exclude::default()).len(),
+            choose(&config, None, &fresh, 10, 1, 1000, &Exclude::default()).len(),
             10
         );
         let old: Vec<NodeRecord> = (0..10).map(|i| node(i, true)).collect();
         assert_eq!(
-            choose(&config, &old, 10, 1, 1000, &Exclude::default()).len(),
+            choose(&config, None, &old, 10, 1, 1000, &Exclude::default()).len(),
             10
         );
         // A fraction of a node is rounded at random: 5% of 10 is one node in two.
         let config = SelectionConfig::default();
         let picks: usize = (0..2000)
             .map(|_| {
-                choose(&config, &nodes, 10, 1, 1000, &Exclude::default())
+                choose(&config, None, &nodes, 10, 1, 1000, &Exclude::default())
                     .iter()
                     .filter(|c| !c.reputation.vetted())
                     .count()

@@ -10,7 +10,9 @@
 //! - `[uptime]`: node contacts ([`orbit_uptime::UptimeSection`]);
 //! - `[audit]`, `[gc]`, `[reputation]`: audits, garbage collection, node scores;
 //! - `[accounting]`: rollups, payout rates and prices
-//!   ([`orbit_accounting::AccountingSection`]).
+//!   ([`orbit_accounting::AccountingSection`]);
+//! - `[version]`: the version check every process makes, and what `satellite run
+//!   version` serves ([`orbit_version::VersionSection`]).
 //!
 //! A key no section knows is refused with the section and the key named.
 
@@ -25,6 +27,7 @@ use orbit_satellite_api::StorageSection;
 use orbit_satellite_model::reputation::ReputationConfig;
 use orbit_segment_loop::LoopSection;
 use orbit_uptime::UptimeSection;
+use orbit_version::VersionSection;
 use serde::{Deserialize, Serialize};
 
 /// The service sections, what a process builder takes.
@@ -59,6 +62,10 @@ pub struct Services {
     /// `[accounting]`, rollups, payout rates and prices (defaults when absent).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub accounting: Option<AccountingSection>,
+    /// `[version]`, the version check and server (defaults when absent: no server,
+    /// so processes refuse to start until one is configured).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<VersionSection>,
 }
 
 /// The whole file.
@@ -99,6 +106,7 @@ impl SatelliteConfig {
             gc: section(&mut table, "gc")?,
             reputation: section(&mut table, "reputation")?,
             accounting: section(&mut table, "accounting")?,
+            version: section(&mut table, "version")?,
         };
         let replica = ReplicaConfig::deserialize(table)
             .map_err(|e| anyhow::anyhow!("replica settings (top level): {}", e.message()))?;

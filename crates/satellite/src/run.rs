@@ -4,6 +4,8 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use orbit_identity::Identity;
 use orbit_replica::{Mode, Replica};
+use orbit_version::{Checked, Checker, Rules, VersionServer};
+use orbit_worker::Interval;
 use satellite::accounting::AccountingProcess;
 use satellite::api::ApiProcess;
 use satellite::audit::AuditProcess;
@@ -41,6 +43,20 @@ pub enum Process {
     /// Accounting: rolls settled orders, payments and tallies up into the rollups
     /// that reports and project limits read; any number may run.
     Accounting(ReplicaArgs),
+    /// The version server: tells every process that checks in whether its version
+    /// may run, from `[version.server]`. It needs no store.
+    Version(VersionArgs),
+}
+
+/// Flags of `run version`.
+#[derive(Args)]
+pub struct VersionArgs {
+    /// The TOML configuration holding `[version.server]`.
+    #[arg(long, env = "ORBIT_CONFIG")]
+    config: PathBuf,
+    /// Listen address (overrides `[version.server] addr`).
+    #[arg(long, env = "ORBIT_VERSION_ADDR")]
+    addr: Option<String>,
 }
 
 /// Flags every process takes; each overrides the configuration file.
@@ -65,6 +81,10 @@ pub struct ReplicaArgs {
     /// designated one (when that one is gone for good). Never on two replicas.
     #[arg(long, env = "ORBIT_BOOTSTRAP")]
     bootstrap: bool,
+    /// Development only: start without a version server's approval (as
+    /// `[version] unchecked = true`).
+    #[arg(long, env = "ORBIT_VERSION_UNCHECKED")]
+    version_unchecked: bool,
 }
 
 /// Flags of `run api`.
@@ -87,11 +107,17 @@ pub async fn run(p: Process) -> anyhow::Result<()> {
         Process::Audit(a) => audit(a).await,
         Process::Gc(a) => gc(a).await,
         Process::Accounting(a) => accounting(a).await,
+        Process::Version(a) => version(a).await,
     }
 }
 
-/// The configuration with the command line's overrides, and the replica started on it.
-async fn start_replica(a: ReplicaArgs) -> anyhow::Result<(Arc<Replica>, Services)> {
+/// The configuration with the command line's overrides, the version check of
+/// `process` (it does not start unless allowed), and the replica started on it, with
+/// its periodic re-check.
+async fn start_replica(
+    a: ReplicaArgs,
+    process: &str,
+) -> anyhow::Result<(Arc<Replica>, Services, Checker)> {
     let SatelliteConfig {
         replica: mut config,
         services,
@@ -112,7 +138,28 @@ async fn start_replica(a: ReplicaArgs) -> anyhow::Result<(Arc<Replica>, Services
     config
         .validate()
         .with_context(|| format!("in {}", a.config.display()))?;
-    Ok((Replica::start(config).await?, services))
+    let mut version = services.version.clone().unwrap_or_default();
+    version.unchecked |= a.version_unchecked;
+    let instance = format!("replica-{}", config.replica_id);
+    let checked = orbit_version::check(&version, process, orbit_version::VERSION, &instance)
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?;
+    if checked.unchecked {
+        tracing::warn!("{}: {}", checked.process, checked.message);
+    } else {
+        tracing::info!("{}", checked.message);
+    }
+    let replica = Replica::start(config).await?;
+    let checker = Checker::new(version, &instance, checked);
+    let c = checker.clone();
+    let every = Interval::every(checker.interval());
+    replica.workers().spawn("version-check", every, move || {
+        let c = c.clone();
+        orbit_worker::job(async move { c.recheck().await.map(|_| ()) })
+    });
+    let c = checker.clone();
+    replica.add_status("version", Arc::new(move || serde_json::json!(c.last())));
+    Ok((replica, services, checker))
 }
 
 /// The name a process's campaigns and claims carry.
@@ -157,7 +204,7 @@ async fn serve(
         &orbit_worker::Group,
     ) -> Built,
 ) -> anyhow::Result<()> {
-    let (replica, services) = start_replica(a).await?;
+    let (replica, services, _) = start_replica(a, what).await?;
     let identity = match signs {
         true => Some(satellite_identity(&replica, &services)?),
         false => None,
@@ -265,7 +312,7 @@ fn satellite_identity(replica: &Replica, services: &Services) -> anyhow::Result<
 }
 
 async fn api(a: ApiArgs) -> anyhow::Result<()> {
-    let (replica, mut services) = start_replica(a.replica).await?;
+    let (replica, mut services, checker) = start_replica(a.replica, "api").await?;
     if let Some(addr) = a.api_addr {
         services.api.addr = addr;
     }
@@ -275,6 +322,13 @@ async fn api(a: ApiArgs) -> anyhow::Result<()> {
         None => Identity::generate(),
     };
     let process = ApiProcess::build(&services, replica.kv(), identity, replica.workers()).await?;
+    if let Some(api) = &process.storage {
+        // Nodes below the storage-node minimum the version server sets get no uploads.
+        let nodes = api.nodes.clone();
+        let apply = move |c: &Checked| nodes.set_minimum_version(c.minimum_of("storagenode"));
+        apply(&checker.last());
+        checker.on_verdict(apply);
+    }
     let serving = match process.serves() {
         true => {
             let s = process.serve().await?;
@@ -303,6 +357,25 @@ async fn api(a: ApiArgs) -> anyhow::Result<()> {
     tracing::info!("API stopped");
     replica.shutdown().await;
     tracing::info!("replica stopped");
+    Ok(())
+}
+
+async fn version(a: VersionArgs) -> anyhow::Result<()> {
+    let services = load(&a.config)?.services;
+    let section = services.version.unwrap_or_default().server;
+    let rules = Rules::new(&section).with_context(|| format!("in {}", a.config.display()))?;
+    let addr = a.addr.unwrap_or(section.addr);
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .with_context(|| format!("version server address {addr}"))?;
+    println!("version server on http://{}", listener.local_addr()?);
+    tonic::transport::Server::builder()
+        .add_service(VersionServer::new(rules).service())
+        .serve_with_incoming_shutdown(orbit_store::no_delay(listener), async {
+            let _ = crate::until_stopped().await;
+        })
+        .await?;
+    tracing::info!("version server stopped");
     Ok(())
 }
 

@@ -196,7 +196,9 @@ impl Replicas {
             status: (0..n).map(|_| free_port()).collect(),
             api: (0..n).map(|_| free_port()).collect(),
             procs: (0..n).map(|_| None).collect(),
-            env: Vec::new(),
+            // No version server in most tests: the development setting. Tests of the
+            // check set it back to "false".
+            env: vec![("ORBIT_VERSION_UNCHECKED".into(), "true".into())],
         }
     }
 

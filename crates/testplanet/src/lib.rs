@@ -84,6 +84,7 @@ pub fn services(payments: Option<orbit_payments::PaymentsConfig>) -> Services {
         gc: None,
         reputation: None,
         accounting: None,
+        version: None,
     }
 }
 
