@@ -42,8 +42,7 @@ addr = "127.0.0.1:7778"
 [storage]
 # Every node is on 127.0.0.1: one node per /24 would allow only one.
 distinct_networks = false
-# Every process that signs order limits or filters (api, repair, audit, gc) loads this
-# one identity.
+# The identity the satellite signs order limits and filters with.
 identity = "$DIR/satellite/satellite.key"
 # Nodes check in every 10 s; one silent for 30 s is offline and its pieces missing.
 online_window_s = 30
@@ -81,63 +80,14 @@ store_name = "local"
 client_url = "http://127.0.0.1:2379"
 peer_url = "http://127.0.0.1:2380"
 store_node = true
-
-[[replica]]
-id = 2
-store_name = "loop"
-client_url = "http://127.0.0.1:2381"
-peer_url = "http://127.0.0.1:2382"
-store_node = false
-
-[[replica]]
-id = 3
-store_name = "repair"
-client_url = "http://127.0.0.1:2383"
-peer_url = "http://127.0.0.1:2384"
-store_node = false
-
-[[replica]]
-id = 4
-store_name = "uptime"
-client_url = "http://127.0.0.1:2385"
-peer_url = "http://127.0.0.1:2386"
-store_node = false
-
-[[replica]]
-id = 5
-store_name = "audit"
-client_url = "http://127.0.0.1:2387"
-peer_url = "http://127.0.0.1:2388"
-store_node = false
-
-[[replica]]
-id = 6
-store_name = "gc"
-client_url = "http://127.0.0.1:2389"
-peer_url = "http://127.0.0.1:2390"
-store_node = false
-
-[[replica]]
-id = 7
-store_name = "accounting"
-client_url = "http://127.0.0.1:2391"
-peer_url = "http://127.0.0.1:2392"
-store_node = false
 CONF
 "$BIN/satellite" run version --config "$DIR/satellite.toml" > "$DIR/logs/version.out" 2> "$DIR/logs/version.log" &
 pids+=($!)
 wait_for "$DIR/logs/version.out" "version server on" 30
-"$BIN/satellite" run api --config "$DIR/satellite.toml" > "$DIR/logs/satellite.out" 2> "$DIR/logs/satellite.log" &
+"$BIN/satellite" run all --config "$DIR/satellite.toml" > "$DIR/logs/satellite.out" 2> "$DIR/logs/satellite.log" &
 pids+=($!)
 wait_for "$DIR/logs/satellite.out" "API on" 30
 SAT_KEY=$(sed -n 's/^satellite .* (key \([0-9a-f]*\))$/\1/p' "$DIR/logs/satellite.out")
-for p in "2 loop 7790" "3 repair 7791" "4 uptime 7792" "5 audit 7793" "6 gc 7794" "7 accounting 7795"; do
-  set -- $p
-  "$BIN/satellite" run "$2" --config "$DIR/satellite.toml" --replica-id "$1" \
-    --data-dir "$DIR/$2" --status-addr "127.0.0.1:$3" > "$DIR/logs/$2.out" 2> "$DIR/logs/$2.log" &
-  pids+=($!)
-done
-for name in loop repair uptime audit gc accounting; do wait_for "$DIR/logs/$name.out" "status on" 30; done
 
 for i in $(seq 1 $NODES); do
   node="$DIR/node$i"
@@ -174,12 +124,12 @@ echo "  $BIN/uplink cp ./some-file orbit://demo/"
 echo "  $BIN/uplink cp orbit://demo/hello.bin ./copy.bin"
 echo "Watch repair: kill a node (its pid is in the list below), and within two minutes"
 echo "  ORBIT_ACCESS=\$(cat $DIR/access) $BIN/satellite inspect health --endpoints http://127.0.0.1:2379 --config $DIR/satellite.toml orbit://demo/hello.bin"
-echo "shows its pieces rebuilt on other nodes (status: http://127.0.0.1:7790/status, :7791, :7792)."
+echo "shows its pieces rebuilt on other nodes (every process's status: http://127.0.0.1:7777/status)."
 echo "Audits: $BIN/satellite inspect nodes --endpoints http://127.0.0.1:2379 shows every node's reputation,"
-echo "  $BIN/storagenode status --dir $DIR/node1 one node's own view (audit status: :7793)."
-echo "Accounting (status :7795): $BIN/satellite accounting report --endpoints http://127.0.0.1:2379 --period $(date -u +%Y-%m)"
+echo "  $BIN/storagenode status --dir $DIR/node1 one node's own view."
+echo "Accounting: $BIN/satellite accounting report --endpoints http://127.0.0.1:2379 --period $(date -u +%Y-%m)"
 echo "  prints this month's node payouts and project invoices; $BIN/satellite project show --endpoints"
 echo "  http://127.0.0.1:2379 --project local the project's usage and limits."
-echo "Node pids: ${pids[*]:8}"
+echo "Node pids: ${pids[*]:2}"
 echo "Logs in $DIR/logs. Ctrl-C stops the network; run this again to start it on the same data."
 wait

@@ -46,6 +46,9 @@ pub enum Process {
     /// The version server: tells every process that checks in whether its version
     /// may run, from `[version.server]`. It needs no store.
     Version(VersionArgs),
+    /// Every process (api, loop, repair, uptime, audit, gc, accounting) in this one
+    /// OS process, on one replica: for a satellite on one box.
+    All(ApiArgs),
 }
 
 /// Flags of `run version`.
@@ -108,16 +111,17 @@ pub async fn run(p: Process) -> anyhow::Result<()> {
         Process::Gc(a) => gc(a).await,
         Process::Accounting(a) => accounting(a).await,
         Process::Version(a) => version(a).await,
+        Process::All(a) => all(a).await,
     }
 }
 
-/// The configuration with the command line's overrides, the version check of
-/// `process` (it does not start unless allowed), and the replica started on it, with
-/// its periodic re-check.
+/// The configuration with the command line's overrides, the version check of each of
+/// `processes` (nothing starts unless every one is allowed), and the replica started
+/// on it, with the periodic re-checks.
 async fn start_replica(
     a: ReplicaArgs,
-    process: &str,
-) -> anyhow::Result<(Arc<Replica>, Services, Checker)> {
+    processes: &[&str],
+) -> anyhow::Result<(Arc<Replica>, Services, Vec<Checker>)> {
     let SatelliteConfig {
         replica: mut config,
         services,
@@ -141,25 +145,48 @@ async fn start_replica(
     let mut version = services.version.clone().unwrap_or_default();
     version.unchecked |= a.version_unchecked;
     let instance = format!("replica-{}", config.replica_id);
-    let checked = orbit_version::check(&version, process, orbit_version::VERSION, &instance)
-        .await
-        .map_err(|e| anyhow::anyhow!(e))?;
-    if checked.unchecked {
-        tracing::warn!("{}: {}", checked.process, checked.message);
-    } else {
-        tracing::info!("{}", checked.message);
+    let mut checkers = Vec::new();
+    for process in processes {
+        let checked = orbit_version::check(&version, process, orbit_version::VERSION, &instance)
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?;
+        if checked.unchecked {
+            tracing::warn!("{}: {}", checked.process, checked.message);
+        } else {
+            tracing::info!("{}", checked.message);
+        }
+        checkers.push(Checker::new(version.clone(), &instance, checked));
     }
     let replica = Replica::start(config).await?;
-    let checker = Checker::new(version, &instance, checked);
-    let c = checker.clone();
-    let every = Interval::every(checker.interval());
+    let c = checkers.clone();
+    let every = Interval::every(checkers[0].interval());
     replica.workers().spawn("version-check", every, move || {
         let c = c.clone();
-        orbit_worker::job(async move { c.recheck().await.map(|_| ()) })
+        orbit_worker::job(async move {
+            let mut refused = Vec::new();
+            for checker in &c {
+                if let Err(e) = checker.recheck().await {
+                    refused.push(e);
+                }
+            }
+            match refused.is_empty() {
+                true => Ok(()),
+                false => Err(refused.join("; ")),
+            }
+        })
     });
-    let c = checker.clone();
-    replica.add_status("version", Arc::new(move || serde_json::json!(c.last())));
-    Ok((replica, services, checker))
+    let c = checkers.clone();
+    replica.add_status(
+        "version",
+        Arc::new(move || match &c[..] {
+            [one] => serde_json::json!(one.last()),
+            many => serde_json::json!(many
+                .iter()
+                .map(|k| (k.last().process.clone(), k.last()))
+                .collect::<std::collections::BTreeMap<_, _>>()),
+        }),
+    );
+    Ok((replica, services, checkers))
 }
 
 /// The name a process's campaigns and claims carry.
@@ -204,7 +231,7 @@ async fn serve(
         &orbit_worker::Group,
     ) -> Built,
 ) -> anyhow::Result<()> {
-    let (replica, services, _) = start_replica(a, what).await?;
+    let (replica, services, _) = start_replica(a, &[what]).await?;
     let identity = match signs {
         true => Some(satellite_identity(&replica, &services)?),
         false => None,
@@ -311,8 +338,33 @@ fn satellite_identity(replica: &Replica, services: &Services) -> anyhow::Result<
     Ok(identity)
 }
 
+/// The `api` process built, serving, on `replica`: nodes below the storage-node
+/// minimum that `checker` hears of get no uploads.
+async fn start_api(
+    replica: &Replica,
+    services: &Services,
+    identity: Identity,
+    checker: &Checker,
+) -> anyhow::Result<Option<satellite::api::Serving>> {
+    let process = ApiProcess::build(services, replica.kv(), identity, replica.workers()).await?;
+    if let Some(api) = &process.storage {
+        let nodes = api.nodes.clone();
+        let apply = move |c: &Checked| nodes.set_minimum_version(c.minimum_of("storagenode"));
+        apply(&checker.last());
+        checker.on_verdict(apply);
+    }
+    Ok(match process.serves() {
+        true => {
+            let s = process.serve().await?;
+            println!("API on {}", s.url);
+            Some(s)
+        }
+        false => None,
+    })
+}
+
 async fn api(a: ApiArgs) -> anyhow::Result<()> {
-    let (replica, mut services, checker) = start_replica(a.replica, "api").await?;
+    let (replica, mut services, checkers) = start_replica(a.replica, &["api"]).await?;
     if let Some(addr) = a.api_addr {
         services.api.addr = addr;
     }
@@ -321,22 +373,7 @@ async fn api(a: ApiArgs) -> anyhow::Result<()> {
         // Payments alone sign nothing with the satellite's identity.
         None => Identity::generate(),
     };
-    let process = ApiProcess::build(&services, replica.kv(), identity, replica.workers()).await?;
-    if let Some(api) = &process.storage {
-        // Nodes below the storage-node minimum the version server sets get no uploads.
-        let nodes = api.nodes.clone();
-        let apply = move |c: &Checked| nodes.set_minimum_version(c.minimum_of("storagenode"));
-        apply(&checker.last());
-        checker.on_verdict(apply);
-    }
-    let serving = match process.serves() {
-        true => {
-            let s = process.serve().await?;
-            println!("API on {}", s.url);
-            Some(s)
-        }
-        false => None,
-    };
+    let serving = start_api(&replica, &services, identity, &checkers[0]).await?;
     println!(
         "replica {} ({:?} mode{}) status on http://{}/status",
         replica.config().replica_id,
@@ -356,6 +393,95 @@ async fn api(a: ApiArgs) -> anyhow::Result<()> {
     }
     tracing::info!("API stopped");
     replica.shutdown().await;
+    tracing::info!("replica stopped");
+    Ok(())
+}
+
+/// The processes `run all` runs, in the order they stop in.
+const ALL: &[&str] = &[
+    "api",
+    "loop",
+    "repair",
+    "uptime",
+    "audit",
+    "gc",
+    "accounting",
+];
+
+async fn all(a: ApiArgs) -> anyhow::Result<()> {
+    let (replica, mut services, checkers) = start_replica(a.replica, ALL).await?;
+    if let Some(addr) = a.api_addr {
+        services.api.addr = addr;
+    }
+    let identity = satellite_identity(&replica, &services)?;
+    let serving = start_api(&replica, &services, identity.clone(), &checkers[0]).await?;
+    let (kv, name, workers) = (replica.kv(), process_name(&replica), replica.workers());
+    let lp = Arc::new(LoopProcess::build(&services, kv.clone(), &name, workers));
+    let rp = Arc::new(RepairProcess::build(
+        &services,
+        kv.clone(),
+        identity.clone(),
+        &name,
+        workers,
+    ));
+    let up = Arc::new(UptimeProcess::build(&services, kv.clone(), &name, workers));
+    let ap = Arc::new(AuditProcess::build(
+        &services,
+        kv.clone(),
+        identity.clone(),
+        &name,
+        workers,
+    ));
+    let gp = Arc::new(GcProcess::build(
+        &services,
+        kv.clone(),
+        identity,
+        &name,
+        workers,
+    ));
+    let cp = Arc::new(AccountingProcess::build(&services, kv, workers));
+    let sections: [(&str, orbit_replica::StatusSection); 6] = [
+        ("loop", {
+            let p = lp.clone();
+            Arc::new(move || p.status())
+        }),
+        ("repair", {
+            let p = rp.clone();
+            Arc::new(move || p.status())
+        }),
+        ("uptime", {
+            let p = up.clone();
+            Arc::new(move || p.status())
+        }),
+        ("audit", {
+            let p = ap.clone();
+            Arc::new(move || p.status())
+        }),
+        ("gc", {
+            let p = gp.clone();
+            Arc::new(move || p.status())
+        }),
+        ("accounting", {
+            let p = cp.clone();
+            Arc::new(move || p.status())
+        }),
+    ];
+    for (what, s) in sections {
+        replica.add_status(what, s);
+    }
+    announce("all", &replica);
+    crate::until_stopped().await?;
+    // Outside in, as each process alone: no new requests; the elected hand over;
+    // the workers stop; then the claims go and the store last.
+    if let Some(s) = serving {
+        s.stop(Duration::from_secs(5)).await;
+    }
+    for e in [&lp.election, &up.election, &gp.election] {
+        e.resign(replica.workers()).await;
+    }
+    replica.shutdown().await;
+    rp.repairer.revoke_lease().await;
+    ap.auditor.revoke_lease().await;
     tracing::info!("replica stopped");
     Ok(())
 }

@@ -243,7 +243,7 @@ impl Replicas {
             .unwrap();
         let api_addr = format!("127.0.0.1:{}", self.api[i]);
         let api_flags: &[&str] = match process {
-            "api" => &["--api-addr", &api_addr],
+            "api" | "all" => &["--api-addr", &api_addr],
             _ => &[],
         };
         let child = Command::new(&self.bin)
