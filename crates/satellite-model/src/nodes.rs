@@ -328,6 +328,26 @@ impl Nodes {
         .await
     }
 
+    /// Lifts a node's disqualification (an operator's decision, say after a mistaken
+    /// one): it is selectable again, with its audit reputation started afresh so the
+    /// next audit does not disqualify it again on the old score.
+    pub async fn reinstate(&self, id: &NodeId) -> Result<NodeRecord, Error> {
+        if self.get(id).await?.is_none() {
+            return Err(Error::NotFound(format!("no node {id}")));
+        }
+        self.update(id, |old| {
+            let mut n = old.cloned().expect("the record was read");
+            n.disqualified = false;
+            n.reputation.disqualified_at = 0;
+            n.reputation.disqualified_reason.clear();
+            n.reputation.audit = Default::default();
+            n.reputation.unknown = Default::default();
+            n.reputation.suspended_at = 0;
+            n
+        })
+        .await
+    }
+
     /// Replaces a node's record by `f` of its current one, retrying while others
     /// change it meanwhile, so no concurrent update is lost.
     async fn update(

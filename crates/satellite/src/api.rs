@@ -50,6 +50,15 @@ pub struct Serving {
 }
 
 impl Serving {
+    /// A server listening at `url` that stops when `stop` fires.
+    pub(crate) fn new(
+        url: String,
+        stop: tokio::sync::oneshot::Sender<()>,
+        task: tokio::task::JoinHandle<()>,
+    ) -> Serving {
+        Serving { url, stop, task }
+    }
+
     /// Stops taking requests and waits (up to `deadline`) for those in flight.
     pub async fn stop(self, deadline: Duration) {
         let _ = self.stop.send(());

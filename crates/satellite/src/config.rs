@@ -11,6 +11,8 @@
 //! - `[audit]`, `[gc]`, `[reputation]`: audits, garbage collection, node scores;
 //! - `[accounting]`: rollups, payout rates and prices
 //!   ([`orbit_accounting::AccountingSection`]);
+//! - `[private_api]`: the operators' HTTP API
+//!   ([`crate::private_api::PrivateApiSection`]);
 //! - `[version]`: the version check every process makes, and what `satellite run
 //!   version` serves ([`orbit_version::VersionSection`]).
 //!
@@ -62,6 +64,9 @@ pub struct Services {
     /// `[accounting]`, rollups, payout rates and prices (defaults when absent).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub accounting: Option<AccountingSection>,
+    /// `[private_api]`, the operators' HTTP API (its token is required to serve it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub private_api: Option<crate::private_api::PrivateApiSection>,
     /// `[version]`, the version check and server (defaults when absent: no server,
     /// so processes refuse to start until one is configured).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -107,6 +112,7 @@ impl SatelliteConfig {
             reputation: section(&mut table, "reputation")?,
             accounting: section(&mut table, "accounting")?,
             version: section(&mut table, "version")?,
+            private_api: section(&mut table, "private_api")?,
         };
         let replica = ReplicaConfig::deserialize(table)
             .map_err(|e| anyhow::anyhow!("replica settings (top level): {}", e.message()))?;
@@ -114,13 +120,17 @@ impl SatelliteConfig {
     }
 
     /// The effective configuration as TOML, every default filled in; the cluster
-    /// token, a shared secret, is shown as `<redacted>`.
+    /// token and the private API's token, secrets, are shown as `<redacted>`.
     pub fn show(&self) -> anyhow::Result<String> {
         let mut replica = self.replica.clone();
         replica.token = "<redacted>".into();
         let mut table = toml::Table::try_from(&replica)?;
         let rows = table.remove("replica");
-        for (k, v) in toml::Table::try_from(&self.services)? {
+        let mut services = self.services.clone();
+        if let Some(p) = services.private_api.as_mut() {
+            p.token = "<redacted>".into();
+        }
+        for (k, v) in toml::Table::try_from(&services)? {
             table.insert(k, v);
         }
         // Rows last: `[[replica]]` tables after the sections read as the file does.

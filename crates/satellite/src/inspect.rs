@@ -6,11 +6,8 @@ use anyhow::Context;
 use clap::Subcommand;
 use orbit_kv::RemoteKv;
 use orbit_satellite_model::apikeys::ApiKeys;
-use orbit_satellite_model::audit::ReverifyQueue;
-use orbit_satellite_model::metainfo::Metainfo;
-use orbit_satellite_model::nodes::{Nodes, SelectionConfig};
-use orbit_satellite_model::repair::{health, HealthRules, RepairQueue};
-use orbit_satellite_model::unix_now;
+use orbit_satellite_model::repair::HealthRules;
+use satellite::inspectors;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -78,41 +75,7 @@ async fn nodes(endpoints: Vec<String>, config: Option<PathBuf>, json: bool) -> a
         None => Default::default(),
     };
     let kv: Arc<dyn orbit_kv::Kv> = Arc::new(RemoteKv::connect(&endpoints).await?);
-    let mut all = Nodes::new(kv.clone(), SelectionConfig::default())
-        .all()
-        .await?;
-    all.sort_by(|a, b| a.address.cmp(&b.address).then(a.id.cmp(&b.id)));
-    let contained: std::collections::HashSet<_> = ReverifyQueue::new(kv)
-        .all()
-        .await?
-        .into_iter()
-        .map(|p| p.node)
-        .collect();
-    let now = unix_now();
-    let rows: Vec<serde_json::Value> = all
-        .iter()
-        .map(|n| {
-            let r = &n.reputation;
-            serde_json::json!({
-                "id": n.id.to_string(),
-                "address": n.address,
-                "version": n.version,
-                "online": n.online(now, storage.online_window_s),
-                "last_heard_s_ago": now.saturating_sub(n.last_heard()),
-                "free": n.free,
-                "audit_score": r.audit.score(),
-                "unknown_score": r.unknown.score(),
-                "online_score": r.online.score(),
-                "audits": r.audits,
-                "vetted": r.vetted(),
-                "suspended": r.suspended(),
-                "contained": contained.contains(&n.id),
-                "disqualified": n.disqualified,
-                "disqualified_at": r.disqualified_at,
-                "disqualified_reason": r.disqualified_reason,
-            })
-        })
-        .collect();
+    let rows = inspectors::nodes(kv, storage.online_window_s).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
@@ -121,35 +84,39 @@ async fn nodes(endpoints: Vec<String>, config: Option<PathBuf>, json: bool) -> a
         "{:<64}  {:<24} {:>7} {:>7} {:>7} {:>6} {:>6}  state",
         "node", "address", "audit", "unknown", "online", "passed", "failed"
     );
-    for (n, row) in all.iter().zip(&rows) {
+    for row in &rows {
+        let flag = |k: &str| row[k] == true;
         let mut state = Vec::new();
-        state.push(if row["online"] == true {
-            "online"
-        } else {
-            "OFFLINE"
-        });
-        if !n.reputation.vetted() {
+        state.push(if flag("online") { "online" } else { "OFFLINE" });
+        if !flag("vetted") {
             state.push("vetting");
         }
-        if n.reputation.suspended() {
+        if flag("suspended") {
             state.push("SUSPENDED");
         }
-        if row["contained"] == true {
+        if flag("contained") {
             state.push("contained");
         }
         let mut state = state.join(", ");
-        if n.disqualified {
-            state = format!("DISQUALIFIED: {}", n.reputation.disqualified_reason);
+        if flag("disqualified") {
+            state = format!(
+                "DISQUALIFIED: {}",
+                row["disqualified_reason"].as_str().unwrap_or("")
+            );
         }
+        let f = |k: &str| row[k].as_f64().unwrap_or(0.0);
         println!(
             "{:<64}  {:<24} {:>7.4} {:>7.4} {:>7.4} {:>6} {:>6}  {state}",
-            n.id.to_string(),
-            n.address.trim_start_matches("http://"),
-            n.reputation.audit.score(),
-            n.reputation.unknown.score(),
-            n.reputation.online.score(),
-            n.reputation.audits.success,
-            n.reputation.audits.failure,
+            row["id"].as_str().unwrap_or("?"),
+            row["address"]
+                .as_str()
+                .unwrap_or("")
+                .trim_start_matches("http://"),
+            f("audit_score"),
+            f("unknown_score"),
+            f("online_score"),
+            row["audits"]["success"],
+            row["audits"]["failure"],
         );
     }
     Ok(())
@@ -180,54 +147,12 @@ async fn object_health(
     let kv: Arc<dyn orbit_kv::Kv> = Arc::new(RemoteKv::connect(&endpoints).await?);
     let project = ApiKeys::new(kv.clone()).project_of(&access.api_key).await?;
     let enc_key = uplink::crypt::encrypt_path(&access.root, bucket, key);
-    let (obj, segments) = Metainfo::new(kv.clone())
-        .get_object(&project, bucket, &enc_key)
-        .await?;
-    let nodes = Nodes::new(kv.clone(), SelectionConfig::default());
-    let queue = RepairQueue::new(kv.clone());
-    let now = unix_now();
-    let mut out = Vec::new();
-    for seg in &segments {
-        let ids: Vec<_> = seg.pieces.iter().map(|p| p.1).collect();
-        let records = nodes.get_many(&ids).await?;
-        let h = health(seg, &records, now, &rules);
-        let pieces: Vec<serde_json::Value> = h
-            .pieces
-            .iter()
-            .map(|(num, node, state)| {
-                let rec = records.get(node);
-                serde_json::json!({
-                    "number": num,
-                    "node": node.to_string(),
-                    "address": rec.map(|r| r.address.clone()),
-                    "last_heard_s_ago": rec.map(|r| now.saturating_sub(r.last_heard())),
-                    "disqualified": rec.map(|r| r.disqualified),
-                    "state": state,
-                })
-            })
-            .collect();
-        out.push(serde_json::json!({
-            "index": seg.index,
-            "inline": seg.inline.is_some(),
-            "redundancy": seg.redundancy,
-            "healthy": h.healthy,
-            "retrievable": h.retrievable,
-            "injured": seg.inline.is_none() && h.injured(seg),
-            "lost": seg.inline.is_none() && h.lost(seg),
-            "queued": queue.get(&obj.stream, seg.index).await?,
-            "repairing": queue.holder(&obj.stream, seg.index).await?,
-            "pieces": pieces,
-        }));
-    }
+    let (stream, out) = inspectors::object_health(kv, &project, bucket, &enc_key, &rules).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
-    println!(
-        "{object}: stream {}, {} segment(s)",
-        orbit_identity::hex_encode(&obj.stream),
-        segments.len()
-    );
+    println!("{object}: stream {stream}, {} segment(s)", out.len());
     for s in &out {
         let r = &s["redundancy"];
         if s["inline"] == true {

@@ -9,6 +9,9 @@
 //! - [`audit`]: the `audit` process.
 //! - [`gc`]: the `gc` process.
 //! - [`accounting`]: the `accounting` process.
+//! - [`inspectors`]: what operators look at, for `satellite inspect` and the private
+//!   API.
+//! - [`private_api`]: the `private-api` process (inspectors and admin over HTTP).
 //! - [`elected`]: the election the processes that run once at a time share.
 
 pub mod accounting;
@@ -17,6 +20,8 @@ pub mod audit;
 pub mod config;
 pub mod elected;
 pub mod gc;
+pub mod inspectors;
+pub mod private_api;
 pub mod repair;
 pub mod segment_loop;
 pub mod uptime;

@@ -46,6 +46,10 @@ pub enum Process {
     /// The version server: tells every process that checks in whether its version
     /// may run, from `[version.server]`. It needs no store.
     Version(VersionArgs),
+    /// The operators' HTTP API: inspectors (nodes, object health, the repair queue)
+    /// and admin (limits, key revocation, disqualification, trash restores) behind a
+    /// bearer token; any number may run.
+    PrivateApi(ReplicaArgs),
     /// Every process (api, loop, repair, uptime, audit, gc, accounting) in this one
     /// OS process, on one replica: for a satellite on one box.
     All(ApiArgs),
@@ -112,6 +116,7 @@ pub async fn run(p: Process) -> anyhow::Result<()> {
         Process::Accounting(a) => accounting(a).await,
         Process::Version(a) => version(a).await,
         Process::All(a) => all(a).await,
+        Process::PrivateApi(a) => private_api(a).await,
     }
 }
 
@@ -392,6 +397,26 @@ async fn api(a: ApiArgs) -> anyhow::Result<()> {
         s.stop(Duration::from_secs(5)).await;
     }
     tracing::info!("API stopped");
+    replica.shutdown().await;
+    tracing::info!("replica stopped");
+    Ok(())
+}
+
+async fn private_api(a: ReplicaArgs) -> anyhow::Result<()> {
+    let (replica, services, _) = start_replica(a, &["private-api"]).await?;
+    let identity = satellite_identity(&replica, &services)?;
+    let section = services.private_api.clone().unwrap_or_default();
+    let storage = services.storage.clone().unwrap_or_default();
+    let serving = satellite::private_api::serve(&section, replica.kv(), identity, storage).await?;
+    println!("private API on {}", serving.url);
+    let url = serving.url.clone();
+    replica.add_status(
+        "private_api",
+        Arc::new(move || serde_json::json!({ "url": url })),
+    );
+    announce("private-api", &replica);
+    crate::until_stopped().await?;
+    serving.stop(Duration::from_secs(5)).await;
     replica.shutdown().await;
     tracing::info!("replica stopped");
     Ok(())

@@ -22,13 +22,38 @@ pub async fn post(port: u16, path: &str, token: &str) -> (u16, String) {
     request(port, "POST", path, &auth).await
 }
 
+/// `method path` with `Authorization: Bearer <token>` (none when empty) and a JSON
+/// `body` (none when empty).
+pub async fn send(port: u16, method: &str, path: &str, token: &str, body: &str) -> (u16, String) {
+    let mut headers = match token {
+        "" => String::new(),
+        t => format!("Authorization: Bearer {t}\r\n"),
+    };
+    if !body.is_empty() {
+        headers += "Content-Type: application/json\r\n";
+    }
+    request_with(port, method, path, &headers, body).await
+}
+
 /// One HTTP/1.0 request with extra `headers` (each ending in CRLF).
 async fn request(port: u16, method: &str, path: &str, headers: &str) -> (u16, String) {
+    request_with(port, method, path, headers, "").await
+}
+
+/// [`request`] with a body.
+async fn request_with(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &str,
+) -> (u16, String) {
     let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
         return (0, String::new());
     };
     let req = format!(
-        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n{headers}\r\n"
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n{headers}\r\n{body}",
+        body.len()
     );
     if s.write_all(req.as_bytes()).await.is_err() {
         return (0, String::new());

@@ -85,6 +85,7 @@ pub fn services(payments: Option<orbit_payments::PaymentsConfig>) -> Services {
         reputation: None,
         accounting: None,
         version: None,
+        private_api: None,
     }
 }
 
