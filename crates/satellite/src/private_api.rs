@@ -16,7 +16,7 @@
 //!   `…/restore-trash`.
 
 use crate::api::Serving;
-use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
