@@ -92,6 +92,8 @@ pub const PROJECTS: &str = "/orbit/sat/projects/";
 /// Segments committed since the last tally, `<project>/<stream hex>/<index>`: with
 /// the tally, a project's current storage.
 pub const USAGE_ADDED: &str = "/orbit/sat/usage/added/";
+/// Operators' requests to elected processes for a run now, `<process>`.
+pub const REQUESTS: &str = "/orbit/sat/requests/";
 /// Audit claims: the worker auditing a segment or reverifying a node, under its
 /// lease: `segment/<stream hex>/<index>` or `node/<node id>`.
 pub const AUDIT_CLAIMS: &str = "/orbit/sat/audit/claims/";
@@ -378,6 +380,11 @@ pub fn parse_node_after(key: &[u8], prefix: &str) -> Result<(String, NodeId), Er
         .split_once('/')
         .ok_or_else(|| malformed(key))?;
     Ok((f.to_string(), NodeId::parse(n).map_err(|_| malformed(key))?))
+}
+
+/// The run request for the elected process `name`.
+pub fn request(name: &str) -> String {
+    format!("{REQUESTS}{name}")
 }
 
 /// The leader key of the elected process `name` (`loop`, ...).

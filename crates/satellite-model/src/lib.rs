@@ -27,6 +27,7 @@ pub mod nodes;
 pub mod orders;
 pub mod repair;
 pub mod reputation;
+pub mod requests;
 pub mod schema;
 pub mod tally;
 

@@ -3,7 +3,7 @@
 
 use orbit_kv::election::Candidate;
 use orbit_kv::Kv;
-use orbit_satellite_model::keys;
+use orbit_satellite_model::{keys, requests};
 use orbit_worker::{Group, Interval};
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,6 +56,38 @@ impl Election {
             what,
             kv,
         }
+    }
+
+    /// Carries out the operators' run requests for this process while it leads:
+    /// every second the worker `<what>-requests` takes a waiting request and
+    /// triggers the worker `run` (which must already be in `workers`).
+    pub fn serve_requests(&self, run: &str, workers: &Group) {
+        let Some(handle) = workers.handle(run) else {
+            tracing::error!(
+                process = self.what,
+                worker = run,
+                "no such worker to run on request"
+            );
+            return;
+        };
+        let (kv, candidate, what) = (self.kv.clone(), self.candidate.clone(), self.what);
+        let every = Interval::every(Duration::from_secs(1));
+        workers.spawn(&format!("{what}-requests"), every, move || {
+            let (kv, candidate, handle) = (kv.clone(), candidate.clone(), handle.clone());
+            orbit_worker::job(async move {
+                if !candidate.is_leader() {
+                    return Ok(());
+                }
+                if let Some(r) = requests::take(&*kv, what)
+                    .await
+                    .map_err(|e| e.to_string())?
+                {
+                    tracing::info!(process = what, by = %r.by, "run requested");
+                    handle.trigger();
+                }
+                Ok(())
+            })
+        });
     }
 
     /// The campaign worker's name.

@@ -42,6 +42,7 @@ impl GcProcess {
                 s.run_once().await.map(|_| ())
             })
         });
+        election.serve_requests("gc", workers);
         GcProcess { sender, election }
     }
 

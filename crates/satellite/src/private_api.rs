@@ -13,7 +13,9 @@
 //!   (`{"storage": …, "egress": …, "segments": …}`, `null` for none);
 //! - `POST /v1/apikeys/revoke` (`{"key": …}`);
 //! - `POST /v1/nodes/{id}/disqualify` (`{"reason": …}`), `…/reinstate`,
-//!   `…/restore-trash`.
+//!   `…/restore-trash`;
+//! - `POST /v1/loop/run`, `POST /v1/gc/run`: a loop pass or a gc round now, by
+//!   whichever process leads (202: asked; the process's status shows the run).
 
 use crate::api::Serving;
 use axum::extract::{Path, Query, Request, State};
@@ -255,6 +257,21 @@ async fn restore_trash(State(api): State<Arc<PrivateApi>>, Path(id): Path<String
     ))
 }
 
+async fn run_loop(
+    State(api): State<Arc<PrivateApi>>,
+) -> Result<(StatusCode, Json<Value>), Failure> {
+    run_now(&api, "loop").await
+}
+
+async fn run_gc(State(api): State<Arc<PrivateApi>>) -> Result<(StatusCode, Json<Value>), Failure> {
+    run_now(&api, "gc").await
+}
+
+async fn run_now(api: &PrivateApi, process: &str) -> Result<(StatusCode, Json<Value>), Failure> {
+    orbit_satellite_model::requests::ask(&*api.kv, process, "private-api", unix_now()).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "requested": process }))))
+}
+
 fn nodes_of(api: &PrivateApi) -> Nodes {
     Nodes::new(api.kv.clone(), SelectionConfig::default())
 }
@@ -287,6 +304,8 @@ pub async fn serve(
         .route("/v1/projects/{project}", get(project))
         .route("/v1/projects/{project}/limits", put(set_limits))
         .route("/v1/apikeys/revoke", post(revoke))
+        .route("/v1/loop/run", post(run_loop))
+        .route("/v1/gc/run", post(run_gc))
         .fallback(|| async { Failure(StatusCode::NOT_FOUND, "no such route".into()) })
         .layer(axum::middleware::from_fn_with_state(
             api.clone(),

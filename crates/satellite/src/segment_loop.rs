@@ -73,6 +73,7 @@ impl LoopProcess {
             tally,
         };
         p.spawn(workers, Duration::from_secs(section.interval_s.max(1)));
+        p.election.serve_requests("segment-loop", workers);
         p
     }
 

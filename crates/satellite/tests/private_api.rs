@@ -22,8 +22,11 @@ async fn call(port: u16, method: &str, path: &str, body: &str) -> (u16, serde_js
 async fn inspectors_and_admin_actions_work_and_need_the_token() {
     let port = orbit_testkit::free_port();
     let sat = common::network::start(
-        &format!("[private_api]\naddr = \"127.0.0.1:{port}\"\ntoken = \"{TOKEN}\"\n"),
-        &["private-api"],
+        &format!(
+            "[private_api]\naddr = \"127.0.0.1:{port}\"\ntoken = \"{TOKEN}\"\n\
+             [loop]\ninterval_s = 3600\nleader_ttl_s = 2\n[gc]\ninterval_s = 3600\nleader_ttl_s = 2\n"
+        ),
+        &["private-api", "loop", "gc"],
     )
     .await;
     let mut sn = StorageNodes::new();
@@ -59,6 +62,8 @@ async fn inspectors_and_admin_actions_work_and_need_the_token() {
         ),
         ("POST", format!("/v1/nodes/{node}/reinstate"), ""),
         ("POST", format!("/v1/nodes/{node}/restore-trash"), ""),
+        ("POST", "/v1/loop/run".into(), ""),
+        ("POST", "/v1/gc/run".into(), ""),
     ];
     for (method, path, body) in &routes {
         for token in ["", "wrong", "s3cret-private-api-toke"] {
@@ -166,6 +171,27 @@ async fn inspectors_and_admin_actions_work_and_need_the_token() {
     // Restore a node's trash (empty: nothing was collected).
     let (code, r) = call(port, "POST", &format!("/v1/nodes/{node}/restore-trash"), "").await;
     assert_eq!((code, r["restored"].as_u64()), (200, Some(0)), "{r}");
+
+    // A loop pass and a gc round on request: the leaders run them within seconds.
+    let loop_status = |s: serde_json::Value| s["loop"]["last_pass"].clone();
+    assert!(loop_status(common::replicas::status(sat.r.status[2]).await).is_null());
+    let (code, _) = call(port, "POST", "/v1/loop/run", "").await;
+    assert_eq!(code, 202);
+    let (code, _) = call(port, "POST", "/v1/gc/run", "").await;
+    assert_eq!(code, 202);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let pass = loop_status(common::replicas::status(sat.r.status[2]).await);
+        let gc = common::replicas::status(sat.r.status[3]).await["gc"]["last_round"].clone();
+        if pass["complete"] == true && !gc.is_null() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no run on request: {pass} {gc}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 
     // Revoke the project's key: its next request is refused.
     let (code, r) = call(
