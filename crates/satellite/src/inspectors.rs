@@ -1,8 +1,10 @@
 //! What operators look at, as JSON: every node with its reputation and state, the
-//! health of an object's segments, the repair queue. The `satellite inspect`
-//! commands and the private API both answer with these.
+//! health of an object's segments, the repair queue, a project's limits and usage.
+//! The `satellite inspect` and `satellite project` commands and the private API
+//! answer with these.
 
 use orbit_kv::Kv;
+use orbit_satellite_model::accounting::{month_of, Usage};
 use orbit_satellite_model::audit::ReverifyQueue;
 use orbit_satellite_model::metainfo::Metainfo;
 use orbit_satellite_model::nodes::{Nodes, SelectionConfig};
@@ -102,6 +104,25 @@ pub async fn object_health(
         }));
     }
     Ok((orbit_identity::hex_encode(&obj.stream), out))
+}
+
+/// A project's limits and usage: stored bytes and segments as the API counts them,
+/// this month's egress and payments.
+pub async fn project(kv: Arc<dyn Kv>, project: &str) -> Result<Value, Error> {
+    let usage = Usage::new(kv);
+    let rec = usage.project(project).await?;
+    let stored = usage.stored(project).await?;
+    let month = month_of(unix_now());
+    let m = usage.month(project, &month).await?;
+    Ok(json!({
+        "project": project,
+        "limits": rec.limits,
+        "stored_bytes": stored.bytes,
+        "stored_segments": stored.segments,
+        "month": month,
+        "egress_bytes": m.bandwidth.get,
+        "paid": m.paid,
+    }))
 }
 
 /// The repair queue: how many segments wait at each count of healthy pieces, the

@@ -27,7 +27,7 @@ use axum::{Json, Router};
 use orbit_identity::{Identity, NodeId};
 use orbit_kv::Kv;
 use orbit_satellite_api::StorageSection;
-use orbit_satellite_model::accounting::{month_of, Limits, Usage};
+use orbit_satellite_model::accounting::{Limits, Usage};
 use orbit_satellite_model::apikeys::{ApiKey, ApiKeys};
 use orbit_satellite_model::nodes::{Nodes, SelectionConfig};
 use orbit_satellite_model::repair::HealthRules;
@@ -170,20 +170,9 @@ async fn repair_queue(
 }
 
 async fn project(State(api): State<Arc<PrivateApi>>, Path(project): Path<String>) -> Answer {
-    let usage = Usage::new(api.kv.clone());
-    let rec = usage.project(&project).await?;
-    let stored = usage.stored(&project).await?;
-    let month = month_of(unix_now());
-    let m = usage.month(&project, &month).await?;
-    Ok(Json(json!({
-        "project": project,
-        "limits": rec.limits,
-        "stored_bytes": stored.bytes,
-        "stored_segments": stored.segments,
-        "month": month,
-        "egress_bytes": m.bandwidth.get,
-        "paid": m.paid,
-    })))
+    Ok(Json(
+        crate::inspectors::project(api.kv.clone(), &project).await?,
+    ))
 }
 
 async fn set_limits(

@@ -3,7 +3,7 @@
 
 use clap::Subcommand;
 use orbit_kv::RemoteKv;
-use orbit_satellite_model::accounting::{month_of, Limits, Usage};
+use orbit_satellite_model::accounting::{Limits, Usage};
 use orbit_satellite_model::unix_now;
 use std::sync::Arc;
 
@@ -107,20 +107,8 @@ pub async fn run(c: ProjectCommand) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string(&l)?);
         }
         ProjectCommand::Show { endpoints, project } => {
-            let usage = Usage::new(Arc::new(RemoteKv::connect(&endpoints).await?));
-            let rec = usage.project(&project).await?;
-            let stored = usage.stored(&project).await?;
-            let month = month_of(unix_now());
-            let m = usage.month(&project, &month).await?;
-            let out = serde_json::json!({
-                "project": project,
-                "limits": rec.limits,
-                "stored_bytes": stored.bytes,
-                "stored_segments": stored.segments,
-                "month": month,
-                "egress_bytes": m.bandwidth.get,
-                "paid": m.paid,
-            });
+            let kv = Arc::new(RemoteKv::connect(&endpoints).await?);
+            let out = satellite::inspectors::project(kv, &project).await?;
             println!("{}", serde_json::to_string_pretty(&out)?);
         }
     }

@@ -266,7 +266,7 @@ async fn segment_loop(a: ReplicaArgs) -> anyhow::Result<()> {
     serve(a, "loop", false, |services, kv, _, name, workers| {
         let p = Arc::new(LoopProcess::build(services, kv, name, workers));
         let election = p.election.clone();
-        (Arc::new(move || p.status()), Handover::Resign(election))
+        (status_of(&p, |p| p.status()), Handover::Resign(election))
     })
     .await
 }
@@ -275,7 +275,7 @@ async fn uptime(a: ReplicaArgs) -> anyhow::Result<()> {
     serve(a, "uptime", false, |services, kv, _, name, workers| {
         let p = Arc::new(UptimeProcess::build(services, kv, name, workers));
         let election = p.election.clone();
-        (Arc::new(move || p.status()), Handover::Resign(election))
+        (status_of(&p, |p| p.status()), Handover::Resign(election))
     })
     .await
 }
@@ -285,7 +285,7 @@ async fn gc(a: ReplicaArgs) -> anyhow::Result<()> {
         let identity = identity.expect("gc signs filters");
         let p = Arc::new(GcProcess::build(services, kv, identity, name, workers));
         let election = p.election.clone();
-        (Arc::new(move || p.status()), Handover::Resign(election))
+        (status_of(&p, |p| p.status()), Handover::Resign(election))
     })
     .await
 }
@@ -293,7 +293,7 @@ async fn gc(a: ReplicaArgs) -> anyhow::Result<()> {
 async fn accounting(a: ReplicaArgs) -> anyhow::Result<()> {
     serve(a, "accounting", false, |services, kv, _, _, workers| {
         let p = Arc::new(AccountingProcess::build(services, kv, workers));
-        (Arc::new(move || p.status()), Handover::None)
+        (status_of(&p, |p| p.status()), Handover::None)
     })
     .await
 }
@@ -308,7 +308,7 @@ async fn repair(a: ReplicaArgs) -> anyhow::Result<()> {
             let p = Arc::new(RepairProcess::build(services, kv, identity, name, workers));
             let r = p.repairer.clone();
             let revoke = Box::pin(async move { r.revoke_lease().await });
-            (Arc::new(move || p.status()), Handover::Revoke(revoke))
+            (status_of(&p, |p| p.status()), Handover::Revoke(revoke))
         },
     )
     .await
@@ -320,7 +320,7 @@ async fn audit(a: ReplicaArgs) -> anyhow::Result<()> {
         let p = Arc::new(AuditProcess::build(services, kv, identity, name, workers));
         let a = p.auditor.clone();
         let revoke = Box::pin(async move { a.revoke_lease().await });
-        (Arc::new(move || p.status()), Handover::Revoke(revoke))
+        (status_of(&p, |p| p.status()), Handover::Revoke(revoke))
     })
     .await
 }
@@ -422,6 +422,15 @@ async fn private_api(a: ReplicaArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A process's `/status` section.
+fn status_of<P: Send + Sync + 'static>(
+    p: &Arc<P>,
+    status: fn(&P) -> serde_json::Value,
+) -> orbit_replica::StatusSection {
+    let p = p.clone();
+    Arc::new(move || status(&p))
+}
+
 /// The processes `run all` runs, in the order they stop in.
 const ALL: &[&str] = &[
     "api",
@@ -465,31 +474,13 @@ async fn all(a: ApiArgs) -> anyhow::Result<()> {
         workers,
     ));
     let cp = Arc::new(AccountingProcess::build(&services, kv, workers));
-    let sections: [(&str, orbit_replica::StatusSection); 6] = [
-        ("loop", {
-            let p = lp.clone();
-            Arc::new(move || p.status())
-        }),
-        ("repair", {
-            let p = rp.clone();
-            Arc::new(move || p.status())
-        }),
-        ("uptime", {
-            let p = up.clone();
-            Arc::new(move || p.status())
-        }),
-        ("audit", {
-            let p = ap.clone();
-            Arc::new(move || p.status())
-        }),
-        ("gc", {
-            let p = gp.clone();
-            Arc::new(move || p.status())
-        }),
-        ("accounting", {
-            let p = cp.clone();
-            Arc::new(move || p.status())
-        }),
+    let sections = [
+        ("loop", status_of(&lp, LoopProcess::status)),
+        ("repair", status_of(&rp, RepairProcess::status)),
+        ("uptime", status_of(&up, UptimeProcess::status)),
+        ("audit", status_of(&ap, AuditProcess::status)),
+        ("gc", status_of(&gp, GcProcess::status)),
+        ("accounting", status_of(&cp, AccountingProcess::status)),
     ];
     for (what, s) in sections {
         replica.add_status(what, s);
