@@ -179,11 +179,14 @@ mod tests {
 
     #[test]
     fn show_fills_defaults_redacts_the_token_and_reads_back() {
-        let text =
-            format!("replica_id = 1\nmode = \"fixed\"\ntoken = \"s3cret\"\n[storage]\n{ROWS}");
+        let text = format!(
+            "replica_id = 1\nmode = \"fixed\"\ntoken = \"s3cret\"\n[storage]\n[private_api]\ntoken = \"adm1n\"\n{ROWS}"
+        );
         let c = SatelliteConfig::parse(&text).unwrap();
         let shown = c.show().unwrap();
         assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(!shown.contains("adm1n"), "{shown}");
+        assert!(shown.contains("[private_api]"), "{shown}");
         assert!(shown.contains("sweep_interval_s = 600"), "{shown}");
         assert!(shown.contains("addr = \"127.0.0.1:7778\""), "{shown}");
         let back = SatelliteConfig::parse(&shown).unwrap();

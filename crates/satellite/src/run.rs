@@ -405,7 +405,12 @@ async fn api(a: ApiArgs) -> anyhow::Result<()> {
 async fn private_api(a: ReplicaArgs) -> anyhow::Result<()> {
     let (replica, services, _) = start_replica(a, &["private-api"]).await?;
     let identity = satellite_identity(&replica, &services)?;
-    let section = services.private_api.clone().unwrap_or_default();
+    let mut section = services.private_api.clone().unwrap_or_default();
+    // A secret store (a Kubernetes Secret, say) hands the token over in the
+    // environment rather than in the shared configuration file.
+    if let Ok(t) = std::env::var("ORBIT_PRIVATE_API_TOKEN") {
+        section.token = t;
+    }
     let storage = services.storage.clone().unwrap_or_default();
     let serving = satellite::private_api::serve(&section, replica.kv(), identity, storage).await?;
     println!("private API on {}", serving.url);
