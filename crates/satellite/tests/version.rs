@@ -1,7 +1,8 @@
 //! Version checks through real processes: `satellite run version` serves rules; a
 //! process whose version is refused, and one whose version server does not answer,
 //! do not start and say why; an allowed one starts and reports its verdict in its
-//! status; storage nodes below the storage-node minimum get no uploads.
+//! status; storage nodes below the storage-node minimum get no uploads, and one that
+//! checks with the version server itself does not start.
 
 mod common;
 
@@ -136,6 +137,25 @@ async fn refused_or_unchecked_versions_do_not_start_and_allowed_ones_do() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("storage nodes needed"), "{e}");
+
+    // A node that asks the version server itself (version_url) does not start below
+    // the storage-node minimum, and says why.
+    let i = sn.start_with(
+        &url,
+        &key,
+        &format!("version_url = \"http://127.0.0.1:{vport}\""),
+    );
+    let out = Command::new(common::nodes::storagenode())
+        .args(["run", "--dir"])
+        .arg(sn.node_dir(i))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        e.contains("storagenode must run at least 99.0.0") && e.contains(me),
+        "{e}"
+    );
 
     // The server goes: running processes keep running and report it.
     server.kill().unwrap();

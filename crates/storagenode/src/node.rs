@@ -55,6 +55,11 @@ pub struct NodeConfig {
     /// Seconds between looks for retain filters to apply and trash to empty.
     #[serde(default = "default_retain_interval")]
     pub retain_interval_s: u64,
+    /// The satellite operator's version server (`http://host:port`): when set, the
+    /// node does not start unless it allows this version as `storagenode`. Unset,
+    /// the satellites' own minimum still keeps an old node from new pieces.
+    #[serde(default)]
+    pub version_url: Option<String>,
 }
 
 fn default_retain_skew() -> u64 {
@@ -214,6 +219,16 @@ impl Drop for Node {
 impl Node {
     /// Sets up (identity created once, 0600) and starts a node.
     pub async fn start(config: NodeConfig) -> anyhow::Result<Node> {
+        if let Some(url) = &config.version_url {
+            let section = orbit_version::VersionSection {
+                url: url.clone(),
+                ..Default::default()
+            };
+            let c = orbit_version::check(&section, "storagenode", orbit_version::VERSION, "node")
+                .await
+                .map_err(|e| anyhow::anyhow!(e))?;
+            tracing::info!("{}", c.message);
+        }
         std::fs::create_dir_all(&config.dir)?;
         let identity = Identity::load_or_create(&config.dir.join("identity.key"))?;
         let trusted = config

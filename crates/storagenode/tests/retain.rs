@@ -26,6 +26,7 @@ fn config(dir: &std::path::Path, sat: &Identity) -> NodeConfig {
         retain_skew_s: 0,
         trash_days: 7,
         retain_interval_s: 3600,
+        version_url: None,
     }
 }
 

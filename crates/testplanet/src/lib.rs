@@ -161,6 +161,7 @@ impl Planet {
                 trash_days: 7,
                 // Tests apply filters with `run_retain_once`.
                 retain_interval_s: 3600,
+                version_url: None,
             })
             .await
             .expect("starting a storage node");
