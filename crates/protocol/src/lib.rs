@@ -68,7 +68,12 @@ pub enum ProtocolError {
 const FORMAT: u8 = 1;
 
 fn encode<T: Serialize>(v: &T) -> Vec<u8> {
-    let mut out = vec![FORMAT];
+    encode_as(FORMAT, v)
+}
+
+/// `v` in bincode after the format byte `format`.
+fn encode_as<T: Serialize>(format: u8, v: &T) -> Vec<u8> {
+    let mut out = vec![format];
     out.extend(bincode::serialize(v).expect("protocol messages serialize"));
     out
 }
@@ -121,12 +126,6 @@ where
         }),
         None => Err(empty(what)),
     }
-}
-
-fn encode_limits<T: Serialize>(v: &T) -> Vec<u8> {
-    let mut out = vec![LIMIT_FORMAT];
-    out.extend(bincode::serialize(v).expect("protocol messages serialize"));
-    out
 }
 
 fn signing_bytes<T: Serialize>(tag: &[u8], fields: &T) -> Vec<u8> {
@@ -320,7 +319,7 @@ impl OrderLimit {
 
     /// Its encoding.
     pub fn encode(&self) -> Vec<u8> {
-        encode_limits(self)
+        encode_as(LIMIT_FORMAT, self)
     }
 
     /// Decodes one.
@@ -473,7 +472,7 @@ impl From<ServedListV1> for Vec<Served> {
 
 /// Encodes a versioned list of served transfers (a settlement's body).
 pub fn encode_served(s: &[Served]) -> Vec<u8> {
-    encode_limits(&s)
+    encode_as(LIMIT_FORMAT, &s)
 }
 
 /// Decodes a settlement's body.

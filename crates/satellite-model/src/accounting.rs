@@ -69,15 +69,6 @@ impl Bandwidth {
         self.get_repair = self.get_repair.saturating_add(o.get_repair);
         self.get_audit = self.get_audit.saturating_add(o.get_audit);
     }
-
-    /// Every byte of it.
-    pub fn total(&self) -> u64 {
-        self.put
-            .saturating_add(self.get)
-            .saturating_add(self.put_repair)
-            .saturating_add(self.get_repair)
-            .saturating_add(self.get_audit)
-    }
 }
 
 /// A settled order not yet rolled up.
@@ -555,7 +546,11 @@ impl Accounting {
         ];
         for (prefix, end, to) in stages {
             let r = self
-                .drain(prefix, Some(format!("{prefix}{end:020}").into_bytes()), to)
+                .drain(
+                    prefix,
+                    Some(keys::at_or_after(prefix, end).into_bytes()),
+                    to,
+                )
                 .await?;
             total.folded += r.folded;
             total.conflicts += r.conflicts;
@@ -586,13 +581,16 @@ impl Accounting {
             // As many sources as fit one transaction with their rollups.
             let (mut sources, mut deltas) = (Vec::new(), Deltas::new());
             for kv in &page {
-                let mut next = deltas.clone();
-                to(kv, &mut next)?;
-                if !sources.is_empty() && sources.len() + 1 + next.len() > FOLD_OPS {
+                let mut mine = Deltas::new();
+                to(kv, &mut mine)?;
+                let new = mine.keys().filter(|k| !deltas.contains_key(*k)).count();
+                if !sources.is_empty() && sources.len() + 1 + deltas.len() + new > FOLD_OPS {
                     break;
                 }
                 sources.push(kv);
-                deltas = next;
+                for (k, v) in mine {
+                    push(&mut deltas, k, v);
+                }
             }
             if self.fold(&sources, &deltas).await? {
                 done.folded += sources.len();
@@ -661,7 +659,7 @@ impl Accounting {
         let (from, to) = month_bounds(month)?;
         let mut d = Deltas::new();
         let scan = |prefix: &str, a: u64, b: u64| {
-            let (a, b) = (format!("{prefix}{a:020}"), format!("{prefix}{b:020}"));
+            let (a, b) = (keys::at_or_after(prefix, a), keys::at_or_after(prefix, b));
             orbit_kv::Scan::new(&*self.kv, a.into_bytes(), b.into_bytes(), 1000).collect()
         };
         // Pending orders and payments (by their time, which the key does not hold).
@@ -692,21 +690,15 @@ impl Accounting {
                 d.insert(k, v);
             }
         }
-        for kv in scan(keys::HOURLY_NODES, from, to).await? {
-            let h: HourRollup = decode(&kv.key, &kv.value)?;
-            push(
-                &mut hourly,
-                String::from_utf8_lossy(&kv.key).into(),
-                Delta::Hour(h),
-            );
-        }
-        for kv in scan(keys::HOURLY_BUCKETS, from, to).await? {
-            let h: HourRollup = decode(&kv.key, &kv.value)?;
-            push(
-                &mut hourly,
-                String::from_utf8_lossy(&kv.key).into(),
-                Delta::Hour(h),
-            );
+        for prefix in [keys::HOURLY_NODES, keys::HOURLY_BUCKETS] {
+            for kv in scan(prefix, from, to).await? {
+                let h: HourRollup = decode(&kv.key, &kv.value)?;
+                push(
+                    &mut hourly,
+                    String::from_utf8_lossy(&kv.key).into(),
+                    Delta::Hour(h),
+                );
+            }
         }
         for (k, v) in &hourly {
             let Delta::Hour(h) = v else { continue };
@@ -724,7 +716,7 @@ impl Accounting {
         }
         // The days already rolled up, and the months.
         let days = |prefix: &str| {
-            let p = format!("{prefix}{month}-");
+            let p = keys::days_of(prefix, month);
             orbit_kv::Scan::prefix(&*self.kv, &p, 1000).collect()
         };
         for kv in days(keys::DAILY_NODES).await? {
@@ -747,7 +739,7 @@ impl Accounting {
             .collect()
             .await?
         {
-            if kv.key.ends_with(format!("/{month}").as_bytes()) {
+            if keys::parse_project_month(&kv.key)?.1 == month {
                 let m: ProjectMonth = decode(&kv.key, &kv.value)?;
                 push(
                     &mut d,
@@ -775,12 +767,9 @@ impl Accounting {
                     merge_bucket_day(e, &bd);
                 }
                 Delta::Month(m) => {
-                    let p = k
-                        .strip_prefix(keys::PROJECT_MONTHS)
-                        .and_then(|r| r.split('/').next())
-                        .unwrap_or_default()
-                        .to_string();
-                    merge_month(out.projects.entry(p).or_default(), &m);
+                    let (p, _) = keys::parse_project_month(k.as_bytes())?;
+                    let e = out.projects.entry(p.as_str().to_string()).or_default();
+                    merge_month(e, &m);
                 }
                 Delta::Hour(_) => {}
             }
@@ -862,7 +851,7 @@ impl Usage {
         let mut s = Stored::default();
         let pass = match last {
             Some(l) => {
-                let at = format!("{}{:020}/{}/", keys::TALLY_BUCKETS, l.at, p.as_str());
+                let at = keys::tally_buckets_of(l.at, &p);
                 let tallies: Vec<BucketTally> = crate::read_prefix(&*self.kv, &at).await?;
                 for t in tallies {
                     s.bytes = s.bytes.saturating_add(t.bytes);
@@ -1021,6 +1010,10 @@ fn per_tb(bytes: u64, rate: u64) -> u64 {
     ((bytes as u128 * rate as u128) / 1_000_000_000_000) as u64
 }
 
+fn per_tb_month(byte_hours: f64, rate: u64) -> u64 {
+    (byte_hours * rate as f64 / (TB * MONTH_HOURS)) as u64
+}
+
 fn as_text<S: serde::Serializer>(n: &NodeId, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(n)
 }
@@ -1092,8 +1085,7 @@ impl Report {
             .nodes
             .iter()
             .map(|(node, d)| {
-                let storage =
-                    (d.byte_hours * rates.storage_tb_month as f64 / (TB * MONTH_HOURS)) as u64;
+                let storage = per_tb_month(d.byte_hours, rates.storage_tb_month);
                 let egress = per_tb(d.bandwidth.get, rates.egress_tb);
                 let repair = per_tb(d.bandwidth.get_repair, rates.repair_egress_tb);
                 let audit = per_tb(d.bandwidth.get_audit, rates.audit_egress_tb);
@@ -1119,8 +1111,7 @@ impl Report {
         let invoices = per_project
             .into_iter()
             .map(|(p, d)| {
-                let storage =
-                    (d.byte_hours * prices.storage_tb_month as f64 / (TB * MONTH_HOURS)) as u64;
+                let storage = per_tb_month(d.byte_hours, prices.storage_tb_month);
                 let egress = per_tb(d.bandwidth.get, prices.egress_tb);
                 let segments = (d.segment_hours * prices.segment_month as f64 / MONTH_HOURS) as u64;
                 let total = storage + egress + segments;

@@ -311,7 +311,31 @@ pub fn tally_node(at: u64, node: &NodeId) -> String {
 
 /// A bucket's tally taken at `at`.
 pub fn tally_bucket(at: u64, p: &Project, b: &Bucket) -> String {
-    format!("{TALLY_BUCKETS}{at:020}/{}/{}", p.0, b.0)
+    format!("{}{}", tally_buckets_of(at, p), b.0)
+}
+
+/// The first key under `prefix` of time `t` or later, for the prefixes whose keys
+/// start with a 20-digit unix time (tallies, hourly rollups): a range bound.
+pub fn at_or_after(prefix: &str, t: u64) -> String {
+    format!("{prefix}{t:020}")
+}
+
+/// Where a project's bucket tallies taken at `at` are.
+pub fn tally_buckets_of(at: u64, p: &Project) -> String {
+    format!("{TALLY_BUCKETS}{at:020}/{}/", p.0)
+}
+
+/// Where the days of month `month` (`YYYY-MM`) are under `prefix` (a daily prefix).
+pub fn days_of(prefix: &str, month: &str) -> String {
+    format!("{prefix}{month}-")
+}
+
+/// The project and month of a project-month key.
+pub fn parse_project_month(key: &[u8]) -> Result<(Project, String), Error> {
+    let (p, m) = rest(key, PROJECT_MONTHS)?
+        .split_once('/')
+        .ok_or_else(|| malformed(key))?;
+    Ok((Project::new(p)?, m.to_string()))
 }
 
 /// A settled order waiting for its rollup.

@@ -332,11 +332,11 @@ impl Nodes {
     /// one): it is selectable again, with its audit reputation started afresh so the
     /// next audit does not disqualify it again on the old score.
     pub async fn reinstate(&self, id: &NodeId) -> Result<NodeRecord, Error> {
-        if self.get(id).await?.is_none() {
+        let Some(first) = self.get(id).await? else {
             return Err(Error::NotFound(format!("no node {id}")));
-        }
+        };
         self.update(id, |old| {
-            let mut n = old.cloned().expect("the record was read");
+            let mut n = old.cloned().unwrap_or_else(|| first.clone());
             n.disqualified = false;
             n.reputation.disqualified_at = 0;
             n.reputation.disqualified_reason.clear();

@@ -10,16 +10,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// `GET path` on a status endpoint: the status code and body (0 when unreachable).
 pub async fn get(port: u16, path: &str) -> (u16, String) {
-    request(port, "GET", path, "").await
+    request(port, "GET", path, "", "").await
 }
 
 /// `POST path` with `Authorization: Bearer <token>` (none when empty).
 pub async fn post(port: u16, path: &str, token: &str) -> (u16, String) {
-    let auth = match token {
-        "" => String::new(),
-        t => format!("Authorization: Bearer {t}\r\n"),
-    };
-    request(port, "POST", path, &auth).await
+    send(port, "POST", path, token, "").await
 }
 
 /// `method path` with `Authorization: Bearer <token>` (none when empty) and a JSON
@@ -32,22 +28,11 @@ pub async fn send(port: u16, method: &str, path: &str, token: &str, body: &str) 
     if !body.is_empty() {
         headers += "Content-Type: application/json\r\n";
     }
-    request_with(port, method, path, &headers, body).await
+    request(port, method, path, &headers, body).await
 }
 
-/// One HTTP/1.0 request with extra `headers` (each ending in CRLF).
-async fn request(port: u16, method: &str, path: &str, headers: &str) -> (u16, String) {
-    request_with(port, method, path, headers, "").await
-}
-
-/// [`request`] with a body.
-async fn request_with(
-    port: u16,
-    method: &str,
-    path: &str,
-    headers: &str,
-    body: &str,
-) -> (u16, String) {
+/// One HTTP/1.0 request with extra `headers` (each ending in CRLF) and `body`.
+async fn request(port: u16, method: &str, path: &str, headers: &str, body: &str) -> (u16, String) {
     let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
         return (0, String::new());
     };

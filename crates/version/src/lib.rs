@@ -290,18 +290,11 @@ pub async fn check(
         why,
     };
     if section.url.is_empty() {
-        if section.unchecked {
-            return Ok(Checked {
-                process: process.into(),
-                version: version.into(),
-                allowed: true,
-                unchecked: true,
-                message: "not checked ([version] unchecked = true)".into(),
-                at: unix_now(),
-                ..Checked::default()
-            });
-        }
-        return Err(unreachable("no [version] url is configured".into()));
+        let why = "no [version] url is configured";
+        return match section.unchecked {
+            true => Ok(unchecked_after(process, version, why.into())),
+            false => Err(unreachable(why.into())),
+        };
     }
     let timeout = Duration::from_secs(section.timeout_s.max(1));
     let ask = async {
