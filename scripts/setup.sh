@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what building and testing orbit needs beside the Rust toolchain, once:
 # protoc (for the gRPC code), Debian's etcd-server and etcd-client (the anchor etcd and
-# etcdctl that interoperability tests and benchmarks run against), and Python's
-# eth-account from PyPI (the payments interoperability test signs with it).
+# etcdctl that interoperability tests and benchmarks run against), and from PyPI
+# Python's eth-account (the payments interoperability test signs with it) and
+# prometheus-client (its parser reads the processes' /metrics in tests).
 set -euo pipefail
 need=()
 command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
@@ -14,6 +15,9 @@ if [ ${#need[@]} -gt 0 ]; then
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-if ! python3 -c "import eth_account" >/dev/null 2>&1; then
-  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore eth-account
+py=()
+python3 -c "import eth_account" >/dev/null 2>&1 || py+=(eth-account)
+python3 -c "import prometheus_client.openmetrics.parser" >/dev/null 2>&1 || py+=(prometheus-client)
+if [ ${#py[@]} -gt 0 ]; then
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "${py[@]}"
 fi

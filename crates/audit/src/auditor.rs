@@ -438,10 +438,16 @@ impl Auditor {
                 }
             }
         }
+        let m = &*METRICS;
+        m.pieces_removed.inc_by(removed);
+        m.disqualified.inc_by(disqualified);
         let mut s = self.stats.lock().unwrap();
         s.pieces_removed += removed;
         s.disqualified += disqualified;
         for a in audits {
+            m.audits
+                .get_or_create(&[("outcome", format!("{:?}", a.outcome).to_lowercase())])
+                .inc();
             match a.outcome {
                 AuditOutcome::Success => s.success += 1,
                 AuditOutcome::Failure => s.failure += 1,
@@ -595,3 +601,30 @@ mod tests {
         }
     }
 }
+
+struct Metrics {
+    audits: orbit_telemetry::Counters<orbit_telemetry::Labels<1>>,
+    pieces_removed: orbit_telemetry::Counter,
+    disqualified: orbit_telemetry::Counter,
+}
+
+static METRICS: std::sync::LazyLock<Metrics> = std::sync::LazyLock::new(|| {
+    use orbit_telemetry::register;
+    Metrics {
+        audits: register(
+            "audits",
+            "Piece audits by outcome (success, failure, offline, contained, unknown)",
+            Default::default(),
+        ),
+        pieces_removed: register(
+            "audit_pieces_removed",
+            "Pieces removed from segments because their audit failed",
+            Default::default(),
+        ),
+        disqualified: register(
+            "audit_disqualifications",
+            "Nodes disqualified by audits",
+            Default::default(),
+        ),
+    }
+});

@@ -3,6 +3,7 @@
 //! [`observer`]), the sender that hands each node its filter (see [`sender`]), and
 //! the observer that drops expired objects' segments (see [`expiry`]).
 
+mod metrics;
 pub mod expiry;
 pub mod observer;
 pub mod sender;

@@ -268,6 +268,9 @@ impl Observer for GcObserver {
             .await
             .map_err(|e| format!("recording piece counts: {e}"))?;
         stats.published = true;
+        let m = &*crate::metrics::METRICS;
+        m.published.inc_by(stats.filters);
+        m.published_bytes.inc_by(stats.bytes);
         *self.last.lock().unwrap() = Some(stats);
         Ok(())
     }

@@ -92,6 +92,10 @@ impl Sender {
                 Err(e) => round.failed.push(e),
             }
         }
+        let m = &*crate::metrics::METRICS;
+        m.sent.inc_by(round.sent);
+        m.sent_bytes.inc_by(round.bytes);
+        m.failed.inc_by(round.failed.len() as u64);
         *self.last.lock().unwrap() = Some(round.clone());
         match round.failed.is_empty() {
             true => Ok(round),

@@ -4,6 +4,7 @@ use crate::pb::piecestore_client::PiecestoreClient;
 use crate::pb::{upload_request, DownloadRequest, UploadRequest};
 use crate::{Order, OrderLimit, PieceHash};
 use orbit_identity::{Identity, PublicKey};
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 /// Bytes per upload message, each preceded by an order for it.
@@ -33,8 +34,11 @@ pub enum TransferError {
     Bad(String),
 }
 
+/// A piecestore client that passes the current request id on.
+pub type Piecestore = PiecestoreClient<InterceptedService<Channel, orbit_telemetry::Propagate>>;
+
 /// A client of the node at `url` (`http://host:port`).
-pub async fn connect(url: &str) -> Result<PiecestoreClient<Channel>, TransferError> {
+pub async fn connect(url: &str) -> Result<Piecestore, TransferError> {
     let err = |why: String| TransferError::Connect {
         url: url.to_string(),
         why,
@@ -48,7 +52,8 @@ pub async fn connect(url: &str) -> Result<PiecestoreClient<Channel>, TransferErr
         .connect()
         .await
         .map_err(|e| err(e.to_string()))?;
-    Ok(PiecestoreClient::new(ch)
+    Ok(
+        PiecestoreClient::with_interceptor(ch, orbit_telemetry::propagate as orbit_telemetry::Propagate)
         .max_decoding_message_size(8 << 20)
         .max_encoding_message_size(8 << 20))
 }
@@ -57,7 +62,7 @@ pub async fn connect(url: &str) -> Result<PiecestoreClient<Channel>, TransferErr
 /// `uplink` (the key the limit names). Returns the node's receipt, verified against
 /// `node_key`.
 pub async fn upload(
-    client: &mut PiecestoreClient<Channel>,
+    client: &mut Piecestore,
     limit: &OrderLimit,
     data: impl Into<bytes::Bytes>,
     uplink: &Identity,
@@ -134,7 +139,7 @@ fn hash_of(
 /// uploader's piece hash (see [`hash_of`]); the hash is returned with the bytes. A
 /// range of a piece is fetched with [`download_slice`], which can be checked.
 pub async fn download(
-    client: &mut PiecestoreClient<Channel>,
+    client: &mut Piecestore,
     limit: &OrderLimit,
     size: u64,
     uplink: &Identity,
@@ -181,7 +186,7 @@ pub async fn download(
 /// slice ([`crate::slices`]) and returns exactly those bytes, proven against the
 /// uploader's piece hash (see [`hash_of`]), with the hash and the bytes the node sent.
 pub async fn download_slice(
-    client: &mut PiecestoreClient<Channel>,
+    client: &mut Piecestore,
     limit: &OrderLimit,
     offset: u64,
     size: u64,

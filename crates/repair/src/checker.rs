@@ -168,6 +168,12 @@ impl Observer for Checker {
                     .await
                     .map_err(|e| format!("removing repaired entries: {e}"))? as u64;
         }
+        let m = &*crate::metrics::METRICS;
+        m.checked.inc_by(stats.checked);
+        m.lost.set(stats.lost as i64);
+        if end.complete {
+            m.queue.set(stats.injured as i64);
+        }
         if stats.lost > 0 {
             tracing::error!(
                 lost = stats.lost,

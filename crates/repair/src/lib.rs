@@ -1,6 +1,7 @@
 //! Repair: the checker, a segment-loop observer that queues injured segments (see
 //! [`checker`]), and the repairer, the workers that rebuild them (see [`repairer`]).
 
+mod metrics;
 pub mod checker;
 pub mod repairer;
 

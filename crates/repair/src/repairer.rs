@@ -110,6 +110,20 @@ pub enum Outcome {
     Failed(String),
 }
 
+impl Outcome {
+    /// Its name, as the metrics label it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Outcome::Repaired { .. } => "repaired",
+            Outcome::Healthy => "healthy",
+            Outcome::Gone => "gone",
+            Outcome::Changed => "changed",
+            Outcome::Lost { .. } => "lost",
+            Outcome::Failed(_) => "failed",
+        }
+    }
+}
+
 /// What a repair process has done since it started.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct RepairStats {
@@ -259,6 +273,7 @@ impl Repairer {
     /// Runs one claimed job and books its outcome in the queue and the stats.
     async fn job(&self, entry: &RepairEntry, lease: i64) -> Result<Outcome, String> {
         self.stats.lock().unwrap().in_flight += 1;
+        let started = std::time::Instant::now();
         let limit = Duration::from_secs(self.section.timeout_s.max(1));
         let outcome = match tokio::time::timeout(limit, self.repair(entry, lease)).await {
             Ok(Ok(o)) => o,
@@ -275,6 +290,12 @@ impl Repairer {
             }
         };
         let released = self.queue.release(stream, index).await;
+        let m = &*crate::metrics::METRICS;
+        m.seconds.observe(started.elapsed().as_secs_f64());
+        m.jobs.get_or_create(&[("outcome", outcome.name().into())]).inc();
+        if let Outcome::Repaired { uploaded, .. } = &outcome {
+            m.uploaded.inc_by(*uploaded as u64);
+        }
         {
             let mut s = self.stats.lock().unwrap();
             s.in_flight -= 1;

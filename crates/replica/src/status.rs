@@ -6,6 +6,7 @@
 //! the store's members as this replica sees them, and the status of every worker of
 //! the process (`workers`) and of its store member (`store_workers`), and a section per
 //! service that adds one (`loop`: the segment loop's election and last pass).
+//! `GET /metrics`: the process's Prometheus series (OpenMetrics text).
 //! `POST /workers/<name>/trigger` runs a worker now and answers with its result;
 //! `…/pause` and `…/resume` stop and restart its interval runs. They take the
 //! cluster token as `Authorization: Bearer <token>` (what operators and tests use
@@ -30,6 +31,7 @@ pub(crate) fn serve(
         .route("/health", get(health))
         .route("/status", get(status))
         .route("/workers/{name}/{action}", post(control))
+        .merge(orbit_telemetry::routes())
         .with_state(replica);
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {

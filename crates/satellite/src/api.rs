@@ -141,6 +141,7 @@ impl ApiProcess {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             if let Err(e) = tonic::transport::Server::builder()
+                .layer(orbit_telemetry::RpcLayer)
                 .add_optional_service(payments)
                 .add_optional_service(meta)
                 .add_optional_service(nodes)

@@ -6,6 +6,7 @@ mod inspect;
 mod project;
 mod report;
 mod run;
+mod sim;
 mod storage;
 mod trash;
 
@@ -66,6 +67,11 @@ enum Command {
         #[command(subcommand)]
         process: run::Process,
     },
+    /// A whole network on this machine, each part its own process (development).
+    Sim {
+        #[command(subcommand)]
+        command: sim::SimCommand,
+    },
     /// The configuration file.
     Config {
         #[command(subcommand)]
@@ -112,6 +118,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Accounting { command } => report::run(command).await,
         Command::Project { command } => project::run(command).await,
         Command::Run { process } => run::run(process).await,
+        Command::Sim { command } => sim::run(command).await,
         Command::Config {
             command: ConfigCommand::Show { config },
         } => {

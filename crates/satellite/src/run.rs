@@ -64,6 +64,9 @@ pub struct VersionArgs {
     /// Listen address (overrides `[version.server] addr`).
     #[arg(long, env = "ORBIT_VERSION_ADDR")]
     addr: Option<String>,
+    /// Metrics address (overrides `[version.server] debug_addr`).
+    #[arg(long, env = "ORBIT_VERSION_DEBUG_ADDR")]
+    debug_addr: Option<String>,
 }
 
 /// Flags every process takes; each overrides the configuration file.
@@ -516,12 +519,24 @@ async fn version(a: VersionArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("version server address {addr}"))?;
     println!("version server on http://{}", listener.local_addr()?);
+    let (stop_metrics, stopped) = tokio::sync::oneshot::channel::<()>();
+    if let Some(addr) = a.debug_addr.or(section.debug_addr.clone()) {
+        let l = tokio::net::TcpListener::bind(&addr)
+            .await
+            .with_context(|| format!("version server metrics address {addr}"))?;
+        println!("metrics on http://{}/metrics", l.local_addr()?);
+        orbit_telemetry::serve(l, async {
+            let _ = stopped.await;
+        });
+    }
     tonic::transport::Server::builder()
+        .layer(orbit_telemetry::RpcLayer)
         .add_service(VersionServer::new(rules).service())
         .serve_with_incoming_shutdown(orbit_store::no_delay(listener), async {
             let _ = crate::until_stopped().await;
         })
         .await?;
+    let _ = stop_metrics.send(());
     tracing::info!("version server stopped");
     Ok(())
 }

@@ -60,6 +60,10 @@ pub struct InitArgs {
     /// Data directory (default: NAME.orbit in the working directory).
     #[arg(long, env = "ORBIT_STORE_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// URLs to serve the member's Prometheus metrics on (`GET /metrics`), comma
+    /// separated, as etcd's flag.
+    #[arg(long, env = "ORBIT_STORE_LISTEN_METRICS_URLS", value_delimiter = ',')]
+    listen_metrics_urls: Vec<String>,
     /// Raft heartbeat interval, milliseconds.
     #[arg(long, default_value_t = 100)]
     heartbeat_ms: u64,
@@ -149,9 +153,24 @@ async fn init(a: InitArgs) -> anyhow::Result<()> {
         ..StoreConfig::single(&a.name, data_dir, &a.client_url, &a.peer_url)
     };
     let data_dir = config.data_dir.clone();
+    let mut metrics = Vec::new();
+    for url in &a.listen_metrics_urls {
+        let addr = orbit_store::config::url_addr(url)?;
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .with_context(|| format!("metrics URL {url}"))?;
+        metrics.push(listener);
+    }
     let node = StoreNode::start(config)
         .await
         .context("starting the store member")?;
+    for listener in metrics {
+        println!("metrics on http://{}/metrics", listener.local_addr()?);
+        let mut stop = node.shutdown_signal();
+        orbit_telemetry::serve(listener, async move {
+            let _ = stop.wait_for(|s| *s).await;
+        });
+    }
     println!(
         "orbit store member {:x} serving the etcd API on http://{} (peers: http://{}), data in {}",
         node.id(),

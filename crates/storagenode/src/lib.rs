@@ -8,6 +8,7 @@
 //! - [`node`]: a running node: configuration, server, check-ins and settlement.
 //! - [`status`]: `storagenode status`, the node's standing at its satellites.
 
+mod metrics;
 pub mod node;
 pub mod orders;
 pub mod pieces;

@@ -41,6 +41,9 @@ enum Command {
         /// Seconds between check-ins.
         #[arg(long, default_value_t = 60)]
         check_in_s: u64,
+        /// Where to serve Prometheus metrics (`GET /metrics`); none if not given.
+        #[arg(long)]
+        debug_addr: Option<String>,
     },
     /// Run the node set up in a directory.
     Run {
@@ -85,11 +88,15 @@ async fn main() -> anyhow::Result<()> {
             capacity,
             listen,
             check_in_s,
+            debug_addr,
         } => {
             std::fs::create_dir_all(&dir)?;
             let id = orbit_identity::Identity::load_or_create(&dir.join("identity.key"))?;
+            let debug = debug_addr
+                .map(|a| format!("debug_addr = {a:?}\n"))
+                .unwrap_or_default();
             let config = format!(
-                "dir = {dir:?}\nlisten = {listen:?}\ncapacity = {capacity}\ncheck_in_s = {check_in_s}\n\n[[satellite]]\nurl = {satellite_url:?}\nkey = {satellite_key:?}\n",
+                "dir = {dir:?}\nlisten = {listen:?}\ncapacity = {capacity}\ncheck_in_s = {check_in_s}\n{debug}\n[[satellite]]\nurl = {satellite_url:?}\nkey = {satellite_key:?}\n",
                 dir = dir.display().to_string()
             );
             let path = dir.join("storagenode.toml");
@@ -107,6 +114,9 @@ async fn main() -> anyhow::Result<()> {
             let config = load(&dir)?;
             let node = Node::start(config).await?;
             println!("node {} serving pieces on {}", node.identity.id(), node.url);
+            if let Some(a) = node.debug_addr() {
+                println!("metrics on http://{a}/metrics");
+            }
             let mut term =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
             tokio::select! {

@@ -6,6 +6,7 @@ use crate::pieces::PieceStore;
 use crate::retain::RetainStore;
 use crate::serials::UsedSerials;
 use crate::service::{unix_now, PiecestoreService};
+use anyhow::Context;
 use orbit_identity::{Identity, PublicKey};
 use orbit_protocol::satellite_pb as pb;
 use orbit_protocol::{encode_served, CheckIn};
@@ -60,6 +61,9 @@ pub struct NodeConfig {
     /// the satellites' own minimum still keeps an old node from new pieces.
     #[serde(default)]
     pub version_url: Option<String>,
+    /// Where to serve the node's Prometheus metrics (`GET /metrics`); unset: nowhere.
+    #[serde(default)]
+    pub debug_addr: Option<String>,
 }
 
 fn default_retain_skew() -> u64 {
@@ -207,12 +211,17 @@ pub struct Node {
     /// Check-ins and settlement, as workers.
     workers: orbit_worker::Group,
     server: tokio::task::JoinHandle<()>,
+    /// The metrics endpoint, if configured, and its address.
+    debug: Option<(tokio::task::JoinHandle<()>, std::net::SocketAddr)>,
 }
 
 impl Drop for Node {
     fn drop(&mut self) {
         // The workers go with the group.
         self.server.abort();
+        if let Some((task, _)) = &self.debug {
+            task.abort();
+        }
     }
 }
 
@@ -244,6 +253,16 @@ impl Node {
         let orders = Arc::new(Orders::open(&config.dir.join("orders"))?);
         let retain = Arc::new(RetainStore::open(&config.dir.join("retain"))?);
         let listener = tokio::net::TcpListener::bind(&config.listen).await?;
+        let debug = match &config.debug_addr {
+            Some(addr) => {
+                let l = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("debug address {addr}"))?;
+                let at = l.local_addr()?;
+                Some((orbit_telemetry::serve(l, std::future::pending()), at))
+            }
+            None => None,
+        };
         let url = config
             .external_url
             .clone()
@@ -264,6 +283,7 @@ impl Node {
                 .initial_stream_window_size(orbit_protocol::client::WINDOW)
                 .initial_connection_window_size(4 * orbit_protocol::client::WINDOW)
                 .max_frame_size(orbit_protocol::client::FRAME)
+                .layer(orbit_telemetry::RpcLayer)
                 .add_service(svc.server())
                 .serve_with_incoming(incoming)
                 .await
@@ -286,6 +306,11 @@ impl Node {
         let workers = orbit_worker::Group::new();
         let every = orbit_worker::Interval::every(Duration::from_secs(config.check_in_s.max(1)));
         let (r, sats) = (reporter.clone(), Arc::new(config.satellites.clone()));
+        let label = crate::metrics::node(&identity.id().to_string());
+        crate::metrics::METRICS
+            .used
+            .get_or_create(&label)
+            .set(pieces.used() as i64);
         workers.spawn("check-in", every, move || {
             let (r, sats) = (r.clone(), sats.clone());
             orbit_worker::job(async move { r.check_in_all(&sats).await })
@@ -302,13 +327,19 @@ impl Node {
         let (rs, ps) = (retain.clone(), pieces.clone());
         let (skew, days) = (config.retain_skew_s, config.trash_days);
         workers.spawn("retain", every, move || {
-            let (rs, ps) = (rs.clone(), ps.clone());
+            let (rs, ps, label) = (rs.clone(), ps.clone(), label.clone());
             orbit_worker::job(async move {
                 tokio::task::spawn_blocking(move || {
                     let now = unix_now();
-                    rs.apply(&ps, skew, now).map_err(|e| e.to_string())?;
-                    ps.empty_trash(days, now).map_err(|e| e.to_string())?;
+                    let m = &*crate::metrics::METRICS;
+                    let applied = rs.apply(&ps, skew, now).map_err(|e| e.to_string())?;
+                    let trashed: u64 = applied.iter().map(|a| a.trashed).sum();
+                    m.trashed.get_or_create(&label).inc_by(trashed);
+                    let emptied = ps.empty_trash(days, now).map_err(|e| e.to_string())?;
+                    m.trash_emptied.get_or_create(&label).inc_by(emptied);
                     let expired = ps.delete_expired(now).map_err(|e| e.to_string())?;
+                    m.expired.get_or_create(&label).inc_by(expired);
+                    m.used.get_or_create(&label).set(ps.used() as i64);
                     if expired > 0 {
                         tracing::info!(pieces = expired, "expired pieces deleted");
                     }
@@ -326,7 +357,13 @@ impl Node {
             retain,
             workers,
             server,
+            debug,
         })
+    }
+
+    /// Where the node serves its metrics, if anywhere.
+    pub fn debug_addr(&self) -> Option<std::net::SocketAddr> {
+        self.debug.as_ref().map(|(_, a)| *a)
     }
 
     /// Applies stored retain filters, empties old trash and deletes expired pieces

@@ -27,6 +27,7 @@ fn config(dir: &std::path::Path, sat: &Identity) -> NodeConfig {
         trash_days: 7,
         retain_interval_s: 3600,
         version_url: None,
+        debug_addr: None,
     }
 }
 

@@ -11,6 +11,7 @@ pub mod compactor;
 pub mod config;
 pub mod embedded;
 pub mod lease;
+mod metrics;
 pub mod log_store;
 pub mod mvcc;
 pub mod network;

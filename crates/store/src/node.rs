@@ -300,6 +300,7 @@ impl StoreNode {
         let _ = self.shutdown.send(true);
         self.workers.shutdown(Duration::from_secs(2)).await;
         let _ = self.raft.shutdown().await;
+        crate::metrics::METRICS.forget(self.id);
     }
 
     /// The current Raft term.
@@ -811,6 +812,21 @@ impl StoreNode {
         self.workers.spawn("auto-compaction", tick, move || {
             if let Some(node) = weak.upgrade() {
                 node.auto_compact();
+            }
+            orbit_worker::job(async { Ok(()) })
+        });
+        let weak = Arc::downgrade(self);
+        let last_leader = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        self.workers.spawn("raft-metrics", tick, move || {
+            if let Some(node) = weak.upgrade() {
+                let s = node.status();
+                // The last leader known: a spell without one between two leaders
+                // is still one change.
+                let previous = last_leader.load(Ordering::Relaxed);
+                if s.leader != 0 {
+                    last_leader.store(s.leader, Ordering::Relaxed);
+                }
+                crate::metrics::METRICS.observe(&s, previous);
             }
             orbit_worker::job(async { Ok(()) })
         });

@@ -39,6 +39,7 @@ pub fn serve(node: Arc<StoreNode>, client: tokio::net::TcpListener, peer: tokio:
     let limit = MAX_REQUEST_BYTES + GRPC_OVERHEAD;
     let mut stop = node.shutdown_signal();
     let client_router = tonic::transport::Server::builder()
+        .layer(orbit_telemetry::RpcLayer)
         .add_service(PbKvServer::new(api.clone()).max_decoding_message_size(limit))
         .add_service(PbWatchServer::new(api.clone()).max_decoding_message_size(limit))
         .add_service(PbLeaseServer::new(api.clone()).max_decoding_message_size(limit))
@@ -55,8 +56,9 @@ pub fn serve(node: Arc<StoreNode>, client: tokio::net::TcpListener, peer: tokio:
         }
     });
     let mut stop = node.shutdown_signal();
-    let peer_router =
-        tonic::transport::Server::builder().add_service(PeerService::server(Arc::downgrade(&node)));
+    let peer_router = tonic::transport::Server::builder()
+        .layer(orbit_telemetry::RpcLayer)
+        .add_service(PeerService::server(Arc::downgrade(&node)));
     tokio::spawn(async move {
         let res = peer_router
             .serve_with_incoming_shutdown(no_delay(peer), async move {

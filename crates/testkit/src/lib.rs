@@ -2,6 +2,7 @@
 //! ([`OrbitCluster`]) and clusters of Debian's `etcd` ([`EtcdCluster`]), each on free
 //! ports in temporary directories, stopped when dropped.
 
+pub mod metrics;
 pub mod process;
 pub mod replicas;
 

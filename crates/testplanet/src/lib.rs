@@ -162,6 +162,7 @@ impl Planet {
                 // Tests apply filters with `run_retain_once`.
                 retain_interval_s: 3600,
                 version_url: None,
+                debug_addr: None,
             })
             .await
             .expect("starting a storage node");

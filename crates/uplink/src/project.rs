@@ -13,6 +13,7 @@ use orbit_protocol::satellite_pb::metainfo_client::MetainfoClient;
 use orbit_protocol::{OrderLimit, PieceHash};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 /// Why an uplink operation failed.
@@ -139,7 +140,7 @@ pub struct Listed {
 /// A project on a satellite, as an access grant opens it.
 pub struct Project {
     access: Access,
-    meta: MetainfoClient<Channel>,
+    meta: MetainfoClient<InterceptedService<Channel, orbit_telemetry::Propagate>>,
     options: Options,
     /// This session's key for orders and piece hashes.
     session: Identity,
@@ -160,7 +161,10 @@ impl Project {
             .map_err(|e| UplinkError::Other(format!("connecting to {}: {e}", access.satellite)))?;
         Ok(Project {
             access,
-            meta: MetainfoClient::new(ch)
+            meta: MetainfoClient::with_interceptor(
+                ch,
+                orbit_telemetry::propagate as orbit_telemetry::Propagate,
+            )
                 .max_decoding_message_size(16 << 20)
                 .max_encoding_message_size(16 << 20),
             options,
@@ -286,6 +290,19 @@ impl Project {
     /// Like [`Project::upload`], for an object that expires at `expires` (unix s; 0:
     /// never): gone for every reader from then on, its pieces deleted by the nodes.
     pub async fn upload_expiring(
+        &self,
+        bucket: &str,
+        key: &str,
+        reader: impl AsyncRead + Unpin,
+        progress: &(dyn Fn(u64) + Sync),
+        expires: u64,
+    ) -> Result<u64, UplinkError> {
+        let body = self.upload_expiring_untraced(bucket, key, reader, progress, expires);
+        operation("upload", body).await
+    }
+
+    /// [`Project::upload_expiring`] without its span and metrics.
+    async fn upload_expiring_untraced(
         &self,
         bucket: &str,
         key: &str,
@@ -480,6 +497,17 @@ impl Project {
         &self,
         bucket: &str,
         key: &str,
+        writer: impl AsyncWrite + Unpin,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<u64, UplinkError> {
+        operation("download", self.download_untraced(bucket, key, writer, progress)).await
+    }
+
+    /// [`Project::download`] without its span and metrics.
+    async fn download_untraced(
+        &self,
+        bucket: &str,
+        key: &str,
         mut writer: impl AsyncWrite + Unpin,
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<u64, UplinkError> {
@@ -623,6 +651,11 @@ impl Project {
 
     /// Objects in `bucket` under `prefix` (whole path components).
     pub async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<Listed>, UplinkError> {
+        operation("list", self.list_untraced(bucket, prefix)).await
+    }
+
+    /// [`Project::list`] without its span and metrics.
+    async fn list_untraced(&self, bucket: &str, prefix: &str) -> Result<Vec<Listed>, UplinkError> {
         let enc_prefix = crypt::encrypt_path(&self.access.root, bucket, prefix);
         let mut items: Vec<pb::ObjectListItem> = Vec::new();
         loop {
@@ -659,6 +692,11 @@ impl Project {
 
     /// Deletes an object.
     pub async fn delete(&self, bucket: &str, key: &str) -> Result<(), UplinkError> {
+        operation("delete", self.delete_untraced(bucket, key)).await
+    }
+
+    /// [`Project::delete`] without its span and metrics.
+    async fn delete_untraced(&self, bucket: &str, key: &str) -> Result<(), UplinkError> {
         self.meta
             .clone()
             .delete_object(pb::ObjectRequest {
@@ -669,6 +707,18 @@ impl Project {
             .await?;
         Ok(())
     }
+}
+
+/// Runs one of the library's operations as one traced piece of work (every satellite
+/// and node request it makes carries its request id) and counts it.
+async fn operation<T>(
+    name: &'static str,
+    body: impl std::future::Future<Output = Result<T, UplinkError>>,
+) -> Result<T, UplinkError> {
+    let started = std::time::Instant::now();
+    let r = orbit_telemetry::traced(name, body).await;
+    crate::metrics::observe(name, r.is_ok(), started.elapsed());
+    r
 }
 
 /// Pieces fetched beyond the k a download needs, so the slowest of them does not

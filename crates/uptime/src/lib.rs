@@ -124,6 +124,19 @@ impl Uptime {
             contacted: results.len(),
             ..Round::default()
         };
+        let unreached: std::collections::HashSet<_> = results
+            .iter()
+            .filter(|(_, r)| r.is_err())
+            .map(|(n, _)| n.id)
+            .collect();
+        let mut states: std::collections::BTreeMap<&'static str, i64> =
+            NODE_STATES.iter().map(|s| (*s, 0)).collect();
+        for n in &all {
+            *states.entry(node_state(n, !unreached.contains(&n.id))).or_default() += 1;
+        }
+        for (state, count) in states {
+            METRICS.get_or_create(&[("state", state.into())]).set(count);
+        }
         for (n, r) in results {
             let ok = r.is_ok();
             if let Err(why) = r {
@@ -146,3 +159,31 @@ impl Uptime {
         Ok(round)
     }
 }
+
+/// The states nodes are counted in, each node in the first that applies.
+const NODE_STATES: [&str; 5] = ["disqualified", "suspended", "offline", "unvetted", "vetted"];
+
+/// A node's state for the node counts: `reached` when it was heard from recently or
+/// answered this round.
+fn node_state(n: &NodeRecord, reached: bool) -> &'static str {
+    if n.disqualified {
+        "disqualified"
+    } else if n.reputation.suspended() {
+        "suspended"
+    } else if !reached {
+        "offline"
+    } else if !n.reputation.vetted() {
+        "unvetted"
+    } else {
+        "vetted"
+    }
+}
+
+static METRICS: std::sync::LazyLock<orbit_telemetry::Gauges<orbit_telemetry::Labels<1>>> =
+    std::sync::LazyLock::new(|| {
+        orbit_telemetry::register(
+            "nodes",
+            "Storage nodes by state (disqualified, suspended, offline, unvetted, vetted) as of the uptime process's last round",
+            Default::default(),
+        )
+    });

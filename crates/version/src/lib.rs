@@ -35,6 +35,8 @@ pub struct Rule {
 pub struct ServerSection {
     /// Listen address.
     pub addr: String,
+    /// Where to serve the server's Prometheus metrics (`GET /metrics`); unset: nowhere.
+    pub debug_addr: Option<String>,
     /// The rule of processes without their own (none: such processes are refused).
     pub default: Option<Rule>,
     /// Rules by process name (`api`, `loop`, …, and `storagenode`).
@@ -45,6 +47,7 @@ impl Default for ServerSection {
     fn default() -> Self {
         ServerSection {
             addr: "127.0.0.1:7770".into(),
+            debug_addr: None,
             default: Some(Rule {
                 minimum: VERSION.into(),
                 suggested: VERSION.into(),

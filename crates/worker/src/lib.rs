@@ -17,6 +17,24 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+struct Metrics {
+    runs: orbit_telemetry::Counters<orbit_telemetry::Labels<2>>,
+    seconds: orbit_telemetry::Latencies<orbit_telemetry::Labels<1>>,
+}
+
+static METRICS: std::sync::LazyLock<Metrics> = std::sync::LazyLock::new(|| Metrics {
+    runs: orbit_telemetry::register(
+        "worker_runs",
+        "Runs of a background worker, by worker and result (ok, error)",
+        Default::default(),
+    ),
+    seconds: orbit_telemetry::register(
+        "worker_run_duration_seconds",
+        "How long a background worker's runs take",
+        orbit_telemetry::latencies(),
+    ),
+});
+
 /// What a job returns: an error is recorded in the status, and the worker goes on.
 pub type JobResult = Result<(), String>;
 
@@ -214,10 +232,22 @@ impl Group {
                     s.last_start_ms = Some(now_ms());
                 }
                 let started = std::time::Instant::now();
+                // Each run is one traced piece of work: what it asks of other
+                // processes carries its request id.
                 let result = tokio::select! {
-                    r = job() => r,
+                    r = orbit_telemetry::traced(&worker_name, job()) => r,
                     _ = cancel.changed() => return,
                 };
+                let m = &*METRICS;
+                m.seconds
+                    .get_or_create(&[("worker", worker_name.clone())])
+                    .observe(started.elapsed().as_secs_f64());
+                m.runs
+                    .get_or_create(&[
+                        ("worker", worker_name.clone()),
+                        ("result", if result.is_ok() { "ok" } else { "error" }.into()),
+                    ])
+                    .inc();
                 {
                     let mut s = shared.status();
                     s.running = false;
