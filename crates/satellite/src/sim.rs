@@ -181,6 +181,7 @@ impl Layout {
         // Short intervals: a developer sees repair and audits within a minute.
         format!(
             "# Written by `satellite sim run`; edit it and run again to change the network.\n\
+             replica_id = 1 # each process is given its own with --replica-id\n\
              mode = \"incremental\"\n\
              token = \"{token}\"\n\
              max_store_nodes = 3\n\n\
@@ -495,7 +496,7 @@ fn print_table(dir: &Path, layout: &Layout, key: &str, access: &str) {
     println!("access grant (also in {}):", dir.join("access").display());
     println!("{access}");
     println!(
-        "try: uplink mb sim://demo --access \"$(cat {})\"",
+        "try: uplink mb orbit://demo --access \"$(cat {})\"",
         dir.join("access").display()
     );
     println!("sim ready; Ctrl-C stops it");

@@ -35,7 +35,7 @@ async fn a_sim_network_starts_repairs_a_killed_node_and_stops() {
         .arg(&dir)
         .env("ORBIT_VERSION_UNCHECKED", "false")
         .stdout(std::fs::File::create(&out_path).unwrap())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(tmp.path().join("sim.err")).unwrap())
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(180);
@@ -45,8 +45,9 @@ async fn a_sim_network_starts_repairs_a_killed_node_and_stops() {
     {
         assert!(
             sim.try_wait().unwrap().is_none(),
-            "the sim exited: {}",
-            std::fs::read_to_string(&out_path).unwrap()
+            "the sim exited: {}{}",
+            std::fs::read_to_string(&out_path).unwrap(),
+            std::fs::read_to_string(tmp.path().join("sim.err")).unwrap()
         );
         assert!(Instant::now() < deadline, "the sim did not get ready");
         tokio::time::sleep(Duration::from_millis(300)).await;
