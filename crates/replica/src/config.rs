@@ -87,6 +87,11 @@ pub struct ReplicaConfig {
     /// designated one — for when that one is gone for good. Never on two replicas.
     #[serde(default)]
     pub bootstrap: bool,
+    /// A replica without a row of its own: it never runs a store member and uses the
+    /// rows' members as a client (workers scaled by an autoscaler, whose ids come and
+    /// go). Its id must not be in the table.
+    #[serde(default)]
+    pub client_only: bool,
     /// Mode incremental: most store members to run (rounded down to odd).
     #[serde(default = "default_max_store_nodes")]
     pub max_store_nodes: usize,
@@ -173,12 +178,14 @@ impl ReplicaConfig {
         toml::from_str(text).map_err(|e| ConfigError(e.to_string()))
     }
 
-    /// This replica's row.
-    pub fn me(&self) -> &ReplicaRow {
-        self.replicas
-            .iter()
-            .find(|r| r.id == self.replica_id)
-            .expect("validated: the replica is in its table")
+    /// This replica's row; none for a client-only replica.
+    pub fn me(&self) -> Option<&ReplicaRow> {
+        self.replicas.iter().find(|r| r.id == self.replica_id)
+    }
+
+    /// Whether this replica may run a store member: it has a row.
+    pub fn may_run_member(&self) -> bool {
+        !self.client_only && self.me().is_some()
     }
 
     /// The replica that may create the cluster in mode incremental.
@@ -230,11 +237,20 @@ impl ReplicaConfig {
                     .map_err(|e| ConfigError(format!("replica {}: peer_url: {e}", r.id)))?;
             }
         }
-        if !ids.contains(&self.replica_id) {
-            return err(format!(
-                "replica_id {} is not in the replica table; add its row or fix the id",
-                self.replica_id
-            ));
+        match (ids.contains(&self.replica_id), self.client_only) {
+            (false, false) => {
+                return err(format!(
+                    "replica_id {} is not in the replica table; add its row, fix the id, or set client_only = true for a replica that never runs a store member",
+                    self.replica_id
+                ))
+            }
+            (true, true) => {
+                return err(format!(
+                    "replica_id {} is client_only but has a row in the table; give it an id of its own",
+                    self.replica_id
+                ))
+            }
+            _ => {}
         }
         if let Some(b) = self.bootstrap_replica {
             if !ids.contains(&b) {
@@ -284,7 +300,7 @@ peer_url = "http://127.0.0.1:2382"
     fn a_good_table_parses_with_defaults() {
         let c = ReplicaConfig::parse(GOOD).unwrap();
         assert_eq!(c.mode, Mode::Fixed);
-        assert_eq!(c.me().store_name, "n2");
+        assert_eq!(c.me().unwrap().store_name, "n2");
         assert_eq!(c.store_rows().count(), 1);
         assert_eq!(c.token, "orbit");
         assert_eq!(c.election_ms, 1000);

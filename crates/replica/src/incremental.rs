@@ -329,7 +329,12 @@ impl Manager {
         let members = node.members();
         let voters = node.voters();
         let rows = table::read_table(&*self.kv, token).await?;
-        let live: BTreeSet<u64> = rows.iter().filter(|r| r.live).map(|r| r.last.id).collect();
+        // Client-only replicas (no row) never hold a member: they do not count.
+        let live: BTreeSet<u64> = rows
+            .iter()
+            .filter(|r| r.live && self.config.replicas.iter().any(|c| c.id == r.last.id))
+            .map(|r| r.last.id)
+            .collect();
         let required = number_of_nodes(live.len(), self.config.max_store_nodes);
         let replica_of = |m: &orbit_kv::Member| {
             self.config

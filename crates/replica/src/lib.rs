@@ -78,7 +78,7 @@ impl NodeSlot {
 /// The store member configuration of a replica: its row's name and URLs, the cluster's
 /// token and timings, data in `DATA_DIR/store`.
 pub(crate) fn store_config(config: &ReplicaConfig) -> StoreConfig {
-    let me = config.me();
+    let me = config.me().expect("only a replica with a row runs a store member");
     StoreConfig {
         token: config.token.clone(),
         heartbeat_ms: config.heartbeat_ms,
@@ -125,7 +125,7 @@ impl Replica {
         let node = NodeSlot::default();
         let kv: Arc<dyn Kv> = match config.mode {
             Mode::External => Arc::new(following(&all_client_urls).await?),
-            Mode::Fixed if config.me().store_node => {
+            Mode::Fixed if config.may_run_member() && config.me().is_some_and(|m| m.store_node) => {
                 let started = StoreNode::start(StoreConfig {
                     initial_cluster: config
                         .store_rows()
@@ -140,6 +140,9 @@ impl Replica {
             Mode::Fixed => {
                 let urls: Vec<String> = config.store_rows().map(|r| r.client_url.clone()).collect();
                 Arc::new(following(&urls).await?)
+            }
+            Mode::Incremental if !config.may_run_member() => {
+                Arc::new(following(&all_client_urls).await?)
             }
             Mode::Incremental => {
                 // The member comes and goes; the client follows the member list.
@@ -171,7 +174,7 @@ impl Replica {
             std::time::Duration::from_millis(config.replica_heartbeat_ms),
             config.replica_ttl_s,
         );
-        if config.mode == Mode::Incremental {
+        if config.mode == Mode::Incremental && config.may_run_member() {
             incremental::Manager::new(config.clone(), kv.clone(), node.clone(), runs_node)
                 .spawn(&workers);
         }

@@ -75,9 +75,13 @@ pub struct ReplicaArgs {
     /// The replica's TOML configuration (see docs/replicas.md).
     #[arg(long, env = "ORBIT_CONFIG")]
     config: PathBuf,
-    /// This replica's id.
+    /// This replica's id, or `auto`: a random id of a client-only replica (no row,
+    /// never a store member), for workers an autoscaler starts and stops.
     #[arg(long, env = "ORBIT_REPLICA_ID")]
-    replica_id: Option<u64>,
+    replica_id: Option<ReplicaId>,
+    /// A replica without a row in the table: it never runs a store member.
+    #[arg(long, env = "ORBIT_CLIENT_ONLY")]
+    client_only: bool,
     /// external, fixed or incremental.
     #[arg(long, env = "ORBIT_MODE")]
     mode: Option<Mode>,
@@ -95,6 +99,29 @@ pub struct ReplicaArgs {
     /// `[version] unchecked = true`).
     #[arg(long, env = "ORBIT_VERSION_UNCHECKED")]
     version_unchecked: bool,
+}
+
+/// `--replica-id`: a number, or `auto`.
+#[derive(Clone, Copy, Debug)]
+pub enum ReplicaId {
+    /// This id.
+    Id(u64),
+    /// A random id, client-only.
+    Auto,
+}
+
+impl std::str::FromStr for ReplicaId {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<ReplicaId, String> {
+        match s {
+            "auto" => Ok(ReplicaId::Auto),
+            n => n
+                .parse()
+                .map(ReplicaId::Id)
+                .map_err(|_| format!("{n:?} is neither a replica id (a number) nor auto")),
+        }
+    }
 }
 
 /// Flags of `run api`.
@@ -134,9 +161,17 @@ async fn start_replica(
         replica: mut config,
         services,
     } = load(&a.config)?;
-    if let Some(id) = a.replica_id {
-        config.replica_id = id;
+    match a.replica_id {
+        Some(ReplicaId::Id(id)) => config.replica_id = id,
+        // Far above any table's ids; 2^62 ids make a collision between live workers
+        // negligible.
+        Some(ReplicaId::Auto) => {
+            config.replica_id = (1 << 62) | (rand::random::<u64>() >> 2);
+            config.client_only = true;
+        }
+        None => {}
     }
+    config.client_only |= a.client_only;
     if let Some(m) = a.mode {
         config.mode = m;
     }

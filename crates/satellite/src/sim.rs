@@ -98,11 +98,32 @@ struct Layout {
     nodes: Vec<NodePorts>,
 }
 
-/// A port free now (the OS picks it; it stays ours by convention only).
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+/// Hands out ports free now, each once, below Linux's ephemeral range (32768 and up):
+/// the kernel gives ports there to outgoing connections, and the network's own
+/// processes open many, so a port picked there could be taken before its server binds.
+struct Ports {
+    next: u16,
+    given: std::collections::HashSet<u16>,
+}
+
+impl Ports {
+    fn new() -> Ports {
+        Ports {
+            next: 20_000 + rand::random::<u16>() % 12_000,
+            given: Default::default(),
+        }
+    }
+
+    fn take(&mut self) -> anyhow::Result<u16> {
+        for _ in 0..12_000 {
+            let p = self.next;
+            self.next = if p >= 31_999 { 20_000 } else { p + 1 };
+            if self.given.insert(p) && std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
+                return Ok(p);
+            }
+        }
+        bail!("no free port between 20000 and 32000 on 127.0.0.1")
+    }
 }
 
 fn secret() -> String {
@@ -111,6 +132,8 @@ fn secret() -> String {
 
 impl Layout {
     fn create(nodes: usize) -> anyhow::Result<Layout> {
+        let mut ports = Ports::new();
+        let mut free_port = || ports.take();
         let mut l = Layout {
             v: LAYOUT_VERSION,
             token: format!("sim-{}", secret()),
@@ -132,7 +155,17 @@ impl Layout {
         Ok(l)
     }
 
+    /// Adds nodes up to `nodes`, on ports no process of the layout has.
     fn grow(&mut self, nodes: usize) -> anyhow::Result<()> {
+        let mut ports = Ports::new();
+        ports.given.extend([self.version, self.private_api]);
+        for p in &self.processes {
+            ports.given.extend([p.status, p.client, p.peer, p.api]);
+        }
+        for n in &self.nodes {
+            ports.given.extend([n.listen, n.debug]);
+        }
+        let mut free_port = || ports.take();
         while self.nodes.len() < nodes {
             self.nodes.push(NodePorts {
                 listen: free_port()?,

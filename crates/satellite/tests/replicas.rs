@@ -89,3 +89,42 @@ fn a_wrong_table_is_refused_at_start() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("replica id 1 appears twice"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_only_replica_needs_no_row_and_runs_no_member() {
+    let mut r = Replicas::new(satellite(), &row(1, free_port(), free_port(), true), "fixed", 1);
+    r.spawn(0);
+    wait_health(r.status[0], 200, Duration::from_secs(30)).await;
+    let run = |id: &str, extra: &[&str], status: u16| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_satellite"));
+        c.args(["run", "repair", "--config"])
+            .arg(r.config())
+            .args(["--replica-id", id, "--status-addr"])
+            .arg(format!("127.0.0.1:{status}"))
+            .arg("--data-dir")
+            .arg(r.dir.path().join(format!("worker-{id}")))
+            .args(extra)
+            .env("ORBIT_VERSION_UNCHECKED", "true")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        c
+    };
+    // An id without a row is a typo unless the replica says it is client-only.
+    let out = run("9", &[], free_port()).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("client_only"), "{err}");
+    let out = run("1", &["--client-only"], free_port()).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("has a row"), "{err}");
+    // `auto`: a random id of its own, a client of the table's members.
+    let port = free_port();
+    let mut worker = run("auto", &[], port).spawn().unwrap();
+    wait_health(port, 200, Duration::from_secs(30)).await;
+    let status = wait_status(port, |s| s.contains("\"runs_store_member\":false")).await;
+    let s: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert!(s["replica_id"].as_u64().unwrap() >= 1 << 62, "{status}");
+    let table = wait_table(&[r.client_url(0)], |t| t.matches(" live ").count() == 2).await;
+    assert_eq!(table.matches(" yes ").count(), 1, "{table}");
+    worker.kill().unwrap();
+    worker.wait().unwrap();
+}

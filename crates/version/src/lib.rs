@@ -444,6 +444,7 @@ mod tests {
     fn section(default: Option<(&str, &str)>, procs: &[(&str, &str, &str)]) -> ServerSection {
         ServerSection {
             addr: String::new(),
+            debug_addr: None,
             default: default.map(|(m, s)| Rule {
                 minimum: m.into(),
                 suggested: s.into(),
