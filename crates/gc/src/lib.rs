@@ -3,8 +3,8 @@
 //! [`observer`]), the sender that hands each node its filter (see [`sender`]), and
 //! the observer that drops expired objects' segments (see [`expiry`]).
 
-mod metrics;
 pub mod expiry;
+mod metrics;
 pub mod observer;
 pub mod sender;
 

@@ -52,10 +52,12 @@ pub async fn connect(url: &str) -> Result<Piecestore, TransferError> {
         .connect()
         .await
         .map_err(|e| err(e.to_string()))?;
-    Ok(
-        PiecestoreClient::with_interceptor(ch, orbit_telemetry::propagate as orbit_telemetry::Propagate)
-        .max_decoding_message_size(8 << 20)
-        .max_encoding_message_size(8 << 20))
+    Ok(PiecestoreClient::with_interceptor(
+        ch,
+        orbit_telemetry::propagate as orbit_telemetry::Propagate,
+    )
+    .max_decoding_message_size(8 << 20)
+    .max_encoding_message_size(8 << 20))
 }
 
 /// Uploads `data` as the piece `limit` allows, signing orders and the piece hash with

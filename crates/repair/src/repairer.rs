@@ -292,7 +292,9 @@ impl Repairer {
         let released = self.queue.release(stream, index).await;
         let m = &*crate::metrics::METRICS;
         m.seconds.observe(started.elapsed().as_secs_f64());
-        m.jobs.get_or_create(&[("outcome", outcome.name().into())]).inc();
+        m.jobs
+            .get_or_create(&[("outcome", outcome.name().into())])
+            .inc();
         if let Outcome::Repaired { uploaded, .. } = &outcome {
             m.uploaded.inc_by(*uploaded as u64);
         }

@@ -78,7 +78,9 @@ impl NodeSlot {
 /// The store member configuration of a replica: its row's name and URLs, the cluster's
 /// token and timings, data in `DATA_DIR/store`.
 pub(crate) fn store_config(config: &ReplicaConfig) -> StoreConfig {
-    let me = config.me().expect("only a replica with a row runs a store member");
+    let me = config
+        .me()
+        .expect("only a replica with a row runs a store member");
     StoreConfig {
         token: config.token.clone(),
         heartbeat_ms: config.heartbeat_ms,

@@ -172,6 +172,12 @@ async fn start_replica(
         None => {}
     }
     config.client_only |= a.client_only;
+    // The cluster token is a secret: from the environment (a Secret), never a flag.
+    if let Ok(t) = std::env::var("ORBIT_TOKEN") {
+        if !t.is_empty() {
+            config.token = t;
+        }
+    }
     if let Some(m) = a.mode {
         config.mode = m;
     }

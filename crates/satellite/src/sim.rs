@@ -247,8 +247,8 @@ impl Layout {
 
 /// Writes `text` to `path` readable by its owner only (it holds secrets).
 fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
     use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .truncate(true)
@@ -276,7 +276,10 @@ fn lock(dir: &Path) -> anyhow::Result<std::fs::File> {
         .write(true)
         .open(dir.join("sim.lock"))?;
     if f.try_lock().is_err() {
-        bail!("a sim is running on {} (stop it with Ctrl-C)", dir.display());
+        bail!(
+            "a sim is running on {} (stop it with Ctrl-C)",
+            dir.display()
+        );
     }
     Ok(f)
 }
@@ -284,7 +287,10 @@ fn lock(dir: &Path) -> anyhow::Result<std::fs::File> {
 fn destroy(dir: &Path) -> anyhow::Result<()> {
     // Only a sim's own directory is removed: a mistyped --dir must not wipe anything else.
     if !dir.join("sim.toml").exists() {
-        bail!("{} holds no sim network (no sim.toml); nothing removed", dir.display());
+        bail!(
+            "{} holds no sim network (no sim.toml); nothing removed",
+            dir.display()
+        );
     }
     let _lock = lock(dir)?;
     std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
@@ -387,7 +393,10 @@ async fn sim_run(a: RunArgs) -> anyhow::Result<()> {
     }
     supervise(&mut procs).await?;
     stop_all(&mut procs).await;
-    println!("sim stopped; `satellite sim run --dir {}` starts it again", dir.display());
+    println!(
+        "sim stopped; `satellite sim run --dir {}` starts it again",
+        dir.display()
+    );
     Ok(())
 }
 
@@ -404,7 +413,12 @@ async fn start_all(
         dir,
         "version",
         me,
-        &["run".into(), "version".into(), "--config".into(), cfg.clone()],
+        &[
+            "run".into(),
+            "version".into(),
+            "--config".into(),
+            cfg.clone(),
+        ],
     )?);
     let version = format!("127.0.0.1:{}", layout.version);
     wait_for("the version server", Duration::from_secs(30), || async {
@@ -450,9 +464,11 @@ async fn start_all(
         procs.push(start(i)?);
     }
     let n = PROCESSES.len();
-    wait_for("every satellite process", Duration::from_secs(120), || async {
-        live_replicas(&*kv, &layout.token).await == n
-    })
+    wait_for(
+        "every satellite process",
+        Duration::from_secs(120),
+        || async { live_replicas(&*kv, &layout.token).await == n },
+    )
     .await?;
     let identity = orbit_identity::Identity::load_or_create(&dir.join("satellite.key"))?;
     let key = orbit_identity::hex_encode(&identity.public().0);
@@ -482,9 +498,17 @@ async fn start_all(
     }
     let nodes = Nodes::new(kv.clone(), SelectionConfig::default());
     let want = layout.nodes.len();
-    wait_for("every storage node's check-in", Duration::from_secs(60), || async {
-        nodes.all().await.map(|all| all.len() >= want).unwrap_or(false)
-    })
+    wait_for(
+        "every storage node's check-in",
+        Duration::from_secs(60),
+        || async {
+            nodes
+                .all()
+                .await
+                .map(|all| all.len() >= want)
+                .unwrap_or(false)
+        },
+    )
     .await?;
     let access_path = dir.join("access");
     if !access_path.exists() {

@@ -68,9 +68,7 @@ async fn every_process_serves_metrics_that_move_with_the_work() {
         sn.start_with(
             &sat.url,
             &sat.key,
-            &format!(
-                "debug_addr = \"127.0.0.1:{port}\"\nretain_skew_s = 1\nretain_interval_s = 1"
-            ),
+            &format!("debug_addr = \"127.0.0.1:{port}\"\nretain_skew_s = 1\nretain_interval_s = 1"),
         );
         debug.push(port);
     }
@@ -95,14 +93,22 @@ async fn every_process_serves_metrics_that_move_with_the_work() {
     // The uplink library's own series, through its hook.
     let own = orbit_testkit::metrics::parse(&uplink::metrics::text());
     assert_eq!(
-        sum(&own, "orbit_uplink_operations_total", &[("op", "upload"), ("result", "ok")]),
+        sum(
+            &own,
+            "orbit_uplink_operations_total",
+            &[("op", "upload"), ("result", "ok")]
+        ),
         2.0
     );
 
     // The API: its RPCs by method and code, its store member's Raft state.
     let s = scrape(api).await;
     assert!(
-        sum(&s, "orbit_rpc_requests_total", &[("method", "BeginObject"), ("code", "Ok")]) >= 2.0
+        sum(
+            &s,
+            "orbit_rpc_requests_total",
+            &[("method", "BeginObject"), ("code", "Ok")]
+        ) >= 2.0
     );
     assert!(has(&s, "orbit_rpc_request_duration_seconds_bucket"));
     assert!(sum(&s, "orbit_store_raft_term", &[]) >= 1.0);
@@ -110,7 +116,13 @@ async fn every_process_serves_metrics_that_move_with_the_work() {
     assert_eq!(sum(&s, "orbit_store_is_leader", &[]), 1.0);
     assert!(sum(&s, "orbit_store_proposals_applied", &[]) >= 1.0);
     assert!(has(&s, "orbit_store_apply_lag"));
-    assert!(sum(&s, "orbit_worker_runs_total", &[("worker", "node-selection-cache")]) >= 1.0);
+    assert!(
+        sum(
+            &s,
+            "orbit_worker_runs_total",
+            &[("worker", "node-selection-cache")]
+        ) >= 1.0
+    );
     // Every node that took a piece of the traced upload logged its id, and so did the
     // satellite.
     assert!(r.log(0).contains(ID), "the API's log lacks the request id");
@@ -121,11 +133,18 @@ async fn every_process_serves_metrics_that_move_with_the_work() {
                 .contains(ID)
         })
         .count();
-    assert!(traced >= 4, "each node of the upload logs its id: {traced} do");
+    assert!(
+        traced >= 4,
+        "each node of the upload logs its id: {traced} do"
+    );
     let mut uploads = 0.0;
     for &port in &debug {
         let s = scrape(port).await;
-        uploads += sum(&s, "orbit_rpc_requests_total", &[("method", "Upload"), ("code", "Ok")]);
+        uploads += sum(
+            &s,
+            "orbit_rpc_requests_total",
+            &[("method", "Upload"), ("code", "Ok")],
+        );
         assert!(has(&s, "orbit_storagenode_used_bytes"));
     }
     // Per segment 4 pieces: 2 segments of keep, 2 of gone.
@@ -135,7 +154,10 @@ async fn every_process_serves_metrics_that_move_with_the_work() {
     // trash the deleted object's pieces.
     assert_eq!(pass(r, 1).await["complete"], true);
     let s = scrape(lp).await;
-    assert_eq!(sum(&s, "orbit_loop_passes_total", &[("result", "complete")]), 1.0);
+    assert_eq!(
+        sum(&s, "orbit_loop_passes_total", &[("result", "complete")]),
+        1.0
+    );
     assert_eq!(sum(&s, "orbit_loop_segments_total", &[]), 4.0);
     assert!(has(&s, "orbit_loop_pass_duration_seconds_bucket"));
     assert!(sum(&s, "orbit_loop_segments_per_second", &[]) > 0.0);
@@ -143,7 +165,9 @@ async fn every_process_serves_metrics_that_move_with_the_work() {
     p.delete("mbkt", "gone").await.unwrap();
     // Garbage must be older than the newest live segment (less the nodes' skew).
     let later = orbit_testkit::random_bytes(80 << 10, 3);
-    p.upload("mbkt", "later", &later[..], &|_| {}).await.unwrap();
+    p.upload("mbkt", "later", &later[..], &|_| {})
+        .await
+        .unwrap();
     assert_eq!(pass(r, 1).await["complete"], true);
     let published = sum(&scrape(lp).await, "orbit_gc_filters_published_total", &[]);
     assert!(published >= 4.0, "{published} filters published");
@@ -156,19 +180,32 @@ async fn every_process_serves_metrics_that_move_with_the_work() {
     loop {
         let mut trashed = 0.0;
         for &port in &debug {
-            trashed += sum(&scrape(port).await, "orbit_storagenode_pieces_trashed_total", &[]);
+            trashed += sum(
+                &scrape(port).await,
+                "orbit_storagenode_pieces_trashed_total",
+                &[],
+            );
         }
         if trashed >= 4.0 {
             break;
         }
-        assert!(Instant::now() < deadline, "the nodes trashed {trashed} pieces");
+        assert!(
+            Instant::now() < deadline,
+            "the nodes trashed {trashed} pieces"
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 
     // An audit round counts its outcomes.
     assert_eq!(sum(&scrape(au).await, "orbit_audits_total", &[]), 0.0);
     trigger(r, 4, "audit").await;
-    assert!(sum(&scrape(au).await, "orbit_audits_total", &[("outcome", "success")]) >= 1.0);
+    assert!(
+        sum(
+            &scrape(au).await,
+            "orbit_audits_total",
+            &[("outcome", "success")]
+        ) >= 1.0
+    );
 
     // A killed node shows offline; the checker queues the injured segment and a
     // repair increments repairs done.
@@ -184,10 +221,18 @@ async fn every_process_serves_metrics_that_move_with_the_work() {
     tokio::time::sleep(Duration::from_secs(4)).await;
     trigger(r, 3, "uptime").await;
     let s = scrape(up).await;
-    assert_eq!(sum(&s, "orbit_nodes", &[("state", "offline")]), 1.0, "{s:?}");
+    assert_eq!(
+        sum(&s, "orbit_nodes", &[("state", "offline")]),
+        1.0,
+        "{s:?}"
+    );
     assert_eq!(sum(&s, "orbit_nodes", &[]), 5.0);
     assert_eq!(
-        sum(&scrape(rp).await, "orbit_repair_jobs_total", &[("outcome", "repaired")]),
+        sum(
+            &scrape(rp).await,
+            "orbit_repair_jobs_total",
+            &[("outcome", "repaired")]
+        ),
         0.0
     );
     assert_eq!(pass(r, 1).await["complete"], true);
@@ -198,9 +243,17 @@ async fn every_process_serves_metrics_that_move_with_the_work() {
     })
     .await;
     assert!(sum(&s, "orbit_repair_pieces_uploaded_total", &[]) >= 1.0);
-    assert!(sum(&s, "orbit_worker_runs_total", &[("worker", "repair"), ("result", "ok")]) >= 1.0);
+    assert!(
+        sum(
+            &s,
+            "orbit_worker_runs_total",
+            &[("worker", "repair"), ("result", "ok")]
+        ) >= 1.0
+    );
     let mut back = Vec::new();
-    p.download("mbkt", "keep", &mut back, &|_| {}).await.unwrap();
+    p.download("mbkt", "keep", &mut back, &|_| {})
+        .await
+        .unwrap();
     assert!(back == keep);
 }
 
@@ -239,7 +292,11 @@ async fn a_store_member_and_the_version_server_serve_metrics() {
     })
     .await;
     assert_eq!(
-        sum(&s, "orbit_rpc_requests_total", &[("service", "etcdserverpb.KV"), ("method", "Put")]),
+        sum(
+            &s,
+            "orbit_rpc_requests_total",
+            &[("service", "etcdserverpb.KV"), ("method", "Put")]
+        ),
         1.0
     );
     member.kill().unwrap();
@@ -273,7 +330,10 @@ async fn a_store_member_and_the_version_server_serve_metrics() {
         .await
         .is_err()
     {
-        assert!(Instant::now() < deadline, "the version server never answered");
+        assert!(
+            Instant::now() < deadline,
+            "the version server never answered"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let s = scrape(debug).await;

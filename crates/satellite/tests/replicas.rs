@@ -92,7 +92,12 @@ fn a_wrong_table_is_refused_at_start() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_only_replica_needs_no_row_and_runs_no_member() {
-    let mut r = Replicas::new(satellite(), &row(1, free_port(), free_port(), true), "fixed", 1);
+    let mut r = Replicas::new(
+        satellite(),
+        &row(1, free_port(), free_port(), true),
+        "fixed",
+        1,
+    );
     r.spawn(0);
     wait_health(r.status[0], 200, Duration::from_secs(30)).await;
     let run = |id: &str, extra: &[&str], status: u16| {
@@ -112,7 +117,10 @@ async fn a_client_only_replica_needs_no_row_and_runs_no_member() {
     // An id without a row is a typo unless the replica says it is client-only.
     let out = run("9", &[], free_port()).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("client_only"), "{err}");
+    assert!(
+        !out.status.success() && err.contains("client_only"),
+        "{err}"
+    );
     let out = run("1", &["--client-only"], free_port()).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("has a row"), "{err}");

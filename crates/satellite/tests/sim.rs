@@ -56,7 +56,10 @@ async fn a_sim_network_starts_repairs_a_killed_node_and_stops() {
     let grant = std::fs::read_to_string(dir.join("access")).unwrap();
     assert!(printed.contains(grant.trim()), "the grant is printed");
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(dir.join("access")).unwrap().permissions().mode();
+    let mode = std::fs::metadata(dir.join("access"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600);
     let layout: toml::Value =
         toml::from_str(&std::fs::read_to_string(dir.join("sim.toml")).unwrap()).unwrap();
@@ -134,7 +137,9 @@ async fn a_sim_network_starts_repairs_a_killed_node_and_stops() {
         tokio::time::sleep(Duration::from_secs(3)).await;
     }
     let mut back = Vec::new();
-    p.download("demo", "file", &mut back, &|_| {}).await.unwrap();
+    p.download("demo", "file", &mut back, &|_| {})
+        .await
+        .unwrap();
     assert!(back == data);
     let printed = std::fs::read_to_string(&out_path).unwrap();
     assert!(

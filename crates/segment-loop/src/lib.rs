@@ -731,7 +731,9 @@ static METRICS: std::sync::LazyLock<Metrics> = std::sync::LazyLock::new(|| {
 impl Metrics {
     fn observe(&self, r: &PassReport) {
         let result = if r.complete { "complete" } else { "incomplete" };
-        self.passes.get_or_create(&[("result", result.into())]).inc();
+        self.passes
+            .get_or_create(&[("result", result.into())])
+            .inc();
         self.seconds.observe(r.duration_ms as f64 / 1000.0);
         self.segments.inc_by(r.segments);
         self.unreadable.inc_by(r.unreadable);

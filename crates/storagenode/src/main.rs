@@ -44,6 +44,10 @@ enum Command {
         /// Where to serve Prometheus metrics (`GET /metrics`); none if not given.
         #[arg(long)]
         debug_addr: Option<String>,
+        /// The URL the satellite and uplinks reach the node on, when it is not the
+        /// listen address (a node behind NAT, or listening on 0.0.0.0).
+        #[arg(long)]
+        external_url: Option<String>,
     },
     /// Run the node set up in a directory.
     Run {
@@ -89,14 +93,18 @@ async fn main() -> anyhow::Result<()> {
             listen,
             check_in_s,
             debug_addr,
+            external_url,
         } => {
             std::fs::create_dir_all(&dir)?;
             let id = orbit_identity::Identity::load_or_create(&dir.join("identity.key"))?;
-            let debug = debug_addr
+            let mut extra = debug_addr
                 .map(|a| format!("debug_addr = {a:?}\n"))
                 .unwrap_or_default();
+            if let Some(u) = external_url {
+                extra += &format!("external_url = {u:?}\n");
+            }
             let config = format!(
-                "dir = {dir:?}\nlisten = {listen:?}\ncapacity = {capacity}\ncheck_in_s = {check_in_s}\n{debug}\n[[satellite]]\nurl = {satellite_url:?}\nkey = {satellite_key:?}\n",
+                "dir = {dir:?}\nlisten = {listen:?}\ncapacity = {capacity}\ncheck_in_s = {check_in_s}\n{extra}\n[[satellite]]\nurl = {satellite_url:?}\nkey = {satellite_key:?}\n",
                 dir = dir.display().to_string()
             );
             let path = dir.join("storagenode.toml");

@@ -20,7 +20,11 @@ pub(crate) struct Metrics {
 pub(crate) static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     use orbit_telemetry::register;
     Metrics {
-        term: register("store_raft_term", "The member's Raft term", Default::default()),
+        term: register(
+            "store_raft_term",
+            "The member's Raft term",
+            Default::default(),
+        ),
         has_leader: register(
             "store_has_leader",
             "1 when the member knows a leader",

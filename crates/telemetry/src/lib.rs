@@ -198,7 +198,8 @@ struct RpcMetrics {
     seconds: Latencies<MethodLabels>,
 }
 
-static RPC: LazyLock<RpcMetrics> = LazyLock::new(|| RpcMetrics {
+static RPC: LazyLock<RpcMetrics> = LazyLock::new(|| {
+    RpcMetrics {
     requests: register(
         "rpc_requests",
         "gRPC calls served, by service, method and status code",
@@ -209,6 +210,7 @@ static RPC: LazyLock<RpcMetrics> = LazyLock::new(|| RpcMetrics {
         "Time from a gRPC call's arrival to its response headers (a streamed answer's first message), by service and method",
         latencies(),
     ),
+}
 });
 
 /// Counts and times every call of a gRPC server and traces it under its request id.
@@ -310,11 +312,21 @@ mod tests {
 
     #[test]
     fn registered_series_show_in_the_text() {
-        let c: Counter = register("telemetry_test_events", "events of a test", Counter::default());
+        let c: Counter = register(
+            "telemetry_test_events",
+            "events of a test",
+            Counter::default(),
+        );
         c.inc_by(3);
         let text = encode();
-        assert!(text.contains("# TYPE orbit_telemetry_test_events counter"), "{text}");
-        assert!(text.contains("orbit_telemetry_test_events_total 3"), "{text}");
+        assert!(
+            text.contains("# TYPE orbit_telemetry_test_events counter"),
+            "{text}"
+        );
+        assert!(
+            text.contains("orbit_telemetry_test_events_total 3"),
+            "{text}"
+        );
         assert!(text.ends_with("# EOF\n"));
     }
 
@@ -327,14 +339,25 @@ mod tests {
             (a, b)
         })
         .await;
-        let sent = a.metadata().get(REQUEST_ID_HEADER).unwrap().to_str().unwrap();
+        let sent = a
+            .metadata()
+            .get(REQUEST_ID_HEADER)
+            .unwrap()
+            .to_str()
+            .unwrap();
         assert_eq!(sent.len(), 16);
         assert_eq!(b.as_deref(), Some(sent), "nested work keeps the id");
         assert!(request("y").metadata().get(REQUEST_ID_HEADER).is_none());
         let given = with_request_id("mine-42", async { request_id() }).await;
         assert_eq!(given.as_deref(), Some("mine-42"));
-        let forged = with_request_id("a\nb", async { request_id() }).await.unwrap();
-        assert_eq!(forged.len(), 16, "an id that could forge a log line is replaced");
+        let forged = with_request_id("a\nb", async { request_id() })
+            .await
+            .unwrap();
+        assert_eq!(
+            forged.len(),
+            16,
+            "an id that could forge a log line is replaced"
+        );
     }
 
     #[tokio::test]
@@ -363,11 +386,15 @@ mod tests {
         assert_eq!(fresh.len(), 16, "a call without an id gets one");
         let text = encode();
         assert!(
-            text.contains(r#"orbit_rpc_requests_total{service="test.Svc",method="Get",code="Ok"} 1"#),
+            text.contains(
+                r#"orbit_rpc_requests_total{service="test.Svc",method="Get",code="Ok"} 1"#
+            ),
             "{text}"
         );
         assert!(
-            text.contains(r#"orbit_rpc_requests_total{service="test.Svc",method="Missing",code="NotFound"} 1"#),
+            text.contains(
+                r#"orbit_rpc_requests_total{service="test.Svc",method="Missing",code="NotFound"} 1"#
+            ),
             "{text}"
         );
         assert!(text.contains(

@@ -165,8 +165,8 @@ impl Project {
                 ch,
                 orbit_telemetry::propagate as orbit_telemetry::Propagate,
             )
-                .max_decoding_message_size(16 << 20)
-                .max_encoding_message_size(16 << 20),
+            .max_decoding_message_size(16 << 20)
+            .max_encoding_message_size(16 << 20),
             options,
             session: Identity::generate(),
             payer: None,
@@ -500,7 +500,11 @@ impl Project {
         writer: impl AsyncWrite + Unpin,
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<u64, UplinkError> {
-        operation("download", self.download_untraced(bucket, key, writer, progress)).await
+        operation(
+            "download",
+            self.download_untraced(bucket, key, writer, progress),
+        )
+        .await
     }
 
     /// [`Project::download`] without its span and metrics.

@@ -132,7 +132,9 @@ impl Uptime {
         let mut states: std::collections::BTreeMap<&'static str, i64> =
             NODE_STATES.iter().map(|s| (*s, 0)).collect();
         for n in &all {
-            *states.entry(node_state(n, !unreached.contains(&n.id))).or_default() += 1;
+            *states
+                .entry(node_state(n, !unreached.contains(&n.id)))
+                .or_default() += 1;
         }
         for (state, count) in states {
             METRICS.get_or_create(&[("state", state.into())]).set(count);
