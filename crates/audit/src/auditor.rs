@@ -438,7 +438,7 @@ impl Auditor {
                 }
             }
         }
-        let m = &*METRICS;
+        let m = &*crate::metrics::METRICS;
         m.pieces_removed.inc_by(removed);
         m.disqualified.inc_by(disqualified);
         let mut s = self.stats.lock().unwrap();
@@ -601,30 +601,3 @@ mod tests {
         }
     }
 }
-
-struct Metrics {
-    audits: orbit_telemetry::Counters<orbit_telemetry::Labels<1>>,
-    pieces_removed: orbit_telemetry::Counter,
-    disqualified: orbit_telemetry::Counter,
-}
-
-static METRICS: std::sync::LazyLock<Metrics> = std::sync::LazyLock::new(|| {
-    use orbit_telemetry::register;
-    Metrics {
-        audits: register(
-            "audits",
-            "Piece audits by outcome (success, failure, offline, contained, unknown)",
-            Default::default(),
-        ),
-        pieces_removed: register(
-            "audit_pieces_removed",
-            "Pieces removed from segments because their audit failed",
-            Default::default(),
-        ),
-        disqualified: register(
-            "audit_disqualifications",
-            "Nodes disqualified by audits",
-            Default::default(),
-        ),
-    }
-});

@@ -5,6 +5,7 @@
 //! nodes (see [`auditor`]).
 
 pub mod auditor;
+mod metrics;
 pub mod observer;
 
 pub use auditor::{AuditSection, AuditStats, Auditor, PieceAudit};

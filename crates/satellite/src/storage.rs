@@ -11,7 +11,7 @@ use std::path::PathBuf;
 #[derive(Subcommand)]
 pub enum StorageCommand {
     /// Run a store member; the same command on the same data dir rejoins its cluster.
-    Init(InitArgs),
+    Init(Box<InitArgs>),
     /// Print members, roles, leader, revision and health of a cluster.
     Status(StatusArgs),
     /// Recovery after quorum is lost for good: make a STOPPED member the only member
@@ -113,7 +113,7 @@ pub struct StatusArgs {
 /// Runs a store subcommand.
 pub async fn run(cmd: StorageCommand) -> anyhow::Result<()> {
     match cmd {
-        StorageCommand::Init(a) => init(a).await,
+        StorageCommand::Init(a) => init(*a).await,
         StorageCommand::Status(a) => status(a).await,
         StorageCommand::ForceNewCluster(a) => {
             let r = orbit_store::recovery::force_new_cluster(&a.data_dir)
