@@ -143,6 +143,17 @@ impl Identity {
         blake3::derive_key(context, &self.key.to_bytes())
     }
 
+    /// The secret key as PKCS#8 DER, for the TLS certificate made from it; handle
+    /// it as the key file itself.
+    pub fn to_pkcs8_der(&self) -> Vec<u8> {
+        use ed25519_dalek::pkcs8::EncodePrivateKey;
+        self.key
+            .to_pkcs8_der()
+            .expect("an ed25519 key always encodes")
+            .as_bytes()
+            .to_vec()
+    }
+
     /// Signs `message` (64 bytes).
     pub fn sign(&self, message: &[u8]) -> Vec<u8> {
         self.key.sign(message).to_bytes().to_vec()
