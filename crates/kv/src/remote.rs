@@ -183,12 +183,34 @@ impl RemoteKv {
 
     /// Connects to a cluster through any of `endpoints` (`host:port` or `http://host:port`).
     pub async fn connect(endpoints: &[String]) -> KvResult<Self> {
-        let options = ec::ConnectOptions::new()
+        Self::connect_tls(endpoints, None).await
+    }
+
+    /// Connects as [`RemoteKv::connect`], to `https://` endpoints with `tls` (the CA that
+    /// signed the members' certificates and, where they check clients, this client's
+    /// certificate).
+    pub async fn connect_tls(
+        endpoints: &[String],
+        tls: Option<tonic::transport::ClientTlsConfig>,
+    ) -> KvResult<Self> {
+        let mut options = ec::ConnectOptions::new()
             .with_connect_timeout(std::time::Duration::from_secs(5))
             .with_keep_alive(
                 std::time::Duration::from_secs(10),
                 std::time::Duration::from_secs(5),
             );
+        if let Some(tls) = tls {
+            if let Some(plain) = endpoints.iter().find(|e| e.starts_with("http://")) {
+                return Err(KvError::InvalidArgument(format!(
+                    "{plain}: TLS is configured, so store endpoints must be https://"
+                )));
+            }
+            options = options.with_tls(tls);
+        } else if let Some(tls) = endpoints.iter().find(|e| e.starts_with("https://")) {
+            return Err(KvError::InvalidArgument(format!(
+                "{tls} is https://, but no CA file is given to verify it (trusted_ca_file, or --cacert)"
+            )));
+        }
         let client = ec::Client::connect(endpoints, Some(options))
             .await
             .map_err(err)?;

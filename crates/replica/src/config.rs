@@ -110,9 +110,18 @@ pub struct ReplicaConfig {
     /// What it keeps: a duration (`1h`) in periodic mode, a count in revision mode.
     #[serde(default = "default_auto_compaction_retention")]
     pub auto_compaction_retention: String,
+    /// TLS of the store: what this replica's member serves on its client and peer
+    /// ports, and what the replica presents and trusts as a store client (etcd's flag
+    /// names: `cert_file`, `trusted_ca_file`, `client_cert_auth`, `peer_cert_file`, …).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub store_tls: orbit_tls::StoreTls,
     /// The replica table.
     #[serde(default, rename = "replica")]
     pub replicas: Vec<ReplicaRow>,
+}
+
+fn is_default(t: &orbit_tls::StoreTls) -> bool {
+    *t == orbit_tls::StoreTls::default()
 }
 
 fn default_token() -> String {
@@ -232,9 +241,32 @@ impl ReplicaConfig {
             }
             url_addr(&r.client_url)
                 .map_err(|e| ConfigError(format!("replica {}: client_url: {e}", r.id)))?;
+            let tls = &self.store_tls;
+            // A client reaches https:// members with the trusted CA; members serve
+            // https:// with a certificate.
+            let client_tls = tls.trusted_ca_file.is_some()
+                && (self.mode == Mode::External || tls.client_tls());
+            if r.client_url.starts_with("https://") != client_tls {
+                return err(format!(
+                    "replica {}: client_url {} does not fit store_tls: https:// exactly when {}",
+                    r.id,
+                    r.client_url,
+                    if self.mode == Mode::External {
+                        "trusted_ca_file is set"
+                    } else {
+                        "cert_file, key_file and trusted_ca_file are set"
+                    }
+                ));
+            }
             if self.mode != Mode::External {
                 url_addr(&r.peer_url)
                     .map_err(|e| ConfigError(format!("replica {}: peer_url: {e}", r.id)))?;
+                if r.peer_url.starts_with("https://") != tls.peer_tls() {
+                    return err(format!(
+                        "replica {}: peer_url {} does not fit store_tls: https:// exactly when peer_cert_file is set",
+                        r.id, r.peer_url
+                    ));
+                }
             }
         }
         match (ids.contains(&self.replica_id), self.client_only) {
@@ -269,6 +301,9 @@ impl ReplicaConfig {
                 "replica_ttl_s must be at least 2 and more than two replica heartbeats".into(),
             );
         }
+        self.store_tls
+            .validate()
+            .map_err(|e| ConfigError(format!("store_tls: {e}")))?;
         if self.heartbeat_ms == 0 || self.election_ms <= 2 * self.heartbeat_ms {
             return err("election_ms must be more than twice heartbeat_ms".into());
         }

@@ -95,7 +95,7 @@ pub(crate) async fn start(config: &ReplicaConfig) -> Result<Option<Arc<StoreNode
         .filter(|r| r.id != config.replica_id)
         .map(|r| r.peer_url.clone())
         .collect();
-    if let Some(members) = find_cluster(&others, PROBE_TIMEOUT).await {
+    if let Some(members) = find_cluster(&others, PROBE_TIMEOUT, &config.store_tls).await {
         tracing::info!(
             members = members.len(),
             "a cluster already runs; this replica joins it when asked"
@@ -246,7 +246,7 @@ impl Manager {
             .filter(|r| r.id != self.config.replica_id)
             .map(|r| r.peer_url.clone())
             .collect();
-        match find_cluster(&others, PROBE_TIMEOUT).await {
+        match find_cluster(&others, PROBE_TIMEOUT, &self.config.store_tls).await {
             Some(members) => !members.is_empty() && !members.iter().any(|m| m.id == node.id()),
             None => false,
         }

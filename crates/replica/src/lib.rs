@@ -48,8 +48,13 @@ pub enum ReplicaError {
 const FOLLOW_MEMBERS: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A client of the store cluster that keeps its endpoints in step with the members.
-async fn following(urls: &[String]) -> Result<RemoteKv, ReplicaError> {
-    let kv = RemoteKv::connect(urls).await?;
+async fn following(urls: &[String], config: &ReplicaConfig) -> Result<RemoteKv, ReplicaError> {
+    let tls = config
+        .store_tls
+        .client()
+        .client_config()
+        .map_err(|e| ConfigError(format!("store_tls: {e}")))?;
+    let kv = RemoteKv::connect_tls(urls, tls).await?;
     kv.follow_members(FOLLOW_MEMBERS);
     Ok(kv)
 }
@@ -88,6 +93,7 @@ pub(crate) fn store_config(config: &ReplicaConfig) -> StoreConfig {
         auto_compaction: config
             .auto_compaction()
             .unwrap_or(orbit_store::compactor::DEFAULT_AUTO_COMPACTION),
+        tls: config.store_tls.clone(),
         ..StoreConfig::single(
             &me.store_name,
             config.data_dir.join("store"),
@@ -126,7 +132,7 @@ impl Replica {
             .collect();
         let node = NodeSlot::default();
         let kv: Arc<dyn Kv> = match config.mode {
-            Mode::External => Arc::new(following(&all_client_urls).await?),
+            Mode::External => Arc::new(following(&all_client_urls, &config).await?),
             Mode::Fixed if config.may_run_member() && config.me().is_some_and(|m| m.store_node) => {
                 let started = StoreNode::start(StoreConfig {
                     initial_cluster: config
@@ -141,15 +147,15 @@ impl Replica {
             }
             Mode::Fixed => {
                 let urls: Vec<String> = config.store_rows().map(|r| r.client_url.clone()).collect();
-                Arc::new(following(&urls).await?)
+                Arc::new(following(&urls, &config).await?)
             }
             Mode::Incremental if !config.may_run_member() => {
-                Arc::new(following(&all_client_urls).await?)
+                Arc::new(following(&all_client_urls, &config).await?)
             }
             Mode::Incremental => {
                 // The member comes and goes; the client follows the member list.
                 node.set(incremental::start(&config).await?);
-                Arc::new(following(&all_client_urls).await?)
+                Arc::new(following(&all_client_urls, &config).await?)
             }
         };
         let listener = tokio::net::TcpListener::bind(&config.status_addr)

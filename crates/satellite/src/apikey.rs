@@ -1,7 +1,6 @@
 //! `satellite apikey …`: the operator creates and revokes API keys (on the store).
 
 use clap::Subcommand;
-use orbit_kv::RemoteKv;
 use orbit_satellite_model::apikeys::{ApiKey, ApiKeys};
 use std::sync::Arc;
 
@@ -10,18 +9,16 @@ use std::sync::Arc;
 pub enum ApiKeyCommand {
     /// Create a key for a project; prints it.
     Create {
-        /// Client URLs of the store (comma-separated).
-        #[arg(long, env = "ORBIT_ENDPOINTS", value_delimiter = ',')]
-        endpoints: Vec<String>,
+        #[command(flatten)]
+        store: crate::store_client::StoreClient,
         /// The project it belongs to.
         #[arg(long)]
         project: String,
     },
     /// Revoke a key, and every key restricted from it, on every replica.
     Revoke {
-        /// Client URLs of the store (comma-separated).
-        #[arg(long, env = "ORBIT_ENDPOINTS", value_delimiter = ',')]
-        endpoints: Vec<String>,
+        #[command(flatten)]
+        store: crate::store_client::StoreClient,
         /// The key.
         #[arg(long)]
         key: String,
@@ -31,12 +28,12 @@ pub enum ApiKeyCommand {
 /// Runs an API key command.
 pub async fn run(c: ApiKeyCommand) -> anyhow::Result<()> {
     match c {
-        ApiKeyCommand::Create { endpoints, project } => {
-            let keys = ApiKeys::new(Arc::new(RemoteKv::connect(&endpoints).await?));
+        ApiKeyCommand::Create { store, project } => {
+            let keys = ApiKeys::new(Arc::new(store.connect().await?));
             println!("{}", keys.create(&project).await?.serialize());
         }
-        ApiKeyCommand::Revoke { endpoints, key } => {
-            let keys = ApiKeys::new(Arc::new(RemoteKv::connect(&endpoints).await?));
+        ApiKeyCommand::Revoke { store, key } => {
+            let keys = ApiKeys::new(Arc::new(store.connect().await?));
             keys.revoke(&ApiKey::parse(&key)?, orbit_satellite_model::unix_now())
                 .await?;
             println!("revoked");

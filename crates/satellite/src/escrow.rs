@@ -2,7 +2,6 @@
 //! store directly (the operator has the store's client URLs, users do not).
 
 use clap::{Args, Subcommand};
-use orbit_kv::RemoteKv;
 use orbit_payments::{Address, Escrow};
 use std::sync::Arc;
 
@@ -74,16 +73,15 @@ pub enum ClaimCommand {
 /// Which ledger.
 #[derive(Args)]
 pub struct LedgerArgs {
-    /// Client URLs of the store (comma-separated).
-    #[arg(long, env = "ORBIT_ENDPOINTS", value_delimiter = ',')]
-    endpoints: Vec<String>,
+    #[command(flatten)]
+    store: crate::store_client::StoreClient,
     /// The escrow address (the satellite's `[payments] escrow`).
     #[arg(long)]
     escrow: Address,
 }
 
 async fn ledger(at: &LedgerArgs) -> anyhow::Result<Escrow> {
-    let kv = RemoteKv::connect(&at.endpoints).await?;
+    let kv = at.store.connect().await?;
     Ok(Escrow::new(Arc::new(kv), at.escrow))
 }
 

@@ -4,7 +4,6 @@
 
 use anyhow::Context;
 use clap::Subcommand;
-use orbit_kv::RemoteKv;
 use orbit_satellite_model::apikeys::ApiKeys;
 use orbit_satellite_model::repair::HealthRules;
 use satellite::inspectors;
@@ -19,9 +18,8 @@ pub enum InspectCommand {
     Health {
         /// The object, `orbit://bucket/key`.
         object: String,
-        /// Client URLs of the store (comma-separated).
-        #[arg(long, env = "ORBIT_ENDPOINTS", value_delimiter = ',')]
-        endpoints: Vec<String>,
+        #[command(flatten)]
+        store: crate::store_client::StoreClient,
         /// An access grant to the object's project: the satellite only knows the key
         /// as the uplink encrypted it, so the grant encrypts it the same way.
         #[arg(long, env = "ORBIT_ACCESS", hide_env_values = true)]
@@ -37,9 +35,8 @@ pub enum InspectCommand {
     /// Every node: online or not, its reputation (audit, unknown-outcome and online
     /// scores), audit counts, vetting, suspension, containment, disqualification.
     Nodes {
-        /// Client URLs of the store (comma-separated).
-        #[arg(long, env = "ORBIT_ENDPOINTS", value_delimiter = ',')]
-        endpoints: Vec<String>,
+        #[command(flatten)]
+        store: crate::store_client::StoreClient,
         /// The satellite's configuration, for `[storage]`'s online window (defaults
         /// without it).
         #[arg(long)]
@@ -55,26 +52,26 @@ pub async fn run(c: InspectCommand) -> anyhow::Result<()> {
     match c {
         InspectCommand::Health {
             object,
-            endpoints,
+            store,
             access,
             config,
             json,
-        } => object_health(object, endpoints, access, config, json).await,
+        } => object_health(object, store, access, config, json).await,
         InspectCommand::Nodes {
-            endpoints,
+            store,
             config,
             json,
-        } => nodes(endpoints, config, json).await,
+        } => nodes(store, config, json).await,
     }
 }
 
 /// `inspect nodes`.
-async fn nodes(endpoints: Vec<String>, config: Option<PathBuf>, json: bool) -> anyhow::Result<()> {
+async fn nodes(store: crate::store_client::StoreClient, config: Option<PathBuf>, json: bool) -> anyhow::Result<()> {
     let storage = match config {
         Some(p) => crate::run::load(&p)?.services.storage.unwrap_or_default(),
         None => Default::default(),
     };
-    let kv: Arc<dyn orbit_kv::Kv> = Arc::new(RemoteKv::connect(&endpoints).await?);
+    let kv: Arc<dyn orbit_kv::Kv> = Arc::new(store.connect().await?);
     let rows = inspectors::nodes(kv, storage.online_window_s).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
@@ -125,7 +122,7 @@ async fn nodes(endpoints: Vec<String>, config: Option<PathBuf>, json: bool) -> a
 /// `inspect health`.
 async fn object_health(
     object: String,
-    endpoints: Vec<String>,
+    store: crate::store_client::StoreClient,
     access: String,
     config: Option<PathBuf>,
     json: bool,
@@ -144,7 +141,7 @@ async fn object_health(
         online_window_s: storage.online_window_s,
         distinct_networks: storage.distinct_networks,
     };
-    let kv: Arc<dyn orbit_kv::Kv> = Arc::new(RemoteKv::connect(&endpoints).await?);
+    let kv: Arc<dyn orbit_kv::Kv> = Arc::new(store.connect().await?);
     let project = ApiKeys::new(kv.clone()).project_of(&access.api_key).await?;
     let enc_key = uplink::crypt::encrypt_path(&access.root, bucket, key);
     let (stream, out) = inspectors::object_health(kv, &project, bucket, &enc_key, &rules).await?;

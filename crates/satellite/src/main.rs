@@ -8,6 +8,7 @@ mod report;
 mod run;
 mod sim;
 mod storage;
+mod store_client;
 mod trash;
 
 use clap::{Parser, Subcommand};

@@ -2,7 +2,6 @@
 //! current usage.
 
 use clap::Subcommand;
-use orbit_kv::RemoteKv;
 use orbit_satellite_model::accounting::{Limits, Usage};
 use orbit_satellite_model::unix_now;
 use std::sync::Arc;
@@ -12,9 +11,8 @@ use std::sync::Arc;
 pub enum ProjectCommand {
     /// Sets a project's limits; a limit not given is kept, `none` removes it.
     Limits {
-        /// Client URLs of the store (comma-separated).
-        #[arg(long, env = "ORBIT_ENDPOINTS", value_delimiter = ',')]
-        endpoints: Vec<String>,
+        #[command(flatten)]
+        store: crate::store_client::StoreClient,
         /// The project.
         #[arg(long)]
         project: String,
@@ -30,9 +28,8 @@ pub enum ProjectCommand {
     },
     /// Prints a project's limits and usage as JSON.
     Show {
-        /// Client URLs of the store (comma-separated).
-        #[arg(long, env = "ORBIT_ENDPOINTS", value_delimiter = ',')]
-        endpoints: Vec<String>,
+        #[command(flatten)]
+        store: crate::store_client::StoreClient,
         /// The project.
         #[arg(long)]
         project: String,
@@ -86,13 +83,13 @@ fn count(s: &str) -> Result<Cap, String> {
 pub async fn run(c: ProjectCommand) -> anyhow::Result<()> {
     match c {
         ProjectCommand::Limits {
-            endpoints,
+            store,
             project,
             storage,
             egress,
             segments,
         } => {
-            let usage = Usage::new(Arc::new(RemoteKv::connect(&endpoints).await?));
+            let usage = Usage::new(Arc::new(store.connect().await?));
             let mut l: Limits = usage.project(&project).await?.limits;
             if let Some(Cap(v)) = storage {
                 l.storage = v;
@@ -106,8 +103,8 @@ pub async fn run(c: ProjectCommand) -> anyhow::Result<()> {
             usage.set_limits(&project, l, unix_now()).await?;
             println!("{}", serde_json::to_string(&l)?);
         }
-        ProjectCommand::Show { endpoints, project } => {
-            let kv = Arc::new(RemoteKv::connect(&endpoints).await?);
+        ProjectCommand::Show { store, project } => {
+            let kv = Arc::new(store.connect().await?);
             let out = satellite::inspectors::project(kv, &project).await?;
             println!("{}", serde_json::to_string_pretty(&out)?);
         }

@@ -2,7 +2,6 @@
 
 use clap::{Subcommand, ValueEnum};
 use orbit_accounting::{AccountingSection, AccountingService};
-use orbit_kv::RemoteKv;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -12,9 +11,8 @@ pub enum AccountingCommand {
     /// Storage-node payouts and project invoices (with what each project paid
     /// through its payment channels) for a month, exact whatever has been rolled up.
     Report {
-        /// Client URLs of the store (comma-separated).
-        #[arg(long, env = "ORBIT_ENDPOINTS", value_delimiter = ',')]
-        endpoints: Vec<String>,
+        #[command(flatten)]
+        store: crate::store_client::StoreClient,
         /// The month, `YYYY-MM` (UTC).
         #[arg(long)]
         period: String,
@@ -40,7 +38,7 @@ pub enum Format {
 /// Runs an accounting command.
 pub async fn run(c: AccountingCommand) -> anyhow::Result<()> {
     let AccountingCommand::Report {
-        endpoints,
+        store,
         period,
         format,
         config,
@@ -52,7 +50,7 @@ pub async fn run(c: AccountingCommand) -> anyhow::Result<()> {
             .unwrap_or_default(),
         None => AccountingSection::default(),
     };
-    let kv = Arc::new(RemoteKv::connect(&endpoints).await?);
+    let kv = Arc::new(store.connect().await?);
     let report = AccountingService::new(kv, section).report(&period).await?;
     match format {
         Format::Csv => print!("{}", report.csv()),

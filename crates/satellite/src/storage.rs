@@ -64,6 +64,8 @@ pub struct InitArgs {
     /// separated, as etcd's flag.
     #[arg(long, env = "ORBIT_STORE_LISTEN_METRICS_URLS", value_delimiter = ',')]
     listen_metrics_urls: Vec<String>,
+    #[command(flatten)]
+    tls: crate::store_client::MemberTlsArgs,
     /// Raft heartbeat interval, milliseconds.
     #[arg(long, default_value_t = 100)]
     heartbeat_ms: u64,
@@ -108,6 +110,8 @@ pub struct StatusArgs {
     /// Cluster token whose replica table to show.
     #[arg(long, env = "ORBIT_STORE_TOKEN", default_value = "orbit")]
     token: String,
+    #[command(flatten)]
+    tls: crate::store_client::TlsArgs,
 }
 
 /// Runs a store subcommand.
@@ -150,6 +154,7 @@ async fn init(a: InitArgs) -> anyhow::Result<()> {
             &a.auto_compaction_retention,
         )
         .map_err(anyhow::Error::msg)?,
+        tls: a.tls.settings(),
         ..StoreConfig::single(&a.name, data_dir, &a.client_url, &a.peer_url)
     };
     let data_dir = config.data_dir.clone();
@@ -171,16 +176,22 @@ async fn init(a: InitArgs) -> anyhow::Result<()> {
             let _ = stop.wait_for(|s| *s).await;
         });
     }
+    let peer_scheme = if node.config().tls.peer_tls() { "https" } else { "http" };
     println!(
-        "orbit store member {:x} serving the etcd API on http://{} (peers: http://{}), data in {}",
+        "orbit store member {:x} serving the etcd API on {} (peers: {peer_scheme}://{}), data in {}",
         node.id(),
-        node.client_addr(),
+        node.advertised_client_url(),
         node.peer_addr(),
         data_dir.display()
     );
+    let tls_flags = if node.config().tls.client_tls() {
+        " --cacert CA --cert CERT --key KEY"
+    } else {
+        ""
+    };
     println!(
-        "try: ETCDCTL_API=3 etcdctl --endpoints={} put hello world",
-        node.client_addr()
+        "try: ETCDCTL_API=3 etcdctl --endpoints={}{tls_flags} put hello world",
+        node.advertised_client_url()
     );
     crate::until_stopped().await?;
     node.shutdown().await;
@@ -192,9 +203,9 @@ async fn status(a: StatusArgs) -> anyhow::Result<()> {
     let mut found = None;
     for ep in &a.endpoints {
         let attempt = async {
-            let kv = RemoteKv::connect(std::slice::from_ref(ep)).await?;
+            let kv = a.tls.connect(std::slice::from_ref(ep)).await?;
             let members = kv.members().await?;
-            Ok::<_, orbit_kv::KvError>((kv, members))
+            Ok::<_, anyhow::Error>((kv, members))
         };
         match tokio::time::timeout(std::time::Duration::from_secs(5), attempt).await {
             Ok(Ok(x)) => {
@@ -212,7 +223,7 @@ async fn status(a: StatusArgs) -> anyhow::Result<()> {
     for m in &members {
         let (health, revision, role) = match m.client_urls.first() {
             None => ("unstarted".to_string(), String::new(), String::new()),
-            Some(url) => match status_of(url).await {
+            Some(url) => match status_of(url, &a.tls).await {
                 Ok((s, rev)) => {
                     leader = s.leader();
                     let role = if s.0.is_learner {
@@ -294,10 +305,16 @@ async fn print_replica_table(kv: &RemoteKv, token: &str) {
     }
 }
 
-async fn status_of(url: &str) -> anyhow::Result<(etcd_client::StatusResponse, i64)> {
-    let opts = etcd_client::ConnectOptions::new()
+async fn status_of(
+    url: &str,
+    tls: &crate::store_client::TlsArgs,
+) -> anyhow::Result<(etcd_client::StatusResponse, i64)> {
+    let mut opts = etcd_client::ConnectOptions::new()
         .with_connect_timeout(std::time::Duration::from_secs(2))
         .with_timeout(std::time::Duration::from_secs(5));
+    if let Some(tls) = tls.client_config()?.filter(|_| url.starts_with("https://")) {
+        opts = opts.with_tls(tls);
+    }
     let mut c = etcd_client::Client::connect([url], Some(opts)).await?;
     let s = c.status().await?;
     // Healthy means it can serve a linearizable read, as etcdctl endpoint health checks.

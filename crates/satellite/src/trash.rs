@@ -5,7 +5,6 @@
 use anyhow::Context;
 use clap::Subcommand;
 use orbit_identity::{Identity, NodeId};
-use orbit_kv::RemoteKv;
 use orbit_satellite_model::nodes::{Nodes, SelectionConfig};
 use orbit_satellite_model::unix_now;
 use std::path::PathBuf;
@@ -19,9 +18,9 @@ pub enum TrashCommand {
         /// The node (its id); every node in the table when absent.
         #[arg(long)]
         node: Option<NodeId>,
-        /// Client URLs of the store (comma-separated), for the nodes' addresses.
-        #[arg(long, env = "ORBIT_ENDPOINTS", value_delimiter = ',')]
-        endpoints: Vec<String>,
+        /// The store, for the nodes' addresses.
+        #[command(flatten)]
+        store: crate::store_client::StoreClient,
         /// The satellite's identity file (what `[storage] identity` names).
         #[arg(long)]
         identity: PathBuf,
@@ -32,12 +31,12 @@ pub enum TrashCommand {
 pub async fn run(c: TrashCommand) -> anyhow::Result<()> {
     let TrashCommand::Restore {
         node,
-        endpoints,
+        store,
         identity,
     } = c;
     let sat = Identity::load(&identity)
         .with_context(|| format!("satellite identity {}", identity.display()))?;
-    let kv: Arc<dyn orbit_kv::Kv> = Arc::new(RemoteKv::connect(&endpoints).await?);
+    let kv: Arc<dyn orbit_kv::Kv> = Arc::new(store.connect().await?);
     let table = Nodes::new(kv, SelectionConfig::default()).all().await?;
     let targets: Vec<_> = table
         .into_iter()

@@ -70,6 +70,8 @@ pub struct StoreConfig {
     pub auto_compaction: crate::compactor::AutoCompaction,
     /// How often revision-mode compaction checks, ms (etcd: 5 minutes).
     pub compaction_check_ms: u64,
+    /// TLS of the client and peer ports (etcd's `--cert-file` and the rest).
+    pub tls: orbit_tls::StoreTls,
 }
 
 impl StoreConfig {
@@ -97,6 +99,7 @@ impl StoreConfig {
             member_id: None,
             auto_compaction: crate::compactor::DEFAULT_AUTO_COMPACTION,
             compaction_check_ms: crate::compactor::REVISION_CHECK_INTERVAL.as_millis() as u64,
+            tls: orbit_tls::StoreTls::default(),
         }
     }
 
@@ -107,9 +110,15 @@ impl StoreConfig {
         }
         url_addr(&self.client_url)?;
         url_addr(&self.peer_url)?;
+        self.tls
+            .validate()
+            .map_err(|e| StoreError::Config(format!("TLS: {e}")))?;
+        scheme_fits(&self.client_url, self.tls.client_tls(), "client", "cert_file")?;
+        scheme_fits(&self.peer_url, self.tls.peer_tls(), "peer", "peer_cert_file")?;
         let mut names = std::collections::BTreeSet::new();
         for (name, url) in &self.initial_cluster {
             url_addr(url)?;
+            scheme_fits(url, self.tls.peer_tls(), "peer", "peer_cert_file")?;
             if !names.insert(name) {
                 return Err(StoreError::Config(format!(
                     "member name {name:?} appears twice in the initial cluster"
@@ -164,18 +173,34 @@ pub fn parse_initial_cluster(s: &str) -> Result<Vec<(String, String)>, StoreErro
         .collect()
 }
 
-/// The `host:port` a `http://host:port` URL names.
+/// Whether `url`'s scheme fits the port's TLS: `https://` exactly when it serves TLS.
+fn scheme_fits(url: &str, tls: bool, port: &str, flag: &str) -> Result<(), StoreError> {
+    match (url.starts_with("https://"), tls) {
+        (true, false) => Err(StoreError::Config(format!(
+            "{port} URL {url} is https:// but no certificate is given ({flag})"
+        ))),
+        (false, true) => Err(StoreError::Config(format!(
+            "{port} URL {url} is http:// but the {port} port serves TLS ({flag}); use https://"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The `host:port` a `http://host:port` or `https://host:port` URL names.
 pub fn url_addr(url: &str) -> Result<String, StoreError> {
     let rest = url
         .strip_prefix("http://")
-        .ok_or_else(|| StoreError::Config(format!("URL {url:?} must start with http://")))?;
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| {
+            StoreError::Config(format!("URL {url:?} must start with http:// or https://"))
+        })?;
     let hostport = rest.trim_end_matches('/');
     match hostport.rsplit_once(':') {
         Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
             Ok(hostport.to_string())
         }
         _ => Err(StoreError::Config(format!(
-            "URL {url:?} must be http://host:port"
+            "URL {url:?} must be http(s)://host:port"
         ))),
     }
 }

@@ -114,6 +114,8 @@ fn entries_within(entries: &[Entry], budget: u64) -> usize {
 #[derive(Clone, Default)]
 pub struct Peers {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
+    /// How to reach `https://` peers: their CA and this member's peer certificate.
+    tls: Option<tonic::transport::ClientTlsConfig>,
     /// Set when a peer refused our Raft message because we were removed.
     removed: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -122,6 +124,14 @@ pub struct Peers {
 const REMOVED: &str = "was removed from the cluster";
 
 impl Peers {
+    /// Connections that reach `https://` peers with `tls`.
+    pub fn new(tls: Option<tonic::transport::ClientTlsConfig>) -> Peers {
+        Peers {
+            tls,
+            ..Peers::default()
+        }
+    }
+
     /// Whether a peer has told this member it was removed from the cluster.
     pub fn told_removed(&self) -> bool {
         self.removed.load(std::sync::atomic::Ordering::Relaxed)
@@ -133,8 +143,19 @@ impl Peers {
         if let Some(c) = map.get(url) {
             return Ok(PeerClient::new(c.clone()).max_decoding_message_size(usize::MAX));
         }
-        let ch = Endpoint::from_shared(url.to_string())
-            .map_err(|e| KvError::InvalidArgument(format!("bad peer URL {url}: {e}")))?
+        let mut endpoint = Endpoint::from_shared(url.to_string())
+            .map_err(|e| KvError::InvalidArgument(format!("bad peer URL {url}: {e}")))?;
+        if url.starts_with("https://") {
+            let tls = self.tls.clone().ok_or_else(|| {
+                KvError::InvalidArgument(format!(
+                    "peer {url} speaks TLS, but this member has no peer certificate (peer_cert_file)"
+                ))
+            })?;
+            endpoint = endpoint
+                .tls_config(tls)
+                .map_err(|e| KvError::InvalidArgument(format!("peer TLS for {url}: {e}")))?;
+        }
+        let ch = endpoint
             .connect_timeout(Duration::from_secs(2))
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(5))

@@ -109,7 +109,7 @@ impl StoreNode {
         let log = LogStore::open(&raft_dir)?;
         let sm = StateMachine::open(&raft_dir, config.quota_bytes)?;
         let shared = sm.shared();
-        let peers = Peers::default();
+        let peers = Peers::new(config.tls.peer_client().map_err(tls_err)?);
 
         let member_path = config.data_dir.join("member.json");
         let known = read_member_file(&member_path)?;
@@ -233,7 +233,14 @@ impl StoreNode {
             workers: orbit_worker::Group::new(),
             _lock: lock,
         });
-        crate::server::serve(node.clone(), client_listener, peer_listener);
+        let client_tls = node.config.tls.client_server().map_err(tls_err)?;
+        let peer_tls = node.config.tls.peer_server().map_err(tls_err)?;
+        crate::server::serve(
+            node.clone(),
+            (client_listener, client_tls),
+            (peer_listener, peer_tls),
+        )
+        .map_err(|e| StoreError::Config(format!("TLS: {e}")))?;
 
         if let Some(members) = bootstrap {
             match node.raft.initialize(members).await {
@@ -878,7 +885,8 @@ impl StoreNode {
 
     /// The client URL with the port actually bound.
     pub fn advertised_client_url(&self) -> String {
-        format!("http://{}", self.client_addr)
+        let scheme = if self.config.tls.client_tls() { "https" } else { "http" };
+        format!("{scheme}://{}", self.client_addr)
     }
 
     fn expire_leases(self: &Arc<Self>) {
@@ -1064,6 +1072,10 @@ fn rpc_timeout_ms(config: &StoreConfig) -> u64 {
     (config.election_ms / 3).max(config.heartbeat_ms)
 }
 
+fn tls_err(e: orbit_tls::TlsError) -> StoreError {
+    StoreError::Config(format!("TLS: {e}"))
+}
+
 async fn bind(url: &str) -> Result<tokio::net::TcpListener, StoreError> {
     let addr = crate::config::url_addr(url)?;
     tokio::net::TcpListener::bind(&addr)
@@ -1114,8 +1126,13 @@ fn write_member_file(path: &Path, m: &MemberFile) -> Result<(), StoreError> {
 
 /// The members of a running cluster, asked of whichever of `peer_urls` answers first
 /// within `timeout` each; `None` when none answers.
-pub async fn find_cluster(peer_urls: &[String], timeout: Duration) -> Option<Vec<Member>> {
-    let peers = Peers::default();
+/// `tls` gives the peer certificate and CA for `https://` peers.
+pub async fn find_cluster(
+    peer_urls: &[String],
+    timeout: Duration,
+    tls: &orbit_tls::StoreTls,
+) -> Option<Vec<Member>> {
+    let peers = Peers::new(tls.peer_client().ok().flatten());
     for url in peer_urls {
         if let Ok(ForwardResponse::Members(m)) =
             peers.forward(url, &ForwardRequest::Members, timeout).await

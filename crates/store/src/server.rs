@@ -30,15 +30,25 @@ fn st(e: KvError) -> Status {
     error_to_status(&e)
 }
 
+/// A listener and the TLS it serves (`None`: plain gRPC).
+pub type Listening = (
+    tokio::net::TcpListener,
+    Option<tonic::transport::ServerTlsConfig>,
+);
+
 /// Starts the client (etcd API) and peer servers of `node` on the given listeners.
-pub fn serve(node: Arc<StoreNode>, client: tokio::net::TcpListener, peer: tokio::net::TcpListener) {
+pub fn serve(
+    node: Arc<StoreNode>,
+    (client, client_tls): Listening,
+    (peer, peer_tls): Listening,
+) -> Result<(), tonic::transport::Error> {
     let api = Api {
         kv: EmbeddedKv::new(node.clone()),
         node: node.clone(),
     };
     let limit = MAX_REQUEST_BYTES + GRPC_OVERHEAD;
     let mut stop = node.shutdown_signal();
-    let client_router = tonic::transport::Server::builder()
+    let client_router = builder(client_tls)?
         .layer(orbit_telemetry::RpcLayer)
         .add_service(PbKvServer::new(api.clone()).max_decoding_message_size(limit))
         .add_service(PbWatchServer::new(api.clone()).max_decoding_message_size(limit))
@@ -56,7 +66,7 @@ pub fn serve(node: Arc<StoreNode>, client: tokio::net::TcpListener, peer: tokio:
         }
     });
     let mut stop = node.shutdown_signal();
-    let peer_router = tonic::transport::Server::builder()
+    let peer_router = builder(peer_tls)?
         .layer(orbit_telemetry::RpcLayer)
         .add_service(PeerService::server(Arc::downgrade(&node)));
     tokio::spawn(async move {
@@ -69,6 +79,18 @@ pub fn serve(node: Arc<StoreNode>, client: tokio::net::TcpListener, peer: tokio:
             tracing::error!(error = %e, "peer server failed");
         }
     });
+    Ok(())
+}
+
+/// A server builder serving `tls`, if any.
+fn builder(
+    tls: Option<tonic::transport::ServerTlsConfig>,
+) -> Result<tonic::transport::Server, tonic::transport::Error> {
+    let builder = tonic::transport::Server::builder();
+    match tls {
+        Some(tls) => builder.tls_config(tls),
+        None => Ok(builder),
+    }
 }
 
 /// Accepted connections with Nagle's algorithm off: a gRPC answer goes out as several

@@ -3,6 +3,7 @@
 //! ports in temporary directories, stopped when dropped.
 
 pub mod metrics;
+pub mod pki;
 pub mod process;
 pub mod replicas;
 

@@ -29,6 +29,30 @@ pub struct ProcCluster {
     /// The running processes.
     pub procs: Vec<Option<Child>>,
     binary: PathBuf,
+    /// With TLS: the CA and the client certificate this cluster's clients use.
+    pub tls: Option<ClusterTls>,
+}
+
+/// The certificates of a cluster started with [`ProcCluster::start_tls`].
+pub struct ClusterTls {
+    /// The CA that signed every member's certificate and the test's client one.
+    pub pki: crate::pki::Pki,
+    /// The certificate tests' clients present.
+    pub client: crate::pki::CertFiles,
+}
+
+impl ClusterTls {
+    /// The tonic client configuration of the test's client.
+    pub fn client_config(&self) -> tonic::transport::ClientTlsConfig {
+        orbit_tls::TlsFiles {
+            ca_file: Some(self.pki.ca_file.clone()),
+            cert_file: Some(self.client.cert.clone()),
+            key_file: Some(self.client.key.clone()),
+        }
+        .client_config()
+        .unwrap()
+        .expect("files given")
+    }
 }
 
 impl ProcCluster {
@@ -44,12 +68,35 @@ impl ProcCluster {
         timings: Timings,
         extra: &[&str],
     ) -> ProcCluster {
+        ProcCluster::start_inner(binary, n, timings, extra, false).await
+    }
+
+    /// As [`ProcCluster::start`], with mutual TLS on the client and peer ports: every
+    /// member has a certificate from one test CA and accepts only clients and peers
+    /// with one (etcd's `--client-cert-auth` and `--peer-client-cert-auth`).
+    pub async fn start_tls(binary: &Path, n: usize, timings: Timings) -> ProcCluster {
+        ProcCluster::start_inner(binary, n, timings, &[], true).await
+    }
+
+    async fn start_inner(
+        binary: &Path,
+        n: usize,
+        timings: Timings,
+        extra: &[&str],
+        tls: bool,
+    ) -> ProcCluster {
         let dir = tempfile::tempdir().unwrap();
+        let scheme = if tls { "https" } else { "http" };
+        let tls = tls.then(|| {
+            let pki = crate::pki::Pki::new(dir.path(), "store");
+            let client = pki.issue("client");
+            ClusterTls { pki, client }
+        });
         let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
         let initial = ports
             .iter()
             .enumerate()
-            .map(|(i, (_, p))| format!("m{i}=http://127.0.0.1:{p}"))
+            .map(|(i, (_, p))| format!("m{i}={scheme}://127.0.0.1:{p}"))
             .collect::<Vec<_>>()
             .join(",");
         let members = ports
@@ -67,9 +114,9 @@ impl ProcCluster {
                     "--token".into(),
                     "crash-test".into(),
                     "--client-url".into(),
-                    format!("http://127.0.0.1:{c}"),
+                    format!("{scheme}://127.0.0.1:{c}"),
                     "--peer-url".into(),
-                    format!("http://127.0.0.1:{p}"),
+                    format!("{scheme}://127.0.0.1:{p}"),
                     "--initial-cluster".into(),
                     initial.clone(),
                     "--data-dir".into(),
@@ -88,6 +135,17 @@ impl ProcCluster {
                         .flatten(),
                 )
                 .chain(extra.iter().map(|a| a.to_string()))
+                .chain(tls.iter().flat_map(|t| {
+                    let own = t.pki.issue(&format!("m{i}"));
+                    let ca = t.pki.ca_file.display().to_string();
+                    let (cert, key) = (own.cert.display().to_string(), own.key.display().to_string());
+                    [
+                        "--cert-file", &cert, "--key-file", &key, "--trusted-ca-file", &ca,
+                        "--client-cert-auth", "--peer-cert-file", &cert, "--peer-key-file", &key,
+                        "--peer-trusted-ca-file", &ca, "--peer-client-cert-auth",
+                    ]
+                    .map(String::from)
+                }))
                 .collect(),
             })
             .collect();
@@ -96,6 +154,7 @@ impl ProcCluster {
             members,
             procs: (0..n).map(|_| None).collect(),
             binary: binary.to_path_buf(),
+            tls,
         };
         for i in 0..n {
             c.spawn(i);
@@ -110,7 +169,7 @@ impl ProcCluster {
     pub async fn wait_published(&self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Ok(kv) = RemoteKv::connect(&self.endpoints()).await {
+            if let Ok(kv) = self.connect(&self.endpoints()).await {
                 if let Ok(members) = kv.members().await {
                     if members.len() == self.members.len()
                         && members.iter().all(|m| !m.name.is_empty())
@@ -152,31 +211,37 @@ impl ProcCluster {
         }
     }
 
+    /// Client URL of member `i`.
+    pub fn endpoint(&self, i: usize) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.members[i].client)
+    }
+
     /// Client URLs of every member.
     pub fn endpoints(&self) -> Vec<String> {
-        self.members
-            .iter()
-            .map(|m| format!("http://127.0.0.1:{}", m.client))
-            .collect()
+        (0..self.members.len()).map(|i| self.endpoint(i)).collect()
+    }
+
+    /// A client of `endpoints`, with the test's certificate if the cluster has TLS.
+    async fn connect(&self, endpoints: &[String]) -> orbit_kv::KvResult<RemoteKv> {
+        RemoteKv::connect_tls(endpoints, self.tls.as_ref().map(|t| t.client_config())).await
     }
 
     /// A client of the whole cluster.
     pub async fn client(&self) -> RemoteKv {
-        RemoteKv::connect(&self.endpoints()).await.unwrap()
+        self.connect(&self.endpoints()).await.unwrap()
     }
 
     /// A client of member `i` alone.
     pub async fn client_of(&self, i: usize) -> RemoteKv {
-        RemoteKv::connect(&[format!("http://127.0.0.1:{}", self.members[i].client)])
-            .await
-            .unwrap()
+        self.connect(&[self.endpoint(i)]).await.unwrap()
     }
 
     /// Waits until a write through the cluster succeeds.
     pub async fn wait_writable(&self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Ok(kv) = RemoteKv::connect(&self.endpoints()).await {
+            if let Ok(kv) = self.connect(&self.endpoints()).await {
                 if tokio::time::timeout(
                     Duration::from_secs(2),
                     kv.put(PutRequest::new("ready", "1")),
@@ -202,9 +267,7 @@ impl ProcCluster {
             if self.procs[i].is_none() {
                 continue;
             }
-            let Ok(kv) =
-                RemoteKv::connect(&[format!("http://127.0.0.1:{}", self.members[i].client)]).await
-            else {
+            let Ok(kv) = self.connect(&[self.endpoint(i)]).await else {
                 continue;
             };
             let Ok(s) = kv.client().status().await else {
