@@ -92,7 +92,7 @@ SAT_KEY=$(sed -n 's/^satellite .* (key \([0-9a-f]*\))$/\1/p' "$DIR/logs/satellit
 for i in $(seq 1 $NODES); do
   node="$DIR/node$i"
   if [ ! -f "$node/storagenode.toml" ]; then
-    "$BIN/storagenode" setup --dir "$node" --satellite-url http://127.0.0.1:7778 \
+    "$BIN/storagenode" setup --dir "$node" --satellite-url https://127.0.0.1:7778 \
       --satellite-key "$SAT_KEY" --capacity $((2 << 30)) --listen "127.0.0.1:$((7800 + i))" --check-in-s 10 > /dev/null
   fi
   "$BIN/storagenode" run --dir "$node" > "$DIR/logs/node$i.out" 2> "$DIR/logs/node$i.log" &
@@ -102,7 +102,7 @@ for i in $(seq 1 $NODES); do wait_for "$DIR/logs/node$i.out" "serving pieces" 30
 
 if [ ! -s "$DIR/access" ]; then
   key=$("$BIN/satellite" apikey create --endpoints http://127.0.0.1:2379 --project local)
-  "$BIN/uplink" access create --satellite http://127.0.0.1:7778 --satellite-key "$SAT_KEY" \
+  "$BIN/uplink" access create --satellite https://127.0.0.1:7778 --satellite-key "$SAT_KEY" \
     --api-key "$key" --passphrase "${ORBIT_PASSPHRASE:-local passphrase}" > "$DIR/access"
   chmod 600 "$DIR/access"
 fi

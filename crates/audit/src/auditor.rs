@@ -523,7 +523,7 @@ impl Auditor {
             return (AuditOutcome::Offline, why);
         }
         let work = async {
-            let mut c = piece::connect(&node.address).await?;
+            let mut c = piece::connect(&node.address, &node.id).await?;
             if whole {
                 piece::download(&mut c, &limit, seg.piece_size, &self.identity, &sat)
                     .await
@@ -552,7 +552,7 @@ impl Auditor {
 /// How long a node has to accept a TCP connection before it counts as offline.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Whether the node at `url` (`http://host:port`) accepts a TCP connection.
+/// Whether the node at `url` (`https://host:port`) accepts a TCP connection.
 async fn reachable(url: &str) -> Result<(), String> {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     let host_port = rest.split('/').next().unwrap_or(rest);

@@ -93,7 +93,7 @@ async fn main() -> anyhow::Result<()> {
     for _ in 0..most {
         let wallet = Wallet::random();
         ledger.deposit(&wallet.address(), u64::MAX / 2).await?;
-        let p = Payer::connect(&r.api_url(0), wallet.clone()).await?;
+        let p = Payer::connect(&r.api_url(0), &r.satellite_key(0), wallet.clone()).await?;
         let ch = p
             .open(u64::MAX / 4, orbit_payments::api::unix_now() + 86_400, None)
             .await?;
@@ -109,7 +109,7 @@ async fn main() -> anyhow::Result<()> {
     for (i, per) in payers.iter_mut().enumerate() {
         for _ in 0..most.div_ceil(3).max(1) {
             per.push(Arc::new(
-                Payer::connect(&r.api_url(i), Wallet::random()).await?,
+                Payer::connect(&r.api_url(i), &r.satellite_key(i), Wallet::random()).await?,
             ));
         }
     }

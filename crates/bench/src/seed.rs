@@ -24,7 +24,7 @@ pub fn records(n: usize) -> (Vec<NodeRecord>, Vec<(String, Vec<u8>)>) {
                 id: key.id(),
                 key,
                 // One /24 each: no piece is clumped, no segment queued.
-                address: format!("http://10.{}.{}.1:7777", i / 250, i % 250),
+                address: format!("https://10.{}.{}.1:7777", i / 250, i % 250),
                 free: 1 << 40,
                 version: "bench".into(),
                 // Online for the whole run.

@@ -130,7 +130,7 @@ impl Sender {
         let t = Duration::from_secs(self.section.timeout_s.max(1));
         tokio::time::timeout(
             t,
-            orbit_protocol::client::retain(&node.address, &header, &filter),
+            orbit_protocol::client::retain(&node.address, &head.node, &header, &filter),
         )
         .await
         .map_err(|_| format!("no answer within {t:?}"))?

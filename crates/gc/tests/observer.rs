@@ -20,7 +20,7 @@ use std::sync::Arc;
 async fn node(kv: &dyn Kv, disqualified: bool) -> NodeId {
     let key = Identity::generate().public();
     let mut rec = NodeRecord::new(key.id(), key);
-    rec.address = "http://127.0.0.1:1".into();
+    rec.address = "https://127.0.0.1:1".into();
     rec.disqualified = disqualified;
     kv.put(PutRequest::new(keys::node(&rec.id), record::encode(&rec)))
         .await

@@ -87,6 +87,14 @@ impl fmt::Debug for PublicKey {
 }
 
 impl PublicKey {
+    /// Parses 64 hex digits.
+    pub fn parse(s: &str) -> Result<PublicKey, IdentityError> {
+        let b = hex_decode(s).map_err(IdentityError::Format)?;
+        Ok(PublicKey(b.try_into().map_err(|_| {
+            IdentityError::Format(format!("a public key is 32 bytes (64 hex digits): {s:?}"))
+        })?))
+    }
+
     /// The id of this key.
     pub fn id(&self) -> NodeId {
         NodeId::of(self)

@@ -95,12 +95,17 @@ fn bad(what: &str) -> ClientError {
 }
 
 impl Payer {
-    /// Connects to the payments API at `url` (`http://host:port`).
-    pub async fn connect(url: &str, wallet: Wallet) -> Result<Payer, ClientError> {
-        let transport = tonic::transport::Endpoint::from_shared(url.to_string())
+    /// Connects to the payments API at `url` (`https://host:port`) of the satellite
+    /// holding `satellite` (checked in the TLS handshake).
+    pub async fn connect(
+        url: &str,
+        satellite: &orbit_identity::PublicKey,
+        wallet: Wallet,
+    ) -> Result<Payer, ClientError> {
+        let endpoint = orbit_tls::pinned_endpoint(url)
             .map_err(|e| ClientError::Transport(format!("bad URL {url}: {e}")))?
-            .tcp_nodelay(true)
-            .connect()
+            .connect_timeout(std::time::Duration::from_secs(10));
+        let transport = orbit_tls::pinned_channel(endpoint, orbit_tls::Expect::Key(*satellite))
             .await
             .map_err(|e| ClientError::Transport(format!("{url}: {e}")))?;
         let mut client = pb::payments_client::PaymentsClient::new(transport);

@@ -3,7 +3,7 @@
 use crate::pb::piecestore_client::PiecestoreClient;
 use crate::pb::{upload_request, DownloadRequest, UploadRequest};
 use crate::{Order, OrderLimit, PieceHash};
-use orbit_identity::{Identity, PublicKey};
+use orbit_identity::{Identity, NodeId, PublicKey};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
@@ -37,21 +37,21 @@ pub enum TransferError {
 /// A piecestore client that passes the current request id on.
 pub type Piecestore = PiecestoreClient<InterceptedService<Channel, orbit_telemetry::Propagate>>;
 
-/// A client of the node at `url` (`http://host:port`).
-pub async fn connect(url: &str) -> Result<Piecestore, TransferError> {
+/// A client of the node `node` at `url` (`https://host:port`): the connection is made
+/// only if the node proves, in the TLS handshake, that it holds the key of that id.
+pub async fn connect(url: &str, node: &NodeId) -> Result<Piecestore, TransferError> {
     let err = |why: String| TransferError::Connect {
         url: url.to_string(),
         why,
     };
-    let ch = tonic::transport::Endpoint::from_shared(url.to_string())
+    let endpoint = orbit_tls::pinned_endpoint(url)
         .map_err(|e| err(e.to_string()))?
-        .tcp_nodelay(true)
         .initial_stream_window_size(WINDOW)
         .initial_connection_window_size(4 * WINDOW)
-        .connect_timeout(std::time::Duration::from_secs(5))
-        .connect()
+        .connect_timeout(std::time::Duration::from_secs(5));
+    let ch = orbit_tls::pinned_channel(endpoint, orbit_tls::Expect::Node(*node))
         .await
-        .map_err(|e| err(e.to_string()))?;
+        .map_err(err)?;
     Ok(PiecestoreClient::with_interceptor(
         ch,
         orbit_telemetry::propagate as orbit_telemetry::Propagate,
@@ -225,15 +225,16 @@ pub async fn download_slice(
     Ok((data, hash, encoded.len() as u64))
 }
 
-/// Hands the node at `url` a garbage-collection filter with its signed header, in
-/// chunks; returns whether the node stored it (false: it holds one as new).
+/// Hands the node `node` at `url` a garbage-collection filter with its signed header,
+/// in chunks; returns whether the node stored it (false: it holds one as new).
 pub async fn retain(
     url: &str,
+    node: &NodeId,
     header: &crate::RetainHeader,
     filter: &[u8],
 ) -> Result<bool, TransferError> {
     use crate::pb::{retain_request, RetainRequest};
-    let mut c = connect(url).await?;
+    let mut c = connect(url, node).await?;
     let mut msgs = vec![RetainRequest {
         msg: Some(retain_request::Msg::Header(header.encode())),
     }];
@@ -246,10 +247,14 @@ pub async fn retain(
     Ok(r.stored)
 }
 
-/// Has the node at `url` bring a satellite's pieces back from its trash; returns
-/// how many came back.
-pub async fn restore_trash(url: &str, order: &crate::RestoreTrash) -> Result<u64, TransferError> {
-    let mut c = connect(url).await?;
+/// Has the node `node` at `url` bring a satellite's pieces back from its trash;
+/// returns how many came back.
+pub async fn restore_trash(
+    url: &str,
+    node: &NodeId,
+    order: &crate::RestoreTrash,
+) -> Result<u64, TransferError> {
+    let mut c = connect(url, node).await?;
     let r = c
         .restore_trash(crate::pb::RestoreTrashRequest {
             order: order.encode(),
@@ -262,7 +267,7 @@ pub async fn restore_trash(url: &str, order: &crate::RestoreTrash) -> Result<u64
 /// Pings the node at `url` with a fresh challenge and checks that the answer is
 /// signed by `node_key`: a node is only heard from when it proves who it is.
 pub async fn ping(url: &str, node_key: &PublicKey) -> Result<(), TransferError> {
-    let mut c = connect(url).await?;
+    let mut c = connect(url, &node_key.id()).await?;
     let challenge: [u8; 32] = rand::random();
     let r = c
         .ping(crate::pb::PingRequest {

@@ -491,7 +491,7 @@ impl Served {
 /// A node's check-in: where it listens and what it can store.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckIn {
-    /// Its piecestore URL (`http://host:port`).
+    /// Its piecestore URL (`https://host:port`).
     pub address: String,
     /// Bytes free for pieces.
     pub free: u64,

@@ -528,7 +528,7 @@ impl Repairer {
         let node = limit.node;
         let sat = self.identity.public();
         let work = async {
-            let mut c = piece::connect(&url).await?;
+            let mut c = piece::connect(&url, &node).await?;
             piece::download(&mut c, &limit, size, &self.identity, &sat).await
         };
         let t = Duration::from_secs(self.section.piece_timeout_s.max(1));
@@ -574,7 +574,7 @@ impl Repairer {
             async move {
                 let len = data.len() as u64;
                 let work = async {
-                    let mut c = piece::connect(&node.address).await?;
+                    let mut c = piece::connect(&node.address, &node.id).await?;
                     piece::upload(&mut c, &limit, data, &self.identity, &node.key).await
                 };
                 match tokio::time::timeout(t, work).await {

@@ -22,7 +22,7 @@ async fn node(kv: &dyn Kv, ip: &str, age_s: u64, disqualified: bool) -> NodeId {
     let rec = NodeRecord {
         id: key.id(),
         key,
-        address: format!("http://{ip}:7777"),
+        address: format!("https://{ip}:7777"),
         free: 1 << 30,
         version: "test".into(),
         last_seen: unix_now() - age_s,

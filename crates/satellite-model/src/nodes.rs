@@ -195,9 +195,9 @@ impl Nodes {
                 c.timestamp
             )));
         }
-        if !c.address.starts_with("http://") && !c.address.starts_with("https://") {
+        if !c.address.starts_with("https://") {
             return Err(Error::Invalid(format!(
-                "node address {:?} must be http://host:port",
+                "node address {:?} must be https://host:port: the piecestore speaks TLS only",
                 c.address
             )));
         }
@@ -604,7 +604,7 @@ mod tests {
     fn node(i: usize, vetted: bool) -> NodeRecord {
         let key = orbit_identity::Identity::generate().public();
         let mut n = NodeRecord::new(key.id(), key);
-        n.address = format!("http://10.0.{i}.1:1");
+        n.address = format!("https://10.0.{i}.1:1");
         n.free = 1 << 30;
         n.last_seen = 1000;
         n.reputation.vetted_at = u64::from(vetted);
@@ -684,12 +684,12 @@ mod tests {
 
     #[test]
     fn networks_are_slash_24s_or_hosts() {
-        assert_eq!(network_of("http://10.1.2.3:7777"), "10.1.2.0/24");
-        assert_eq!(network_of("http://10.1.2.200:1"), "10.1.2.0/24");
+        assert_eq!(network_of("https://10.1.2.3:7777"), "10.1.2.0/24");
+        assert_eq!(network_of("https://10.1.2.200:1"), "10.1.2.0/24");
         assert_ne!(
-            network_of("http://10.1.3.3:1"),
-            network_of("http://10.1.2.3:1")
+            network_of("https://10.1.3.3:1"),
+            network_of("https://10.1.2.3:1")
         );
-        assert_eq!(network_of("http://node.example:1"), "node.example");
+        assert_eq!(network_of("https://node.example:1"), "node.example");
     }
 }

@@ -281,7 +281,7 @@ mod tests {
         let rec = NodeRecord {
             id: node.id(),
             key: node.public(),
-            address: "http://127.0.0.1:1".into(),
+            address: "https://127.0.0.1:1".into(),
             free: 1 << 30,
             version: "t".into(),
             last_seen: 0,

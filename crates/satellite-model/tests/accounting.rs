@@ -23,7 +23,7 @@ fn node_record(id: &Identity) -> NodeRecord {
     NodeRecord {
         id: id.id(),
         key: id.public(),
-        address: "http://127.0.0.1:1".into(),
+        address: "https://127.0.0.1:1".into(),
         free: 1 << 30,
         version: "t".into(),
         last_seen: 0,

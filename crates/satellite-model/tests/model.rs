@@ -118,7 +118,7 @@ async fn check_ins_racing_a_disqualification_lose_neither() {
     let node = Identity::generate();
     let check_in = |now: u64| {
         let body = CheckIn {
-            address: "http://127.0.0.1:9".into(),
+            address: "https://127.0.0.1:9".into(),
             free: now,
             version: "t".into(),
             timestamp: now,
@@ -161,7 +161,7 @@ async fn audit_outcomes_racing_check_ins_are_all_counted_and_disqualification_st
     let node = Identity::generate();
     let check_in = |now: u64| {
         let body = CheckIn {
-            address: "http://127.0.0.1:9".into(),
+            address: "https://127.0.0.1:9".into(),
             free: 1,
             version: "t".into(),
             timestamp: now,
@@ -231,7 +231,7 @@ async fn corrupt_and_unknown_version_records_are_errors_naming_the_key() {
     assert!(nodes.all().await.is_err(), "a corrupt record was skipped");
     let good = Identity::generate();
     let body = serde_json::json!({
-        "id": good.id(), "key": good.public(), "address": "http://x:1",
+        "id": good.id(), "key": good.public(), "address": "https://x:1",
         "free": 1, "version": "t", "last_seen": 1, "disqualified": false,
     });
     let key = format!("/orbit/sat/nodes/{}", good.id());
@@ -286,7 +286,7 @@ async fn write_schema_1(kv: &dyn Kv) -> Vec<String> {
         (
             format!("/orbit/sat/nodes/{}", node.id()),
             serde_json::json!({"v": 1, "id": node.id(), "key": node.public(),
-                "address": "http://127.0.0.1:1", "free": 1, "version": "t", "last_seen": 1,
+                "address": "https://127.0.0.1:1", "free": 1, "version": "t", "last_seen": 1,
                 "disqualified": false})
             .to_string(),
         ),
@@ -457,7 +457,7 @@ async fn expired_serials_are_swept_and_a_replay_is_refused_before_and_after() {
     let rec = NodeRecord {
         id: node.id(),
         key: node.public(),
-        address: "http://127.0.0.1:1".into(),
+        address: "https://127.0.0.1:1".into(),
         free: 1 << 30,
         version: "t".into(),
         last_seen: 0,

@@ -39,6 +39,8 @@ pub struct ApiProcess {
     pub storage: Option<SatelliteApi>,
     payments: Option<orbit_payments::api::pb::payments_server::PaymentsServer<PaymentsService>>,
     section: ApiSection,
+    /// The satellite's identity: its key is the API's TLS certificate key.
+    identity: Identity,
 }
 
 /// The API serving; stop it with [`Serving::stop`].
@@ -93,7 +95,7 @@ impl ApiProcess {
                         "migrated the satellite's records"
                     );
                 }
-                let mut api = SatelliteApi::new(kv.clone(), identity, section);
+                let mut api = SatelliteApi::new(kv.clone(), identity.clone(), section);
                 // Paid storage requests are validated on the same ledger as the
                 // payments API.
                 api.charges = payments.as_ref().map(|p| Charges {
@@ -114,6 +116,7 @@ impl ApiProcess {
             storage,
             payments,
             section: services.api.clone(),
+            identity,
         })
     }
 
@@ -127,7 +130,12 @@ impl ApiProcess {
         let listener = tokio::net::TcpListener::bind(&self.section.addr)
             .await
             .with_context(|| format!("API address {}", self.section.addr))?;
-        let url = format!("http://{}", listener.local_addr()?);
+        let url = format!("https://{}", listener.local_addr()?);
+        // Uplinks and nodes pin the satellite key (the access grant's, the node's
+        // trusted-satellite entry): only the holder of the identity can answer.
+        let builder = tonic::transport::Server::builder()
+            .tls_config(orbit_tls::identity_server(&self.identity)?)
+            .context("API TLS")?;
         let storage = self.storage.as_ref().map(|s| {
             (
                 s.metainfo_server()
@@ -140,7 +148,7 @@ impl ApiProcess {
         let payments = self.payments.clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            if let Err(e) = tonic::transport::Server::builder()
+            if let Err(e) = builder
                 .layer(orbit_telemetry::RpcLayer)
                 .add_optional_service(payments)
                 .add_optional_service(meta)

@@ -108,7 +108,7 @@ async fn nodes(store: crate::store_client::StoreClient, config: Option<PathBuf>,
             row["address"]
                 .as_str()
                 .unwrap_or("")
-                .trim_start_matches("http://"),
+                .trim_start_matches("https://"),
             f("audit_score"),
             f("unknown_score"),
             f("online_score"),

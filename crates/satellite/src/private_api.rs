@@ -238,7 +238,7 @@ async fn restore_trash(State(api): State<Arc<PrivateApi>>, Path(id): Path<String
         .await?
         .ok_or_else(|| Error::NotFound(format!("no node {id}")))?;
     let order = orbit_protocol::RestoreTrash::sign(&api.identity, n.id, unix_now());
-    let restored = orbit_protocol::client::restore_trash(&n.address, &order)
+    let restored = orbit_protocol::client::restore_trash(&n.address, &n.id, &order)
         .await
         .map_err(|e| Failure(StatusCode::BAD_GATEWAY, format!("node {id}: {e}")))?;
     Ok(Json(
@@ -277,6 +277,7 @@ pub async fn serve(
         !section.token.is_empty(),
         "[private_api] token is empty: the private API needs a bearer token (a long random one)"
     );
+    let tls_identity = identity.clone();
     let api = Arc::new(PrivateApi {
         kv,
         identity,
@@ -304,10 +305,17 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind(&section.addr)
         .await
         .map_err(|e| anyhow::anyhow!("private API address {}: {e}", section.addr))?;
-    let url = format!("http://{}", listener.local_addr()?);
+    let url = format!("https://{}", listener.local_addr()?);
+    tracing::info!(
+        %url,
+        pin = %orbit_tls::curl_pin(&tls_identity.public()),
+        "private API over TLS with the satellite's identity key (curl: -k --pinnedpubkey PIN)"
+    );
+    // Checked here so a bad identity fails the start, not the first connection.
+    orbit_tls::identity_cert(&tls_identity)?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        let served = axum::serve(listener, app).with_graceful_shutdown(async {
+        let served = orbit_tls::serve_axum(listener, &tls_identity, app, async {
             let _ = stopped.await;
         });
         if let Err(e) = served.await {

@@ -191,7 +191,7 @@ impl Layout {
     }
 
     fn api_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.processes[0].api)
+        format!("https://127.0.0.1:{}", self.processes[0].api)
     }
 
     /// The satellite's configuration: every process reads the same file.
@@ -529,7 +529,7 @@ fn print_table(dir: &Path, layout: &Layout, key: &str, access: &str) {
     for (i, (name, process)) in PROCESSES.iter().enumerate() {
         let p = &layout.processes[i];
         let api = match *process {
-            "api" => format!("  API http://127.0.0.1:{}", p.api),
+            "api" => format!("  API https://127.0.0.1:{}", p.api),
             _ => String::new(),
         };
         println!(
@@ -537,13 +537,16 @@ fn print_table(dir: &Path, layout: &Layout, key: &str, access: &str) {
             p.status
         );
     }
+    let pin = orbit_identity::PublicKey::parse(key)
+        .map(|k| orbit_tls::curl_pin(&k))
+        .unwrap_or_default();
     println!(
-        "  private API      http://127.0.0.1:{} (token in satellite.toml)",
+        "  private API      https://127.0.0.1:{} (token in satellite.toml; curl -k --pinnedpubkey '{pin}')",
         layout.private_api
     );
     for (i, n) in layout.nodes.iter().enumerate() {
         println!(
-            "  node{:<12} http://127.0.0.1:{}  metrics http://127.0.0.1:{}/metrics",
+            "  node{:<12} https://127.0.0.1:{}  metrics http://127.0.0.1:{}/metrics",
             i + 1,
             n.listen,
             n.debug

@@ -46,7 +46,7 @@ pub async fn run(c: TrashCommand) -> anyhow::Result<()> {
     let mut failed = 0;
     for n in targets {
         let order = orbit_protocol::RestoreTrash::sign(&sat, n.id, unix_now());
-        match orbit_protocol::client::restore_trash(&n.address, &order).await {
+        match orbit_protocol::client::restore_trash(&n.address, &n.id, &order).await {
             Ok(k) => println!("{} ({}): {k} pieces restored", n.id, n.address),
             Err(e) => {
                 failed += 1;

@@ -45,7 +45,7 @@ async fn ledger(r: &Replicas, escrow: Address) -> Escrow {
 async fn payer(r: &Replicas, i: usize, w: &Wallet) -> Payer {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        match Payer::connect(&r.api_url(i), w.clone()).await {
+        match Payer::connect(&r.api_url(i), &r.satellite_key(i), w.clone()).await {
             Ok(p) => return p,
             Err(e) => assert!(Instant::now() < deadline, "{e}"),
         }

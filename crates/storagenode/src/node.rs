@@ -34,8 +34,8 @@ pub struct NodeConfig {
     /// Where the piecestore listens (port 0: any).
     #[serde(default = "default_listen")]
     pub listen: String,
-    /// The URL satellites and uplinks reach it on (default: `http://` + the bound
-    /// address).
+    /// The URL satellites and uplinks reach it on (default: `https://` + the bound
+    /// address); the piecestore speaks TLS only.
     #[serde(default)]
     pub external_url: Option<String>,
     /// Bytes of pieces it may store.
@@ -86,10 +86,19 @@ fn default_interval() -> u64 {
 impl TrustedSatellite {
     /// The satellite's key.
     pub fn public_key(&self) -> anyhow::Result<PublicKey> {
-        let b = orbit_identity::hex_decode(&self.key).map_err(anyhow::Error::msg)?;
-        Ok(PublicKey(b.try_into().map_err(|_| {
-            anyhow::anyhow!("satellite key {} is not 32 bytes of hex", self.key)
-        })?))
+        PublicKey::parse(&self.key).with_context(|| format!("satellite {}", self.url))
+    }
+
+    /// A client of its node API, over TLS to a server that must hold its key.
+    pub async fn client(
+        &self,
+    ) -> anyhow::Result<pb::nodes_client::NodesClient<tonic::transport::Channel>> {
+        let endpoint = orbit_tls::pinned_endpoint(&self.url)?
+            .connect_timeout(Duration::from_secs(10));
+        let channel = orbit_tls::pinned_channel(endpoint, orbit_tls::Expect::Key(self.public_key()?))
+            .await
+            .map_err(|e| anyhow::anyhow!("satellite {}: {e}", self.url))?;
+        Ok(pb::nodes_client::NodesClient::new(channel))
     }
 }
 
@@ -111,9 +120,9 @@ impl Reporter {
     }
 
     async fn client(
-        url: &str,
+        s: &TrustedSatellite,
     ) -> anyhow::Result<pb::nodes_client::NodesClient<tonic::transport::Channel>> {
-        Ok(pb::nodes_client::NodesClient::connect(url.to_string()).await?)
+        s.client().await
     }
 
     /// Tells a satellite where this node is and how much it can store.
@@ -125,7 +134,7 @@ impl Reporter {
             timestamp: unix_now(),
         }
         .encode();
-        Self::client(&s.url)
+        Self::client(s)
             .await?
             .check_in(self.signed(body))
             .await?;
@@ -145,7 +154,7 @@ impl Reporter {
         if served.is_empty() {
             return Ok(0);
         }
-        let resp = Self::client(&s.url)
+        let resp = Self::client(s)
             .await?
             .settle(self.signed(encode_served(&served)))
             .await?
@@ -266,7 +275,12 @@ impl Node {
         let url = config
             .external_url
             .clone()
-            .unwrap_or_else(|| format!("http://{}", listener.local_addr().expect("bound")));
+            .unwrap_or_else(|| format!("https://{}", listener.local_addr().expect("bound")));
+        // The piecestore speaks TLS with the node's identity key, which uplinks and
+        // satellites pin by the node id in their order limits and node records.
+        let builder = tonic::transport::Server::builder()
+            .tls_config(orbit_tls::identity_server(&identity)?)
+            .context("piecestore TLS")?;
         let svc = PiecestoreService::new(
             identity.clone(),
             &trusted,
@@ -279,7 +293,7 @@ impl Node {
             let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
             // Pieces are MiBs: large HTTP/2 windows and frames spare a flow-control
             // round trip per 64 KiB and a frame per 16 KiB.
-            if let Err(e) = tonic::transport::Server::builder()
+            if let Err(e) = builder
                 .initial_stream_window_size(orbit_protocol::client::WINDOW)
                 .initial_connection_window_size(4 * orbit_protocol::client::WINDOW)
                 .max_frame_size(orbit_protocol::client::FRAME)

@@ -73,7 +73,7 @@ pub async fn stats(identity: &Identity, s: &TrustedSatellite) -> anyhow::Result<
         signature: identity.sign(&body),
         body,
     };
-    let mut c = pb::nodes_client::NodesClient::connect(s.url.clone()).await?;
+    let mut c = s.client().await?;
     let r = c.node_stats(msg).await?.into_inner();
     Ok(Stats {
         audit_score: r.audit_score,

@@ -44,9 +44,12 @@ async fn start(
         orders.clone(),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
+    let url = format!("https://{}", listener.local_addr().unwrap());
+    let tls = orbit_tls::identity_server(&id).unwrap();
     let server = tokio::spawn(async move {
         tonic::transport::Server::builder()
+            .tls_config(tls)
+            .unwrap()
             .add_service(svc.server())
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
             .await
@@ -97,7 +100,7 @@ fn code(e: TransferError) -> tonic::Code {
 async fn pieces_round_trip_and_survive_a_restart() {
     let (sat, up) = (Identity::generate(), Identity::generate());
     let node = start(&sat, 1 << 30, None, None).await;
-    let mut c = connect(&node.url).await.unwrap();
+    let mut c = connect(&node.url, &node.id.id()).await.unwrap();
     for size in [0usize, 1, 4096, 1_000_003] {
         let data: Vec<u8> = (0..size).map(|_| rand::random()).collect();
         let piece = PieceId::random();
@@ -140,7 +143,7 @@ async fn pieces_round_trip_and_survive_a_restart() {
     };
     let node = start(&sat, 1 << 30, Some(dir), Some(id)).await;
     assert_eq!(node.pieces.used(), used);
-    let mut c = connect(&node.url).await.unwrap();
+    let mut c = connect(&node.url, &node.id.id()).await.unwrap();
     assert_eq!(
         code(
             upload(&mut c, &put, b"hello".to_vec(), &up, &node.id.public())
@@ -163,7 +166,7 @@ async fn pieces_round_trip_and_survive_a_restart() {
 async fn bad_order_limits_are_refused_and_nothing_is_stored() {
     let (sat, up) = (Identity::generate(), Identity::generate());
     let node = start(&sat, 1 << 20, None, None).await;
-    let mut c = connect(&node.url).await.unwrap();
+    let mut c = connect(&node.url, &node.id.id()).await.unwrap();
     let data = vec![7u8; 1000];
     let key = node.id.public();
     let piece = PieceId::random();
@@ -300,7 +303,7 @@ async fn bad_order_limits_are_refused_and_nothing_is_stored() {
 async fn a_corrupted_piece_is_detected_by_the_downloader() {
     let (sat, up) = (Identity::generate(), Identity::generate());
     let node = start(&sat, 1 << 20, None, None).await;
-    let mut c = connect(&node.url).await.unwrap();
+    let mut c = connect(&node.url, &node.id.id()).await.unwrap();
     let piece = PieceId::random();
     let l = limit(&sat, &up, &node.id, piece, Action::Put, 5000);
     upload(&mut c, &l, vec![3u8; 5000], &up, &node.id.public())
@@ -329,7 +332,7 @@ async fn a_corrupted_piece_is_detected_by_the_downloader() {
 async fn repair_limits_move_pieces_and_pings_prove_the_nodes_key() {
     let (sat, up) = (Identity::generate(), Identity::generate());
     let node = start(&sat, 1 << 20, None, None).await;
-    let mut c = connect(&node.url).await.unwrap();
+    let mut c = connect(&node.url, &node.id.id()).await.unwrap();
     let piece = PieceId::random();
     // The satellite's repair stores and reads pieces with its own key.
     let put = limit(&sat, &sat, &node.id, piece, Action::PutRepair, 3000);
@@ -370,13 +373,15 @@ async fn repair_limits_move_pieces_and_pings_prove_the_nodes_key() {
         .collect();
     assert!(actions.contains(&Action::PutRepair) && actions.contains(&Action::GetRepair));
 
-    // A ping is answered with the node's key; expecting another key fails.
+    // A ping is answered with the node's key; expecting another key fails already
+    // at the TLS handshake, before any request is sent.
     orbit_protocol::client::ping(&node.url, &node.id.public())
         .await
         .unwrap();
     let e = orbit_protocol::client::ping(&node.url, &Identity::generate().public()).await;
-    assert!(e.unwrap_err().to_string().contains("another node"));
-    let e = orbit_protocol::client::ping("http://127.0.0.1:1", &node.id.public()).await;
+    let e = e.unwrap_err().to_string();
+    assert!(e.contains("not the expected node id"), "{e}");
+    let e = orbit_protocol::client::ping("https://127.0.0.1:1", &node.id.public()).await;
     assert!(matches!(e, Err(TransferError::Connect { .. })));
 }
 
@@ -385,7 +390,7 @@ async fn audit_slices_prove_kilobytes_of_a_piece_and_rot_is_refused_at_the_sourc
     use storagenode::pieces::HEADER_BYTES;
     let (sat, up) = (Identity::generate(), Identity::generate());
     let node = start(&sat, 1 << 30, None, None).await;
-    let mut c = connect(&node.url).await.unwrap();
+    let mut c = connect(&node.url, &node.id.id()).await.unwrap();
     let piece = PieceId::random();
     let data: Vec<u8> = (0..300_000u32).map(|i| (i * 31 % 251) as u8).collect();
     let put = limit(&sat, &up, &node.id, piece, Action::Put, data.len() as u64);

@@ -19,7 +19,7 @@ fn config(dir: &std::path::Path, sat: &Identity) -> NodeConfig {
         capacity: 1 << 30,
         // Nobody answers there: check-ins fail quietly, which this test does not need.
         satellites: vec![TrustedSatellite {
-            url: "http://127.0.0.1:1".into(),
+            url: "https://127.0.0.1:1".into(),
             key: orbit_identity::hex_encode(&sat.public().0),
         }],
         check_in_s: 3600,
@@ -67,7 +67,7 @@ async fn filters_trash_garbage_keep_live_pieces_and_the_trash_comes_back() {
     let dir = tempfile::tempdir().unwrap();
     let node = Node::start(config(dir.path(), &sat)).await.unwrap();
     let me = node.identity.clone();
-    let mut c = connect(&node.url).await.unwrap();
+    let mut c = connect(&node.url, &node.identity.id()).await.unwrap();
     let pieces: Vec<PieceId> = (0..20).map(|_| PieceId::random()).collect();
     for p in &pieces {
         let l = limit(&sat, &up, &me, *p, Action::Put);
@@ -88,6 +88,7 @@ async fn filters_trash_garbage_keep_live_pieces_and_the_trash_comes_back() {
     let other = Identity::generate();
     let e = retain(
         &node.url,
+        &node.identity.id(),
         &RetainHeader::sign(&other, me.id(), created, 7, 10, &bytes),
         &bytes,
     )
@@ -95,10 +96,13 @@ async fn filters_trash_garbage_keep_live_pieces_and_the_trash_comes_back() {
     assert_eq!(code(e.unwrap_err()), tonic::Code::PermissionDenied);
     let mut tampered = bytes.clone();
     tampered[40] ^= 1;
-    let e = retain(&node.url, &header, &tampered).await;
+    let e = retain(
+&node.url,
+&node.identity.id(), &header, &tampered).await;
     assert_eq!(code(e.unwrap_err()), tonic::Code::InvalidArgument);
     let e = retain(
         &node.url,
+        &node.identity.id(),
         &RetainHeader::sign(&sat, other.id(), created, 7, 10, &bytes),
         &bytes,
     )
@@ -106,17 +110,27 @@ async fn filters_trash_garbage_keep_live_pieces_and_the_trash_comes_back() {
     assert_eq!(code(e.unwrap_err()), tonic::Code::InvalidArgument);
     let mut forged = header.clone();
     forged.created += 100;
-    let e = retain(&node.url, &forged, &bytes).await;
+    let e = retain(
+&node.url,
+&node.identity.id(), &forged, &bytes).await;
     assert_eq!(code(e.unwrap_err()), tonic::Code::Unauthenticated);
 
     // Stored; the same or an older filter is ignored.
-    assert!(retain(&node.url, &header, &bytes).await.unwrap());
-    assert!(!retain(&node.url, &header, &bytes).await.unwrap());
+    assert!(retain(
+&node.url,
+&node.identity.id(), &header, &bytes).await.unwrap());
+    assert!(!retain(
+&node.url,
+&node.identity.id(), &header, &bytes).await.unwrap());
     let empty = Filter::new(0, 0.1).encode();
     let older = RetainHeader::sign(&sat, me.id(), created - 3, 9, 0, &empty);
-    assert!(!retain(&node.url, &older, &empty).await.unwrap());
+    assert!(!retain(
+&node.url,
+&node.identity.id(), &older, &empty).await.unwrap());
     let earlier_pass = RetainHeader::sign(&sat, me.id(), created, 6, 0, &empty);
-    assert!(!retain(&node.url, &earlier_pass, &empty).await.unwrap());
+    assert!(!retain(
+&node.url,
+&node.identity.id(), &earlier_pass, &empty).await.unwrap());
 
     // Restarted before applying it: the node applies it as it starts.
     let used = node.pieces.used();
@@ -156,7 +170,7 @@ async fn filters_trash_garbage_keep_live_pieces_and_the_trash_comes_back() {
     );
 
     // A download of a trashed piece revives it.
-    let mut c = connect(&node.url).await.unwrap();
+    let mut c = connect(&node.url, &node.identity.id()).await.unwrap();
     let g = limit(&sat, &up, &me, *trashed[0], Action::Get);
     let (data, _) = download(&mut c, &g, 3000, &up, &sat.public())
         .await
@@ -170,9 +184,9 @@ async fn filters_trash_garbage_keep_live_pieces_and_the_trash_comes_back() {
         .any(|(id, _)| id == trashed[0]));
 
     // Only the satellite can restore; then every trashed piece is back.
-    let e = restore_trash(&node.url, &RestoreTrash::sign(&other, me.id(), unix_now())).await;
+    let e = restore_trash(&node.url, &node.identity.id(), &RestoreTrash::sign(&other, me.id(), unix_now())).await;
     assert_eq!(code(e.unwrap_err()), tonic::Code::PermissionDenied);
-    let back = restore_trash(&node.url, &RestoreTrash::sign(&sat, me.id(), unix_now()))
+    let back = restore_trash(&node.url, &node.identity.id(), &RestoreTrash::sign(&sat, me.id(), unix_now()))
         .await
         .unwrap();
     assert_eq!(back as usize, trashed.len() - 1);

@@ -21,6 +21,12 @@ pub async fn post(port: u16, path: &str, token: &str) -> (u16, String) {
 /// `method path` with `Authorization: Bearer <token>` (none when empty) and a JSON
 /// `body` (none when empty).
 pub async fn send(port: u16, method: &str, path: &str, token: &str, body: &str) -> (u16, String) {
+    let headers = headers(token, body);
+    request(port, method, path, &headers, body).await
+}
+
+/// The bearer token and content type headers of a request.
+fn headers(token: &str, body: &str) -> String {
     let mut headers = match token {
         "" => String::new(),
         t => format!("Authorization: Bearer {t}\r\n"),
@@ -28,14 +34,43 @@ pub async fn send(port: u16, method: &str, path: &str, token: &str, body: &str) 
     if !body.is_empty() {
         headers += "Content-Type: application/json\r\n";
     }
-    request(port, method, path, &headers, body).await
+    headers
+}
+
+/// As [`send`], over TLS to a server that must hold `key` (the private API, which
+/// serves the satellite's identity).
+pub async fn send_tls(
+    port: u16,
+    key: &orbit_identity::PublicKey,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: &str,
+) -> (u16, String) {
+    let headers = headers(token, body);
+    let connector = orbit_tls::PinnedConnector::http1(orbit_tls::Expect::Key(*key));
+    let Ok(s) = connector.stream(&format!("127.0.0.1:{port}")).await else {
+        return (0, String::new());
+    };
+    request_on(s, method, path, &headers, body).await
 }
 
 /// One HTTP/1.0 request with extra `headers` (each ending in CRLF) and `body`.
 async fn request(port: u16, method: &str, path: &str, headers: &str, body: &str) -> (u16, String) {
-    let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+    let Ok(s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
         return (0, String::new());
     };
+    request_on(s, method, path, headers, body).await
+}
+
+/// One HTTP/1.0 request on the connection `s`.
+async fn request_on(
+    mut s: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &str,
+) -> (u16, String) {
     let req = format!(
         "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n{headers}\r\n{body}",
         body.len()
@@ -279,7 +314,16 @@ impl Replicas {
 
     /// URL of replica `i`'s public API.
     pub fn api_url(&self, i: usize) -> String {
-        format!("http://127.0.0.1:{}", self.api[i])
+        format!("https://127.0.0.1:{}", self.api[i])
+    }
+
+    /// The satellite key replica `i` serves its API with, once it has started: its
+    /// `[storage] identity`, by default `satellite.key` in its data dir.
+    pub fn satellite_key(&self, i: usize) -> orbit_identity::PublicKey {
+        let path = self.data_dir(i).join("satellite.key");
+        orbit_identity::Identity::load(&path)
+            .unwrap_or_else(|e| panic!("replica {}'s satellite identity: {e}", i + 1))
+            .public()
     }
 
     /// Client URL of row `i`.

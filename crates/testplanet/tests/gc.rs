@@ -153,7 +153,7 @@ async fn garbage_leaves_the_nodes_and_no_live_piece_ever_does() {
         node.identity.id(),
         orbit_satellite_model::unix_now(),
     );
-    let back = orbit_protocol::client::restore_trash(&node.url, &order)
+    let back = orbit_protocol::client::restore_trash(&node.url, &node.identity.id(), &order)
         .await
         .unwrap();
     assert!(back > 0);

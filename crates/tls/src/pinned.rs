@@ -220,6 +220,13 @@ impl PinnedConnector {
         }
     }
 
+    /// A connector for HTTP/1.1 servers holding `expect`.
+    pub fn http1(expect: Expect) -> PinnedConnector {
+        PinnedConnector {
+            tls: tokio_rustls::TlsConnector::from(pinned_config(expect, &[b"http/1.1"])),
+        }
+    }
+
     /// Opens a TLS stream to `host:port`.
     pub async fn stream(
         &self,

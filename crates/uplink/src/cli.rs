@@ -140,11 +140,11 @@ struct AccessArg {
 impl AccessArg {
     async fn project(&self) -> anyhow::Result<crate::project::Project> {
         let access = crate::project::Access::parse(&self.access)?;
-        let url = access.satellite.clone();
+        let (url, satellite_key) = (access.satellite.clone(), access.satellite_key);
         let p = crate::project::Project::open(access, crate::project::Options::default()).await?;
         Ok(match self.pay_channel {
             Some(ch) => {
-                let payer = Payer::connect(&url, keyfile::load(&self.key)?).await?;
+                let payer = Payer::connect(&url, &satellite_key, keyfile::load(&self.key)?).await?;
                 p.with_payments(std::sync::Arc::new(payer), ch)
             }
             None => p,
@@ -190,11 +190,7 @@ async fn objects(c: Command, out: &mut dyn Write) -> anyhow::Result<()> {
                     passphrase,
                 },
         } => {
-            let key = orbit_identity::hex_decode(&satellite_key).map_err(anyhow::Error::msg)?;
-            let key = orbit_identity::PublicKey(
-                key.try_into()
-                    .map_err(|_| anyhow::anyhow!("the satellite key is 32 bytes of hex"))?,
-            );
+            let key = orbit_identity::PublicKey::parse(&satellite_key)?;
             let a = crate::project::Access::new(&satellite, key, &api_key, &passphrase)?;
             writeln!(out, "{}", a.serialize())?;
         }
@@ -312,8 +308,11 @@ struct KeyArg {
 #[derive(Args)]
 struct Satellite {
     /// The satellite's API URL.
-    #[arg(long, env = "ORBIT_SATELLITE", default_value = "http://127.0.0.1:7778")]
+    #[arg(long, env = "ORBIT_SATELLITE", default_value = "https://127.0.0.1:7778")]
     satellite: String,
+    /// The satellite's public key (hex): the API must prove it holds it.
+    #[arg(long, env = "ORBIT_SATELLITE_KEY")]
+    satellite_key: String,
     #[command(flatten)]
     key: KeyArg,
 }
@@ -321,7 +320,8 @@ struct Satellite {
 impl Satellite {
     async fn payer(&self) -> anyhow::Result<Payer> {
         let wallet = keyfile::load(&self.key.key)?;
-        Ok(Payer::connect(&self.satellite, wallet).await?)
+        let key = orbit_identity::PublicKey::parse(&self.satellite_key)?;
+        Ok(Payer::connect(&self.satellite, &key, wallet).await?)
     }
 }
 

@@ -153,10 +153,12 @@ pub struct Project {
 impl Project {
     /// Connects to the grant's satellite.
     pub async fn open(access: Access, options: Options) -> Result<Project, UplinkError> {
-        let ch = tonic::transport::Endpoint::from_shared(access.satellite.clone())
+        // The satellite must prove it holds the grant's satellite key: whoever else
+        // answers on its address is refused before the API key is sent.
+        let endpoint = orbit_tls::pinned_endpoint(&access.satellite)
             .map_err(|e| UplinkError::Other(format!("satellite URL: {e}")))?
-            .tcp_nodelay(true)
-            .connect()
+            .connect_timeout(std::time::Duration::from_secs(10));
+        let ch = orbit_tls::pinned_channel(endpoint, orbit_tls::Expect::Key(access.satellite_key))
             .await
             .map_err(|e| UplinkError::Other(format!("connecting to {}: {e}", access.satellite)))?;
         Ok(Project {
@@ -442,7 +444,7 @@ impl Project {
             uploads.push(async move {
                 let limit = OrderLimit::decode(&l.limit).map_err(|e| e.to_string())?;
                 let key = node_key(&l.node_key)?;
-                let mut c = piece::connect(&l.address)
+                let mut c = piece::connect(&l.address, &limit.node)
                     .await
                     .map_err(|e| e.to_string())?;
                 let receipt = piece::upload(&mut c, &limit, data, &session, &key)
@@ -610,7 +612,7 @@ impl Project {
             let size = seg.piece_size;
             async move {
                 let limit = OrderLimit::decode(&l.limit).map_err(|e| e.to_string())?;
-                let mut c = piece::connect(&l.address)
+                let mut c = piece::connect(&l.address, &limit.node)
                     .await
                     .map_err(|e| e.to_string())?;
                 let (data, _) = piece::download(&mut c, &limit, size, &session, &sat)
@@ -817,7 +819,7 @@ mod tests {
     #[test]
     fn a_mistyped_access_grant_says_what_is_wrong_and_echoes_no_secret() {
         let grant = Access {
-            satellite: "http://127.0.0.1:1".into(),
+            satellite: "https://127.0.0.1:1".into(),
             satellite_key: PublicKey([7; 32]),
             api_key: "orbit1secretsecret".into(),
             root: [9; 32],
