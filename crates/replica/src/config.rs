@@ -244,8 +244,8 @@ impl ReplicaConfig {
             let tls = &self.store_tls;
             // A client reaches https:// members with the trusted CA; members serve
             // https:// with a certificate.
-            let client_tls = tls.trusted_ca_file.is_some()
-                && (self.mode == Mode::External || tls.client_tls());
+            let client_tls =
+                tls.trusted_ca_file.is_some() && (self.mode == Mode::External || tls.client_tls());
             if r.client_url.starts_with("https://") != client_tls {
                 return err(format!(
                     "replica {}: client_url {} does not fit store_tls: https:// exactly when {}",

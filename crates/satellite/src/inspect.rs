@@ -66,7 +66,11 @@ pub async fn run(c: InspectCommand) -> anyhow::Result<()> {
 }
 
 /// `inspect nodes`.
-async fn nodes(store: crate::store_client::StoreClient, config: Option<PathBuf>, json: bool) -> anyhow::Result<()> {
+async fn nodes(
+    store: crate::store_client::StoreClient,
+    config: Option<PathBuf>,
+    json: bool,
+) -> anyhow::Result<()> {
     let storage = match config {
         Some(p) => crate::run::load(&p)?.services.storage.unwrap_or_default(),
         None => Default::default(),

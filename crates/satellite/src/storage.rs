@@ -176,7 +176,11 @@ async fn init(a: InitArgs) -> anyhow::Result<()> {
             let _ = stop.wait_for(|s| *s).await;
         });
     }
-    let peer_scheme = if node.config().tls.peer_tls() { "https" } else { "http" };
+    let peer_scheme = if node.config().tls.peer_tls() {
+        "https"
+    } else {
+        "http"
+    };
     println!(
         "orbit store member {:x} serving the etcd API on {} (peers: {peer_scheme}://{}), data in {}",
         node.id(),

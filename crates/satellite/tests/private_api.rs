@@ -6,14 +6,21 @@
 mod common;
 
 use common::nodes::{wait_nodes, StorageNodes};
-use common::replicas::send;
+use common::replicas::send_tls;
+use orbit_identity::PublicKey;
 use orbit_satellite_model::nodes::{Nodes, SelectionConfig};
 use uplink::project::Options;
 
 const TOKEN: &str = "s3cret-private-api-token";
 
-async fn call(port: u16, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
-    let (code, text) = send(port, method, path, TOKEN, body).await;
+/// The private API: its port and the satellite key it serves TLS with.
+struct Private {
+    port: u16,
+    key: PublicKey,
+}
+
+async fn call(api: &Private, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
+    let (code, text) = send_tls(api.port, &api.key, method, path, TOKEN, body).await;
     let v = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{code} {path}: {text:?}"));
     (code, v)
 }
@@ -47,6 +54,10 @@ async fn inspectors_and_admin_actions_work_and_need_the_token() {
     let data = orbit_testkit::random_bytes(100 << 10, 1);
     p.upload("bkt", "x", &data[..], &|_| {}).await.unwrap();
     let node = sn.ids[0].to_string();
+    let api = Private {
+        port,
+        key: sat.identity.public(),
+    };
 
     // Without the token, or with another: 401 everywhere, and nothing changes.
     let routes = [
@@ -67,7 +78,7 @@ async fn inspectors_and_admin_actions_work_and_need_the_token() {
     ];
     for (method, path, body) in &routes {
         for token in ["", "wrong", "s3cret-private-api-toke"] {
-            let (code, text) = send(port, method, path, token, body).await;
+            let (code, text) = send_tls(port, &api.key, method, path, token, body).await;
             assert_eq!(code, 401, "{method} {path} with {token:?}: {text}");
             assert!(text.contains("Bearer"), "{text}");
         }
@@ -76,7 +87,7 @@ async fn inspectors_and_admin_actions_work_and_need_the_token() {
     assert!(!table.get(&sn.ids[0]).await.unwrap().unwrap().disqualified);
 
     // Inspectors.
-    let (code, nodes) = call(port, "GET", "/v1/nodes", "").await;
+    let (code, nodes) = call(&api, "GET", "/v1/nodes", "").await;
     assert_eq!(code, 200);
     assert_eq!(nodes.as_array().unwrap().len(), 3, "{nodes}");
     assert!(nodes
@@ -86,7 +97,7 @@ async fn inspectors_and_admin_actions_work_and_need_the_token() {
         .all(|n| n["online"] == true));
     let enc = uplink::crypt::encrypt_path(&access.root, "bkt", "x");
     let path = format!("/v1/objects/ops/bkt?key={}", urlencode(&enc));
-    let (code, health) = call(port, "GET", &path, "").await;
+    let (code, health) = call(&api, "GET", &path, "").await;
     assert_eq!(code, 200, "{health}");
     let segs = health["segments"].as_array().unwrap();
     assert_eq!(segs.len(), 2, "{health}");
@@ -94,23 +105,23 @@ async fn inspectors_and_admin_actions_work_and_need_the_token() {
         segs.iter().all(|s| s["healthy"] == 3 && s["lost"] == false),
         "{health}"
     );
-    let (code, missing) = call(port, "GET", "/v1/objects/ops/bkt?key=nope", "").await;
+    let (code, missing) = call(&api, "GET", "/v1/objects/ops/bkt?key=nope", "").await;
     assert_eq!(code, 404, "{missing}");
-    let (code, _) = call(port, "GET", "/v1/objects/ops/bkt", "").await;
+    let (code, _) = call(&api, "GET", "/v1/objects/ops/bkt", "").await;
     assert_eq!(code, 400);
-    let (code, q) = call(port, "GET", "/v1/repair/queue?limit=5", "").await;
+    let (code, q) = call(&api, "GET", "/v1/repair/queue?limit=5", "").await;
     assert_eq!((code, q["total"].as_u64()), (200, Some(0)), "{q}");
 
     // Limits, then usage as the API counts it.
     let (code, set) = call(
-        port,
+        &api,
         "PUT",
         "/v1/projects/ops/limits",
         "{\"storage\": 1000, \"egress\": null, \"segments\": null}",
     )
     .await;
     assert_eq!(code, 200, "{set}");
-    let (_, proj) = call(port, "GET", "/v1/projects/ops", "").await;
+    let (_, proj) = call(&api, "GET", "/v1/projects/ops", "").await;
     assert_eq!(proj["limits"]["storage"], 1000, "{proj}");
     assert!(
         proj["stored_bytes"].as_u64().unwrap() >= 100 << 10,
@@ -122,7 +133,7 @@ async fn inspectors_and_admin_actions_work_and_need_the_token() {
         .unwrap_err();
     assert!(e.to_string().contains("storage limit"), "{e}");
     let (code, bad) = call(
-        port,
+        &api,
         "PUT",
         "/v1/projects/ops/limits",
         "{\"storage\": \"lots\"}",
@@ -130,14 +141,14 @@ async fn inspectors_and_admin_actions_work_and_need_the_token() {
     .await;
     assert_eq!(code, 400, "{bad}");
     assert!(bad["error"].as_str().unwrap().contains("storage"), "{bad}");
-    let (code, _) = call(port, "GET", "/v1/no-such-thing", "").await;
+    let (code, _) = call(&api, "GET", "/v1/no-such-thing", "").await;
     assert_eq!(code, 404);
-    call(port, "PUT", "/v1/projects/ops/limits", "{}").await;
+    call(&api, "PUT", "/v1/projects/ops/limits", "{}").await;
     p.upload("bkt", "y", &b"more"[..], &|_| {}).await.unwrap();
 
     // Disqualify a node: the table says so, with the operator's reason; reinstate it.
     let (code, dq) = call(
-        port,
+        &api,
         "POST",
         &format!("/v1/nodes/{node}/disqualify"),
         "{\"reason\": \"lost its disk\"}",
@@ -151,16 +162,16 @@ async fn inspectors_and_admin_actions_work_and_need_the_token() {
         "operator: lost its disk"
     );
     let (code, _) = call(
-        port,
+        &api,
         "POST",
         &format!("/v1/nodes/{node}/disqualify"),
         "{\"reason\": \" \"}",
     )
     .await;
     assert_eq!(code, 400);
-    let (code, _) = call(port, "POST", "/v1/nodes/nonsense/reinstate", "").await;
+    let (code, _) = call(&api, "POST", "/v1/nodes/nonsense/reinstate", "").await;
     assert_eq!(code, 400);
-    let (code, re) = call(port, "POST", &format!("/v1/nodes/{node}/reinstate"), "").await;
+    let (code, re) = call(&api, "POST", &format!("/v1/nodes/{node}/reinstate"), "").await;
     assert_eq!(
         (code, &re["disqualified"]),
         (200, &serde_json::json!(false)),
@@ -169,15 +180,15 @@ async fn inspectors_and_admin_actions_work_and_need_the_token() {
     assert!(!table.get(&sn.ids[0]).await.unwrap().unwrap().disqualified);
 
     // Restore a node's trash (empty: nothing was collected).
-    let (code, r) = call(port, "POST", &format!("/v1/nodes/{node}/restore-trash"), "").await;
+    let (code, r) = call(&api, "POST", &format!("/v1/nodes/{node}/restore-trash"), "").await;
     assert_eq!((code, r["restored"].as_u64()), (200, Some(0)), "{r}");
 
     // A loop pass and a gc round on request: the leaders run them within seconds.
     let loop_status = |s: serde_json::Value| s["loop"]["last_pass"].clone();
     assert!(loop_status(common::replicas::status(sat.r.status[2]).await).is_null());
-    let (code, _) = call(port, "POST", "/v1/loop/run", "").await;
+    let (code, _) = call(&api, "POST", "/v1/loop/run", "").await;
     assert_eq!(code, 202);
-    let (code, _) = call(port, "POST", "/v1/gc/run", "").await;
+    let (code, _) = call(&api, "POST", "/v1/gc/run", "").await;
     assert_eq!(code, 202);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
@@ -195,7 +206,7 @@ async fn inspectors_and_admin_actions_work_and_need_the_token() {
 
     // Revoke the project's key: its next request is refused.
     let (code, r) = call(
-        port,
+        &api,
         "POST",
         "/v1/apikeys/revoke",
         &serde_json::json!({ "key": access.api_key }).to_string(),
@@ -204,7 +215,7 @@ async fn inspectors_and_admin_actions_work_and_need_the_token() {
     assert_eq!(code, 200, "{r}");
     let e = p.list("bkt", "").await.unwrap_err();
     assert!(e.to_string().contains("revoked"), "{e}");
-    let (code, _) = call(port, "POST", "/v1/apikeys/revoke", "{\"key\": \"garbage\"}").await;
+    let (code, _) = call(&api, "POST", "/v1/apikeys/revoke", "{\"key\": \"garbage\"}").await;
     assert_eq!(code, 400);
 }
 

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::replicas::{satellite, send};
+use common::replicas::{satellite, send_tls};
 use orbit_identity::Identity;
 use orbit_kv::{Kv, RemoteKv};
 use orbit_satellite_model::metainfo::Metainfo;
@@ -132,7 +132,15 @@ async fn a_sim_network_starts_repairs_a_killed_node_and_stops() {
             "segment 0 was not repaired: {:?}",
             s.pieces
         );
-        let (code, body) = send(port, "POST", "/v1/loop/run", token, "").await;
+        let (code, body) = send_tls(
+            port,
+            &access.satellite_key,
+            "POST",
+            "/v1/loop/run",
+            token,
+            "",
+        )
+        .await;
         assert_eq!(code, 202, "{body}");
         tokio::time::sleep(Duration::from_secs(3)).await;
     }

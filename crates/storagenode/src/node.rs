@@ -93,11 +93,12 @@ impl TrustedSatellite {
     pub async fn client(
         &self,
     ) -> anyhow::Result<pb::nodes_client::NodesClient<tonic::transport::Channel>> {
-        let endpoint = orbit_tls::pinned_endpoint(&self.url)?
-            .connect_timeout(Duration::from_secs(10));
-        let channel = orbit_tls::pinned_channel(endpoint, orbit_tls::Expect::Key(self.public_key()?))
-            .await
-            .map_err(|e| anyhow::anyhow!("satellite {}: {e}", self.url))?;
+        let endpoint =
+            orbit_tls::pinned_endpoint(&self.url)?.connect_timeout(Duration::from_secs(10));
+        let channel =
+            orbit_tls::pinned_channel(endpoint, orbit_tls::Expect::Key(self.public_key()?))
+                .await
+                .map_err(|e| anyhow::anyhow!("satellite {}: {e}", self.url))?;
         Ok(pb::nodes_client::NodesClient::new(channel))
     }
 }
@@ -134,10 +135,7 @@ impl Reporter {
             timestamp: unix_now(),
         }
         .encode();
-        Self::client(s)
-            .await?
-            .check_in(self.signed(body))
-            .await?;
+        Self::client(s).await?.check_in(self.signed(body)).await?;
         Ok(())
     }
 

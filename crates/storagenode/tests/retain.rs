@@ -96,9 +96,7 @@ async fn filters_trash_garbage_keep_live_pieces_and_the_trash_comes_back() {
     assert_eq!(code(e.unwrap_err()), tonic::Code::PermissionDenied);
     let mut tampered = bytes.clone();
     tampered[40] ^= 1;
-    let e = retain(
-&node.url,
-&node.identity.id(), &header, &tampered).await;
+    let e = retain(&node.url, &node.identity.id(), &header, &tampered).await;
     assert_eq!(code(e.unwrap_err()), tonic::Code::InvalidArgument);
     let e = retain(
         &node.url,
@@ -110,27 +108,27 @@ async fn filters_trash_garbage_keep_live_pieces_and_the_trash_comes_back() {
     assert_eq!(code(e.unwrap_err()), tonic::Code::InvalidArgument);
     let mut forged = header.clone();
     forged.created += 100;
-    let e = retain(
-&node.url,
-&node.identity.id(), &forged, &bytes).await;
+    let e = retain(&node.url, &node.identity.id(), &forged, &bytes).await;
     assert_eq!(code(e.unwrap_err()), tonic::Code::Unauthenticated);
 
     // Stored; the same or an older filter is ignored.
-    assert!(retain(
-&node.url,
-&node.identity.id(), &header, &bytes).await.unwrap());
-    assert!(!retain(
-&node.url,
-&node.identity.id(), &header, &bytes).await.unwrap());
+    assert!(retain(&node.url, &node.identity.id(), &header, &bytes)
+        .await
+        .unwrap());
+    assert!(!retain(&node.url, &node.identity.id(), &header, &bytes)
+        .await
+        .unwrap());
     let empty = Filter::new(0, 0.1).encode();
     let older = RetainHeader::sign(&sat, me.id(), created - 3, 9, 0, &empty);
-    assert!(!retain(
-&node.url,
-&node.identity.id(), &older, &empty).await.unwrap());
+    assert!(!retain(&node.url, &node.identity.id(), &older, &empty)
+        .await
+        .unwrap());
     let earlier_pass = RetainHeader::sign(&sat, me.id(), created, 6, 0, &empty);
-    assert!(!retain(
-&node.url,
-&node.identity.id(), &earlier_pass, &empty).await.unwrap());
+    assert!(
+        !retain(&node.url, &node.identity.id(), &earlier_pass, &empty)
+            .await
+            .unwrap()
+    );
 
     // Restarted before applying it: the node applies it as it starts.
     let used = node.pieces.used();
@@ -184,11 +182,20 @@ async fn filters_trash_garbage_keep_live_pieces_and_the_trash_comes_back() {
         .any(|(id, _)| id == trashed[0]));
 
     // Only the satellite can restore; then every trashed piece is back.
-    let e = restore_trash(&node.url, &node.identity.id(), &RestoreTrash::sign(&other, me.id(), unix_now())).await;
+    let e = restore_trash(
+        &node.url,
+        &node.identity.id(),
+        &RestoreTrash::sign(&other, me.id(), unix_now()),
+    )
+    .await;
     assert_eq!(code(e.unwrap_err()), tonic::Code::PermissionDenied);
-    let back = restore_trash(&node.url, &node.identity.id(), &RestoreTrash::sign(&sat, me.id(), unix_now()))
-        .await
-        .unwrap();
+    let back = restore_trash(
+        &node.url,
+        &node.identity.id(),
+        &RestoreTrash::sign(&sat, me.id(), unix_now()),
+    )
+    .await
+    .unwrap();
     assert_eq!(back as usize, trashed.len() - 1);
     assert_eq!(node.pieces.trashed(), 0);
     assert_eq!(node.pieces.pieces().unwrap().len(), 20);

@@ -113,8 +113,18 @@ impl StoreConfig {
         self.tls
             .validate()
             .map_err(|e| StoreError::Config(format!("TLS: {e}")))?;
-        scheme_fits(&self.client_url, self.tls.client_tls(), "client", "cert_file")?;
-        scheme_fits(&self.peer_url, self.tls.peer_tls(), "peer", "peer_cert_file")?;
+        scheme_fits(
+            &self.client_url,
+            self.tls.client_tls(),
+            "client",
+            "cert_file",
+        )?;
+        scheme_fits(
+            &self.peer_url,
+            self.tls.peer_tls(),
+            "peer",
+            "peer_cert_file",
+        )?;
         let mut names = std::collections::BTreeSet::new();
         for (name, url) in &self.initial_cluster {
             url_addr(url)?;

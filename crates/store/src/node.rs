@@ -885,7 +885,11 @@ impl StoreNode {
 
     /// The client URL with the port actually bound.
     pub fn advertised_client_url(&self) -> String {
-        let scheme = if self.config.tls.client_tls() { "https" } else { "http" };
+        let scheme = if self.config.tls.client_tls() {
+            "https"
+        } else {
+            "http"
+        };
         format!("{scheme}://{}", self.client_addr)
     }
 

@@ -138,11 +138,25 @@ impl ProcCluster {
                 .chain(tls.iter().flat_map(|t| {
                     let own = t.pki.issue(&format!("m{i}"));
                     let ca = t.pki.ca_file.display().to_string();
-                    let (cert, key) = (own.cert.display().to_string(), own.key.display().to_string());
+                    let (cert, key) = (
+                        own.cert.display().to_string(),
+                        own.key.display().to_string(),
+                    );
                     [
-                        "--cert-file", &cert, "--key-file", &key, "--trusted-ca-file", &ca,
-                        "--client-cert-auth", "--peer-cert-file", &cert, "--peer-key-file", &key,
-                        "--peer-trusted-ca-file", &ca, "--peer-client-cert-auth",
+                        "--cert-file",
+                        &cert,
+                        "--key-file",
+                        &key,
+                        "--trusted-ca-file",
+                        &ca,
+                        "--client-cert-auth",
+                        "--peer-cert-file",
+                        &cert,
+                        "--peer-key-file",
+                        &key,
+                        "--peer-trusted-ca-file",
+                        &ca,
+                        "--peer-client-cert-auth",
                     ]
                     .map(String::from)
                 }))

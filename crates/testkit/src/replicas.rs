@@ -233,7 +233,10 @@ impl Replicas {
             bin: bin.to_path_buf(),
             clients: table
                 .lines()
-                .filter_map(|l| l.strip_prefix("client_url = \"http://127.0.0.1:"))
+                .filter_map(|l| {
+                    l.strip_prefix("client_url = \"http://127.0.0.1:")
+                        .or_else(|| l.strip_prefix("client_url = \"https://127.0.0.1:"))
+                })
                 .filter_map(|p| p.trim_end_matches('"').parse().ok())
                 .collect(),
             dir,
@@ -328,7 +331,13 @@ impl Replicas {
 
     /// Client URL of row `i`.
     pub fn client_url(&self, i: usize) -> String {
-        format!("http://127.0.0.1:{}", self.clients[i])
+        let text = std::fs::read_to_string(self.config()).unwrap_or_default();
+        let scheme = if text.contains("client_url = \"https://") {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.clients[i])
     }
 
     /// Asks replica `i` to stop (SIGTERM) and waits up to `timeout` for it; its exit
@@ -383,7 +392,16 @@ impl Drop for Replicas {
 
 /// A `[[replica]]` row with fresh loopback URLs given by port.
 pub fn row(id: usize, client: u16, peer: u16, store_node: bool) -> String {
+    row_with("http", id, client, peer, store_node)
+}
+
+/// As [`row`], with `https://` URLs: for a store with TLS (`[store_tls]`).
+pub fn row_tls(id: usize, client: u16, peer: u16, store_node: bool) -> String {
+    row_with("https", id, client, peer, store_node)
+}
+
+fn row_with(scheme: &str, id: usize, client: u16, peer: u16, store_node: bool) -> String {
     format!(
-        "[[replica]]\nid = {id}\nstore_name = \"n{id}\"\nclient_url = \"http://127.0.0.1:{client}\"\npeer_url = \"http://127.0.0.1:{peer}\"\nstore_node = {store_node}\n"
+        "[[replica]]\nid = {id}\nstore_name = \"n{id}\"\nclient_url = \"{scheme}://127.0.0.1:{client}\"\npeer_url = \"{scheme}://127.0.0.1:{peer}\"\nstore_node = {store_node}\n"
     )
 }

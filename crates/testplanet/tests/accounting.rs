@@ -24,7 +24,11 @@ async fn reports_equal_settled_orders_and_invoices_reconcile_with_channel_paymen
         .deposit(&user.address(), 10_000)
         .await
         .unwrap();
-    let payer = std::sync::Arc::new(Payer::connect(&planet.replica.url, &planet.satellite.public(), user).await.unwrap());
+    let payer = std::sync::Arc::new(
+        Payer::connect(&planet.replica.url, &planet.satellite.public(), user)
+            .await
+            .unwrap(),
+    );
     let ch = payer.open(1_000, unix_now() + 3600, None).await.unwrap();
     let options = Options {
         k: 2,

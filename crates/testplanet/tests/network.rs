@@ -294,7 +294,11 @@ async fn paid_requests_are_paid_through_a_payment_channel() {
         .deposit(&user.address(), 10_000)
         .await
         .unwrap();
-    let payer = std::sync::Arc::new(Payer::connect(&planet.replica.url, &planet.satellite.public(), user).await.unwrap());
+    let payer = std::sync::Arc::new(
+        Payer::connect(&planet.replica.url, &planet.satellite.public(), user)
+            .await
+            .unwrap(),
+    );
     let ch = payer
         .open(1_000, orbit_payments::api::unix_now() + 3600, None)
         .await

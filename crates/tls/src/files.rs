@@ -50,8 +50,7 @@ impl StoreTls {
             "peer_cert_file",
             "peer_key_file",
         )?;
-        if self.client_cert_auth && (self.trusted_ca_file.is_none() || self.cert_file.is_none())
-        {
+        if self.client_cert_auth && (self.trusted_ca_file.is_none() || self.cert_file.is_none()) {
             return Err(TlsError::Config(
                 "client_cert_auth needs cert_file, key_file and trusted_ca_file".into(),
             ));
@@ -193,7 +192,8 @@ fn server(
     let (Some(cert), Some(key)) = (cert, key) else {
         return Ok(None);
     };
-    let mut config = ServerTlsConfig::new().identity(Identity::from_pem(certs(cert)?, key_pem(key)?));
+    let mut config =
+        ServerTlsConfig::new().identity(Identity::from_pem(certs(cert)?, key_pem(key)?));
     if client_auth {
         let ca = ca
             .as_ref()
@@ -232,8 +232,12 @@ fn certs(path: &Path) -> Result<Vec<u8>, TlsError> {
 /// The PEM text of a key file, checked to hold a private key.
 fn key_pem(path: &Path) -> Result<Vec<u8>, TlsError> {
     let pem = read(path)?;
-    PrivateKeyDer::from_pem_slice(&pem)
-        .map_err(|e| TlsError::Bad(format!("{}: no usable PEM private key: {e}", path.display())))?;
+    PrivateKeyDer::from_pem_slice(&pem).map_err(|e| {
+        TlsError::Bad(format!(
+            "{}: no usable PEM private key: {e}",
+            path.display()
+        ))
+    })?;
     Ok(pem)
 }
 
@@ -247,18 +251,30 @@ mod tests {
             cert_file: Some("/x.pem".into()),
             ..Default::default()
         };
-        assert!(t.validate().unwrap_err().to_string().contains("without key_file"));
+        assert!(t
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("without key_file"));
         let t = StoreTls {
             client_cert_auth: true,
             ..Default::default()
         };
-        assert!(t.validate().unwrap_err().to_string().contains("client_cert_auth needs"));
+        assert!(t
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("client_cert_auth needs"));
         let t = StoreTls {
             cert_file: Some("/nonexistent/c.pem".into()),
             key_file: Some("/nonexistent/k.pem".into()),
             ..Default::default()
         };
-        assert!(t.validate().unwrap_err().to_string().contains("/nonexistent/c.pem"));
+        assert!(t
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("/nonexistent/c.pem"));
         assert!(StoreTls::default().validate().is_ok());
         assert!(StoreTls::default().client_server().unwrap().is_none());
     }

@@ -16,8 +16,8 @@ mod pinned;
 
 pub use files::{StoreTls, TlsFiles};
 pub use pinned::{
-    accept_stream, chain, curl_pin, identity_cert, identity_server, pinned_channel,
-    pinned_config, pinned_endpoint, serve_axum, Expect, PinnedConnector,
+    accept_stream, chain, curl_pin, identity_cert, identity_server, pinned_channel, pinned_config,
+    pinned_endpoint, serve_axum, Expect, PinnedConnector,
 };
 
 /// Why TLS could not be set up.
@@ -57,7 +57,10 @@ mod tests {
 
     #[test]
     fn tls_urls() {
-        assert_eq!(tls_host_port("https://127.0.0.1:7/").unwrap(), "127.0.0.1:7");
+        assert_eq!(
+            tls_host_port("https://127.0.0.1:7/").unwrap(),
+            "127.0.0.1:7"
+        );
         assert_eq!(tls_host_port("127.0.0.1:7").unwrap(), "127.0.0.1:7");
         let e = tls_host_port("http://127.0.0.1:7").unwrap_err().to_string();
         assert!(e.contains("use https://"), "{e}");

@@ -80,9 +80,7 @@ pub fn identity_cert(identity: &Identity) -> Result<(String, String), TlsError> 
 }
 
 /// What a tonic server serves for `identity`.
-pub fn identity_server(
-    identity: &Identity,
-) -> Result<tonic::transport::ServerTlsConfig, TlsError> {
+pub fn identity_server(identity: &Identity) -> Result<tonic::transport::ServerTlsConfig, TlsError> {
     let (cert, key) = identity_cert(identity)?;
     Ok(tonic::transport::ServerTlsConfig::new()
         .identity(tonic::transport::Identity::from_pem(cert, key)))
@@ -262,7 +260,10 @@ impl tower::Service<http::Uri> for PinnedConnector {
         let this = self.clone();
         Box::pin(async move {
             let authority = uri.authority().ok_or_else(|| {
-                std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("no host in {uri}"))
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("no host in {uri}"),
+                )
             })?;
             let stream = this.stream(authority.as_str()).await?;
             Ok(hyper_util::rt::TokioIo::new(stream))

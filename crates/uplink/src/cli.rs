@@ -308,7 +308,11 @@ struct KeyArg {
 #[derive(Args)]
 struct Satellite {
     /// The satellite's API URL.
-    #[arg(long, env = "ORBIT_SATELLITE", default_value = "https://127.0.0.1:7778")]
+    #[arg(
+        long,
+        env = "ORBIT_SATELLITE",
+        default_value = "https://127.0.0.1:7778"
+    )]
     satellite: String,
     /// The satellite's public key (hex): the API must prove it holds it.
     #[arg(long, env = "ORBIT_SATELLITE_KEY")]

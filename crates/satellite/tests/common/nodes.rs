@@ -15,14 +15,24 @@ use super::replicas::satellite;
 /// This build's storagenode binary (beside the satellite's; built if missing, as
 /// when only this package's tests were built).
 pub fn storagenode() -> PathBuf {
-    let bin = satellite().with_file_name("storagenode");
+    sibling("storagenode")
+}
+
+/// This build's uplink command line, as [`storagenode`].
+pub fn uplink_cli() -> PathBuf {
+    sibling("uplink")
+}
+
+/// The binary of package `name` beside the satellite's, built if missing.
+fn sibling(name: &str) -> PathBuf {
+    let bin = satellite().with_file_name(name);
     if !bin.exists() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let ok = Command::new(cargo)
-            .args(["build", "-q", "-p", "storagenode"])
+            .args(["build", "-q", "-p", name])
             .status()
             .is_ok_and(|s| s.success());
-        assert!(ok && bin.exists(), "build it: cargo build -p storagenode");
+        assert!(ok && bin.exists(), "build it: cargo build -p {name}");
     }
     bin
 }
