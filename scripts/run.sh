@@ -91,7 +91,10 @@ SAT_KEY=$(sed -n 's/^satellite .* (key \([0-9a-f]*\))$/\1/p' "$DIR/logs/satellit
 
 for i in $(seq 1 $NODES); do
   node="$DIR/node$i"
-  if [ ! -f "$node/storagenode.toml" ]; then
+  # Nodes set up before the API spoke TLS named it http://; it is https:// now.
+  if [ -f "$node/storagenode.toml" ]; then
+    sed -i 's|url = "http://127.0.0.1:7778"|url = "https://127.0.0.1:7778"|' "$node/storagenode.toml"
+  else
     "$BIN/storagenode" setup --dir "$node" --satellite-url https://127.0.0.1:7778 \
       --satellite-key "$SAT_KEY" --capacity $((2 << 30)) --listen "127.0.0.1:$((7800 + i))" --check-in-s 10 > /dev/null
   fi
@@ -100,11 +103,14 @@ for i in $(seq 1 $NODES); do
 done
 for i in $(seq 1 $NODES); do wait_for "$DIR/logs/node$i.out" "serving pieces" 30; done
 
+# A grant made before the API spoke TLS names http://: make a new one.
+if [ ! -f "$DIR/access.tls" ]; then rm -f "$DIR/access"; fi
 if [ ! -s "$DIR/access" ]; then
   key=$("$BIN/satellite" apikey create --endpoints http://127.0.0.1:2379 --project local)
   "$BIN/uplink" access create --satellite https://127.0.0.1:7778 --satellite-key "$SAT_KEY" \
     --api-key "$key" --passphrase "${ORBIT_PASSPHRASE:-local passphrase}" > "$DIR/access"
   chmod 600 "$DIR/access"
+  touch "$DIR/access.tls"
 fi
 export ORBIT_ACCESS; ORBIT_ACCESS=$(cat "$DIR/access")
 

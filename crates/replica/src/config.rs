@@ -342,6 +342,24 @@ peer_url = "http://127.0.0.1:2382"
     }
 
     #[test]
+    fn https_rows_need_store_tls() {
+        let https = GOOD.replace("\"http://", "\"https://");
+        let e = ReplicaConfig::parse(&https).unwrap_err().0;
+        assert!(
+            e.contains("replica 1: client_url") && e.contains("does not fit store_tls"),
+            "{e}"
+        );
+        // External mode: a client needs only the CA to reach https:// members.
+        let external = format!(
+            "{}\n[store_tls]\ntrusted_ca_file = \"/nonexistent/ca.pem\"\n",
+            https.replace("mode = \"fixed\"", "mode = \"external\"")
+        );
+        let e = ReplicaConfig::parse(&external).unwrap_err().0;
+        // The URLs fit; the missing CA file is what is wrong.
+        assert!(e.contains("/nonexistent/ca.pem"), "{e}");
+    }
+
+    #[test]
     fn wrong_tables_are_refused_with_what_to_fix() {
         let dup = GOOD.replace("id = 2\nstore_name", "id = 1\nstore_name");
         let e = ReplicaConfig::parse(&dup).unwrap_err().0;

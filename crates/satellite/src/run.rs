@@ -417,11 +417,8 @@ async fn api(a: ApiArgs) -> anyhow::Result<()> {
     if let Some(addr) = a.api_addr {
         services.api.addr = addr;
     }
-    let identity = match &services.storage {
-        Some(_) => satellite_identity(&replica, &services)?,
-        // Payments alone sign nothing with the satellite's identity.
-        None => Identity::generate(),
-    };
+    // Even payments alone need it: the API's TLS certificate is made from its key.
+    let identity = satellite_identity(&replica, &services)?;
     let serving = start_api(&replica, &services, identity, &checkers[0]).await?;
     println!(
         "replica {} ({:?} mode{}) status on http://{}/status",

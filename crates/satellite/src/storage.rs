@@ -160,6 +160,10 @@ async fn init(a: InitArgs) -> anyhow::Result<()> {
     let data_dir = config.data_dir.clone();
     let mut metrics = Vec::new();
     for url in &a.listen_metrics_urls {
+        anyhow::ensure!(
+            !url.starts_with("https://"),
+            "metrics URL {url}: metrics are served as plain HTTP; use http:// on an internal address"
+        );
         let addr = orbit_store::config::url_addr(url)?;
         let listener = tokio::net::TcpListener::bind(&addr)
             .await

@@ -391,6 +391,10 @@ async fn uplink_and_operator_commands() {
     // The uplink's command line, run in-process.
     std::env::set_var("ORBIT_KEY", &key);
     std::env::set_var("ORBIT_SATELLITE", r.api_url(0));
+    std::env::set_var(
+        "ORBIT_SATELLITE_KEY",
+        orbit_identity::hex_encode(&r.satellite_key(0).0),
+    );
     async fn uplink(args: &[&str]) -> String {
         let mut out = Vec::new();
         let argv = std::iter::once("uplink").chain(args.iter().copied());

@@ -229,6 +229,24 @@ mod tests {
     }
 
     #[test]
+    fn a_url_scheme_must_fit_the_ports_tls() {
+        let c = StoreConfig::single("a", "/tmp/x", "https://127.0.0.1:1", "http://127.0.0.1:2");
+        let e = c.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("https:// but no certificate") && e.contains("cert_file"),
+            "{e}"
+        );
+        let c = StoreConfig::single("a", "/tmp/x", "http://127.0.0.1:1", "https://127.0.0.1:2");
+        let e = c.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("peer URL") && e.contains("peer_cert_file"),
+            "{e}"
+        );
+        assert!(url_addr("https://127.0.0.1:1").is_ok());
+        assert!(url_addr("ftp://127.0.0.1:1").is_err());
+    }
+
+    #[test]
     fn refuses_member_missing_from_its_cluster() {
         let mut c = StoreConfig::single("a", "/tmp/x", "http://127.0.0.1:1", "http://127.0.0.1:2");
         assert!(c.validate().is_ok());
