@@ -11,7 +11,7 @@ use orbit_kv::{Kv, RemoteKv};
 use orbit_testkit::free_port;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use uplink::project::{Access, Options, Project};
+use uplink::project::{Access, Project};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_process_runs_the_whole_satellite() {
@@ -60,14 +60,7 @@ async fn one_process_runs_the_whole_satellite() {
         "all",
     )
     .unwrap();
-    let options = Options {
-        k: 2,
-        repair: 3,
-        success: 4,
-        total: 4,
-        segment_size: 64 << 10,
-        inline_max: 1024,
-    };
+    let options = common::small_options(2, 3, 4);
     let p = Project::open(access.clone(), options).await.unwrap();
     p.create_bucket("bkt").await.unwrap();
     let data = orbit_testkit::random_bytes(200 << 10, 3);

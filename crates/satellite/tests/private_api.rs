@@ -9,7 +9,6 @@ use common::nodes::{wait_nodes, StorageNodes};
 use common::replicas::send_tls;
 use orbit_identity::PublicKey;
 use orbit_satellite_model::nodes::{Nodes, SelectionConfig};
-use uplink::project::Options;
 
 const TOKEN: &str = "s3cret-private-api-token";
 
@@ -41,14 +40,7 @@ async fn inspectors_and_admin_actions_work_and_need_the_token() {
         sn.start(&sat.url, &sat.key);
     }
     wait_nodes(&sat.nodes, &sn.ids.iter().copied().collect(), 3600).await;
-    let options = Options {
-        k: 1,
-        repair: 2,
-        success: 3,
-        total: 3,
-        segment_size: 64 << 10,
-        inline_max: 1024,
-    };
+    let options = common::small_options(1, 2, 3);
     let (access, p) = sat.project("ops", options).await;
     p.create_bucket("bkt").await.unwrap();
     let data = orbit_testkit::random_bytes(100 << 10, 1);

@@ -13,7 +13,7 @@ use orbit_satellite_model::metainfo::Metainfo;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use uplink::project::{Access, Options, Project};
+use uplink::project::{Access, Project};
 
 fn alive(pid: &str) -> bool {
     Command::new("kill")
@@ -68,14 +68,7 @@ async fn a_sim_network_starts_repairs_a_killed_node_and_stops() {
 
     // The grant works as printed.
     let access = Access::parse(grant.trim()).unwrap();
-    let options = Options {
-        k: 2,
-        repair: 3,
-        success: 4,
-        total: 4,
-        segment_size: 64 << 10,
-        inline_max: 1024,
-    };
+    let options = common::small_options(2, 3, 4);
     let p = Project::open(access.clone(), options).await.unwrap();
     p.create_bucket("demo").await.unwrap();
     let data = orbit_testkit::random_bytes(150 << 10, 5);

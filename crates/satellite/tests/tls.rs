@@ -268,14 +268,7 @@ async fn the_satellite_proves_its_key_to_uplinks_nodes_and_operators_over_a_mutu
         .unwrap()
         .serialize();
     let access = Access::new(&api, identity.public(), &api_key, "tls pass").unwrap();
-    let options = Options {
-        k: 1,
-        repair: 2,
-        success: 3,
-        total: 3,
-        segment_size: 64 << 10,
-        inline_max: 1024,
-    };
+    let options = common::small_options(1, 2, 3);
     let p = Project::open(access.clone(), options).await.unwrap();
     p.create_bucket("tls").await.unwrap();
     let data = orbit_testkit::random_bytes(200 << 10, 7);
