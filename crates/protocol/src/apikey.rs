@@ -44,7 +44,12 @@ fn chain(tag: &[u8; 32], caveat: &Caveat) -> [u8; 32] {
 impl ApiKey {
     /// A new key with no caveats, from the project's secret.
     pub fn new(secret: &[u8; 32]) -> ApiKey {
-        let head: [u8; 16] = rand::random();
+        ApiKey::unrestricted(rand::random(), secret)
+    }
+
+    /// The key `head` with no caveats: what revoking it and all its restrictions
+    /// takes.
+    pub fn unrestricted(head: [u8; 16], secret: &[u8; 32]) -> ApiKey {
         ApiKey {
             head,
             caveats: Vec::new(),

@@ -165,6 +165,11 @@ impl ApiKeys {
         Ok(s)
     }
 
+    /// The unrestricted key with `head`: revoking it revokes every restriction of it.
+    pub async fn unrestricted(&self, head: &[u8; 16]) -> Result<ApiKey, AuthError> {
+        Ok(ApiKey::unrestricted(*head, &self.secret(head).await?.0))
+    }
+
     /// The project of a valid key, before knowing what the request touches (the
     /// caller then checks the request with [`ApiKeys::check`]).
     pub async fn project_of(&self, key: &str) -> Result<String, AuthError> {

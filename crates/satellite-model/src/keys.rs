@@ -12,6 +12,7 @@
 //! | `/orbit/sat/revoked/` | `<tag hex>` | [`crate::apikeys::Revocation`] |
 //! | `/orbit/sat/projects/` | `<project>` | [`crate::accounting::ProjectRecord`] |
 //! | `/orbit/sat/accounting/…` | see the constants | [`crate::accounting`] |
+//! | `/orbit/sat/console/…` | see the constants | [`crate::console`] |
 //! | `/orbit/sat/schema` | — | [`crate::schema::Schema`] |
 //!
 //! Project and bucket names are [`Project`] and [`Bucket`], which only valid names
@@ -41,6 +42,23 @@ pub const APIKEYS: &str = "/orbit/sat/apikeys/";
 pub const REVOKED: &str = "/orbit/sat/revoked/";
 /// The data model's schema version.
 pub const SCHEMA: &str = "/orbit/sat/schema";
+/// Console accounts, `<account id>`.
+pub const CONSOLE_ACCOUNTS: &str = "/orbit/sat/console/accounts/";
+/// Console accounts by email, `<BLAKE3 of the normalized email, hex>`: an email holds
+/// any characters, a hash none that reach into another key.
+pub const CONSOLE_EMAILS: &str = "/orbit/sat/console/emails/";
+/// Console sessions, under their lease: `<account id>/<BLAKE3 of the token, hex>`.
+pub const CONSOLE_SESSIONS: &str = "/orbit/sat/console/sessions/";
+/// Email confirmation and password reset tokens, under their lease:
+/// `<BLAKE3 of the token, hex>`.
+pub const CONSOLE_TOKENS: &str = "/orbit/sat/console/tokens/";
+/// Failed logins per email, under a lease of the counting window:
+/// `<BLAKE3 of the normalized email, hex>`.
+pub const CONSOLE_LOGINS: &str = "/orbit/sat/console/logins/";
+/// Console projects by owner: `<account id>/<project>`.
+pub const CONSOLE_PROJECTS: &str = "/orbit/sat/console/projects/";
+/// API keys the console made, by project: `<project>/<key head hex>`.
+pub const CONSOLE_KEYS: &str = "/orbit/sat/console/keys/";
 /// Repair queue entries, by segment: `<stream hex>/<index>`.
 pub const REPAIR_ENTRIES: &str = "/orbit/sat/repair/segments/";
 /// Repair queue pointers, least healthy first: `<healthy>/<stream hex>/<index>`.
@@ -552,4 +570,66 @@ mod tests {
         assert!(parse_segment(b"/orbit/sat/segments/zz/1").is_err());
         assert!(parse_bucket(b"/orbit/sat/buckets/a/xyz/bkt1").is_err());
     }
+}
+
+/// A console account's record: `id` is hex the model made.
+pub fn console_account(id: &str) -> String {
+    format!("{CONSOLE_ACCOUNTS}{id}")
+}
+
+/// The email index entry of a normalized email.
+pub fn console_email(normalized: &str) -> String {
+    format!(
+        "{CONSOLE_EMAILS}{}",
+        blake3::hash(normalized.as_bytes()).to_hex()
+    )
+}
+
+/// A session of `account` by its token.
+pub fn console_session(account: &str, token: &str) -> String {
+    format!(
+        "{CONSOLE_SESSIONS}{account}/{}",
+        blake3::hash(token.as_bytes()).to_hex()
+    )
+}
+
+/// Every session of `account`.
+pub fn console_sessions_of(account: &str) -> String {
+    format!("{CONSOLE_SESSIONS}{account}/")
+}
+
+/// A confirmation or reset token.
+pub fn console_token(token: &str) -> String {
+    format!(
+        "{CONSOLE_TOKENS}{}",
+        blake3::hash(token.as_bytes()).to_hex()
+    )
+}
+
+/// The failed-login counter of a normalized email.
+pub fn console_logins(normalized: &str) -> String {
+    format!(
+        "{CONSOLE_LOGINS}{}",
+        blake3::hash(normalized.as_bytes()).to_hex()
+    )
+}
+
+/// A console project of `owner`.
+pub fn console_project(owner: &str, p: &Project) -> String {
+    format!("{CONSOLE_PROJECTS}{owner}/{}", p.as_str())
+}
+
+/// Every console project of `owner`.
+pub fn console_projects_of(owner: &str) -> String {
+    format!("{CONSOLE_PROJECTS}{owner}/")
+}
+
+/// A console-made API key of `p`.
+pub fn console_key(p: &Project, head: &[u8; 16]) -> String {
+    format!("{CONSOLE_KEYS}{}/{}", p.as_str(), hex_encode(head))
+}
+
+/// Every console-made API key of `p`.
+pub fn console_keys_of(p: &Project) -> String {
+    format!("{CONSOLE_KEYS}{}/", p.as_str())
 }

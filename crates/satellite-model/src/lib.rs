@@ -7,6 +7,7 @@
 //! - [`nodes`]: the node table, check-ins, selection (with its cache).
 //! - [`orders`]: order limits and settlement once per serial.
 //! - [`apikeys`]: API key secrets and the revocation list.
+//! - [`console`]: the console's accounts, sessions, projects and API keys.
 //! - [`repair`]: segment health and the repair queue.
 //! - [`accounting`]: rollups of settled orders, tallies and payments; project
 //!   limits; payouts and invoices.
@@ -19,6 +20,7 @@ pub mod accounting;
 pub mod apikeys;
 pub mod audit;
 pub mod claims;
+pub mod console;
 pub mod gc;
 pub mod hexser;
 pub mod keys;
