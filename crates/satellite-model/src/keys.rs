@@ -511,67 +511,6 @@ pub fn parse_node(key: &[u8]) -> Result<NodeId, Error> {
     NodeId::parse(rest(key, NODES)?).map_err(|_| malformed(key))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn segment_ranges_cover_every_stream_once() {
-        for n in [1, 2, 3, 4, 7, 16] {
-            let ranges: Vec<_> = (0..n).map(|i| segment_range(i, n)).collect();
-            for w in ranges.windows(2) {
-                assert_eq!(w[0].1, w[1].0, "ranges of {n} must abut");
-            }
-            assert_eq!(ranges[0].0, SEGMENTS.as_bytes());
-            assert_eq!(ranges[n - 1].1, orbit_kv::prefix_end(SEGMENTS.as_bytes()));
-            for id in [
-                [0u8; 16],
-                [0x7f; 16],
-                [0xff; 16],
-                [0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
-            ] {
-                let key = segment(&id, 3).into_bytes();
-                let holding = ranges
-                    .iter()
-                    .filter(|(a, b)| {
-                        a.as_slice() <= key.as_slice() && key.as_slice() < b.as_slice()
-                    })
-                    .count();
-                assert_eq!(holding, 1, "stream {id:?} in {n} ranges");
-            }
-        }
-    }
-
-    #[test]
-    fn keys_parse_back_and_hostile_names_never_become_keys() {
-        let p = Project::new("acme-1").unwrap();
-        let b = Bucket::new("photos").unwrap();
-        assert_eq!(
-            parse_bucket(bucket(&p, &b).as_bytes()).unwrap(),
-            (p.clone(), b.clone())
-        );
-        let o = object(&p, &b, "a/b/../c");
-        assert_eq!(
-            parse_object(o.as_bytes()).unwrap(),
-            (p.clone(), b.clone(), "a/b/../c".to_string())
-        );
-        let s = [7u8; 16];
-        assert_eq!(parse_stream(stream(&s).as_bytes()).unwrap(), s);
-        assert_eq!(parse_segment(segment(&s, 42).as_bytes()).unwrap(), (s, 42));
-        assert!(segment(&s, 2) < segment(&s, 10), "segments list in order");
-        for bad in ["", "a/xyz", "..", "a\0b", ".x", &"p".repeat(65), "a b"] {
-            assert!(Project::new(bad).is_err(), "{bad:?}");
-        }
-        for bad in ["", "ab", "a/b", "..", "UPPER", &"b".repeat(64), "a\0bc"] {
-            assert!(Bucket::new(bad).is_err(), "{bad:?}");
-        }
-        assert!(check_object_key("").is_err());
-        assert!(check_object_key(&"k".repeat(MAX_OBJECT_KEY + 1)).is_err());
-        assert!(parse_segment(b"/orbit/sat/segments/zz/1").is_err());
-        assert!(parse_bucket(b"/orbit/sat/buckets/a/xyz/bkt1").is_err());
-    }
-}
-
 /// A console account's record: `id` is hex the model made.
 pub fn console_account(id: &str) -> String {
     format!("{CONSOLE_ACCOUNTS}{id}")
@@ -632,4 +571,65 @@ pub fn console_key(p: &Project, head: &[u8; 16]) -> String {
 /// Every console-made API key of `p`.
 pub fn console_keys_of(p: &Project) -> String {
     format!("{CONSOLE_KEYS}{}/", p.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_ranges_cover_every_stream_once() {
+        for n in [1, 2, 3, 4, 7, 16] {
+            let ranges: Vec<_> = (0..n).map(|i| segment_range(i, n)).collect();
+            for w in ranges.windows(2) {
+                assert_eq!(w[0].1, w[1].0, "ranges of {n} must abut");
+            }
+            assert_eq!(ranges[0].0, SEGMENTS.as_bytes());
+            assert_eq!(ranges[n - 1].1, orbit_kv::prefix_end(SEGMENTS.as_bytes()));
+            for id in [
+                [0u8; 16],
+                [0x7f; 16],
+                [0xff; 16],
+                [0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+            ] {
+                let key = segment(&id, 3).into_bytes();
+                let holding = ranges
+                    .iter()
+                    .filter(|(a, b)| {
+                        a.as_slice() <= key.as_slice() && key.as_slice() < b.as_slice()
+                    })
+                    .count();
+                assert_eq!(holding, 1, "stream {id:?} in {n} ranges");
+            }
+        }
+    }
+
+    #[test]
+    fn keys_parse_back_and_hostile_names_never_become_keys() {
+        let p = Project::new("acme-1").unwrap();
+        let b = Bucket::new("photos").unwrap();
+        assert_eq!(
+            parse_bucket(bucket(&p, &b).as_bytes()).unwrap(),
+            (p.clone(), b.clone())
+        );
+        let o = object(&p, &b, "a/b/../c");
+        assert_eq!(
+            parse_object(o.as_bytes()).unwrap(),
+            (p.clone(), b.clone(), "a/b/../c".to_string())
+        );
+        let s = [7u8; 16];
+        assert_eq!(parse_stream(stream(&s).as_bytes()).unwrap(), s);
+        assert_eq!(parse_segment(segment(&s, 42).as_bytes()).unwrap(), (s, 42));
+        assert!(segment(&s, 2) < segment(&s, 10), "segments list in order");
+        for bad in ["", "a/xyz", "..", "a\0b", ".x", &"p".repeat(65), "a b"] {
+            assert!(Project::new(bad).is_err(), "{bad:?}");
+        }
+        for bad in ["", "ab", "a/b", "..", "UPPER", &"b".repeat(64), "a\0bc"] {
+            assert!(Bucket::new(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_object_key("").is_err());
+        assert!(check_object_key(&"k".repeat(MAX_OBJECT_KEY + 1)).is_err());
+        assert!(parse_segment(b"/orbit/sat/segments/zz/1").is_err());
+        assert!(parse_bucket(b"/orbit/sat/buckets/a/xyz/bkt1").is_err());
+    }
 }
