@@ -11,6 +11,7 @@
 //! - `[audit]`, `[gc]`, `[reputation]`: audits, garbage collection, node scores;
 //! - `[accounting]`: rollups, payout rates and prices
 //!   ([`orbit_accounting::AccountingSection`]);
+//! - `[console]`: the users' web console, served by `api` ([`orbit_console::ConsoleSection`]);
 //! - `[private_api]`: the operators' HTTP API
 //!   ([`crate::private_api::PrivateApiSection`]);
 //! - `[version]`: the version check every process makes, and what `satellite run
@@ -64,6 +65,9 @@ pub struct Services {
     /// `[accounting]`, rollups, payout rates and prices (defaults when absent).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub accounting: Option<AccountingSection>,
+    /// `[console]`, the users' console, served by the `api` process when present.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub console: Option<orbit_console::ConsoleSection>,
     /// `[private_api]`, the operators' HTTP API (its token is required to serve it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub private_api: Option<crate::private_api::PrivateApiSection>,
@@ -113,6 +117,7 @@ impl SatelliteConfig {
             accounting: section(&mut table, "accounting")?,
             version: section(&mut table, "version")?,
             private_api: section(&mut table, "private_api")?,
+            console: section(&mut table, "console")?,
         };
         let replica = ReplicaConfig::deserialize(table)
             .map_err(|e| anyhow::anyhow!("replica settings (top level): {}", e.message()))?;

@@ -18,6 +18,7 @@ pub mod accounting;
 pub mod api;
 pub mod audit;
 pub mod config;
+pub mod console;
 pub mod elected;
 pub mod gc;
 pub mod inspectors;

@@ -387,14 +387,14 @@ fn satellite_identity(replica: &Replica, services: &Services) -> anyhow::Result<
     Ok(identity)
 }
 
-/// The `api` process built, serving, on `replica`: nodes below the storage-node
-/// minimum that `checker` hears of get no uploads.
+/// The `api` process built, serving, on `replica` (and the console, when configured):
+/// nodes below the storage-node minimum that `checker` hears of get no uploads.
 async fn start_api(
     replica: &Replica,
     services: &Services,
     identity: Identity,
     checker: &Checker,
-) -> anyhow::Result<Option<satellite::api::Serving>> {
+) -> anyhow::Result<Vec<satellite::api::Serving>> {
     let process = ApiProcess::build(services, replica.kv(), identity, replica.workers()).await?;
     if let Some(api) = &process.storage {
         let nodes = api.nodes.clone();
@@ -402,14 +402,19 @@ async fn start_api(
         apply(&checker.last());
         checker.on_verdict(apply);
     }
-    Ok(match process.serves() {
-        true => {
-            let s = process.serve().await?;
-            println!("API on {}", s.url);
-            Some(s)
-        }
-        false => None,
-    })
+    let mut serving = Vec::new();
+    if process.serves() {
+        let s = process.serve().await?;
+        println!("API on {}", s.url);
+        serving.push(s);
+    }
+    if let Some(section) = &services.console {
+        let s =
+            satellite::console::serve(section, replica.kv(), &replica.config().data_dir).await?;
+        println!("console on {}", s.url);
+        serving.push(s);
+    }
+    Ok(serving)
 }
 
 async fn api(a: ApiArgs) -> anyhow::Result<()> {
@@ -434,7 +439,7 @@ async fn api(a: ApiArgs) -> anyhow::Result<()> {
     crate::until_stopped().await?;
     // Outside in: no new requests, then the background work (the services' workers
     // before the replica's own), then the store.
-    if let Some(s) = serving {
+    for s in serving {
         s.stop(Duration::from_secs(5)).await;
     }
     tracing::info!("API stopped");
@@ -535,7 +540,7 @@ async fn all(a: ApiArgs) -> anyhow::Result<()> {
     crate::until_stopped().await?;
     // Outside in, as each process alone: no new requests; the elected hand over;
     // the workers stop; then the claims go and the store last.
-    if let Some(s) = serving {
+    for s in serving {
         s.stop(Duration::from_secs(5)).await;
     }
     for e in [&lp.election, &up.election, &gp.election] {

@@ -52,13 +52,65 @@ pub async fn send_tls(
     let Ok(s) = connector.stream(&format!("127.0.0.1:{port}")).await else {
         return (0, String::new());
     };
-    request_on(s, method, path, &headers, body).await
+    let r = request_on(s, method, path, &headers, body).await;
+    (r.code, r.body)
 }
 
 /// One HTTP/1.0 request with extra `headers` (each ending in CRLF) and `body`.
 async fn request(port: u16, method: &str, path: &str, headers: &str, body: &str) -> (u16, String) {
+    let r = exchange(port, method, path, headers, body).await;
+    (r.code, r.body)
+}
+
+/// An HTTP answer: status (0 when unreachable), headers (names lowercased), body.
+#[derive(Clone, Debug, Default)]
+pub struct Answer {
+    /// The status code.
+    pub code: u16,
+    /// The headers, in order.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: String,
+}
+
+impl Answer {
+    /// The first value of header `name` (lowercase).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as JSON (asserting it is).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("{} answered {:?}: {e}", self.code, self.body))
+    }
+}
+
+/// `method path` with `headers` (name, value) and `body` (sent as JSON when not
+/// empty); the whole answer.
+pub async fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Answer {
+    let mut h: String = headers
+        .iter()
+        .map(|(n, v)| format!("{n}: {v}\r\n"))
+        .collect();
+    if !body.is_empty() {
+        h += "Content-Type: application/json\r\n";
+    }
+    exchange(port, method, path, &h, body).await
+}
+
+async fn exchange(port: u16, method: &str, path: &str, headers: &str, body: &str) -> Answer {
     let Ok(s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
-        return (0, String::new());
+        return Answer::default();
     };
     request_on(s, method, path, headers, body).await
 }
@@ -70,27 +122,36 @@ async fn request_on(
     path: &str,
     headers: &str,
     body: &str,
-) -> (u16, String) {
+) -> Answer {
     let req = format!(
         "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n{headers}\r\n{body}",
         body.len()
     );
     if s.write_all(req.as_bytes()).await.is_err() {
-        return (0, String::new());
+        return Answer::default();
     }
     let mut buf = String::new();
     // A triggered worker answers when its run is done: a repair or audit round.
     let read = tokio::time::timeout(Duration::from_secs(60), s.read_to_string(&mut buf)).await;
     if !matches!(read, Ok(Ok(_))) {
-        return (0, String::new());
+        return Answer::default();
     }
-    let code = buf
-        .split_whitespace()
-        .nth(1)
+    let (head, body) = buf.split_once("\r\n\r\n").unwrap_or((&buf, ""));
+    let mut lines = head.split("\r\n");
+    let code = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let body = buf.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
-    (code, body)
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_lowercase(), v.trim().to_string()))
+        .collect();
+    Answer {
+        code,
+        headers,
+        body: body.to_string(),
+    }
 }
 
 /// Waits until `GET /health` answers `want`.

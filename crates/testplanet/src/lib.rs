@@ -86,6 +86,7 @@ pub fn services(payments: Option<orbit_payments::PaymentsConfig>) -> Services {
         accounting: None,
         version: None,
         private_api: None,
+        console: None,
     }
 }
 

@@ -1,0 +1,481 @@
+//! The console's HTTP API (JSON under `/api/v1`), served by every `satellite run api`
+//! replica on `[console] addr`. All state is in the store (`orbit_satellite_model::
+//! console`), so any replica answers any request and a session survives the replica
+//! that made it. Handlers only translate requests; the model decides.
+//!
+//! Sessions are the `orbit_session` cookie (HttpOnly, Secure, SameSite=Strict). Every
+//! state-changing request of a session must also carry its CSRF token in
+//! `X-CSRF-Token`; every request with a body must be `application/json`, which a
+//! cross-site form cannot send.
+//!
+//! | request | what |
+//! |---|---|
+//! | `POST /api/v1/signup` `{email, password}` | an account; mails the confirmation link |
+//! | `POST /api/v1/confirm` `{token}` | confirms the email |
+//! | `POST /api/v1/login` `{email, password}` | a session: the cookie, and `{email, csrf}` |
+//! | `POST /api/v1/logout` | ends it |
+//! | `GET /api/v1/me` | `{email, csrf}` of the session |
+//! | `POST /api/v1/password` `{current, new}` | a new password; every other session ends |
+//! | `POST /api/v1/reset/request` `{email}` | mails a reset link, if the account exists (202 either way) |
+//! | `POST /api/v1/reset` `{token, password}` | sets the password |
+//! | `GET`/`POST /api/v1/projects` `{name}` | the account's projects; a new one |
+//! | `GET`/`PATCH`/`DELETE /api/v1/projects/{id}` `{name}` | one; rename; delete (only when empty) |
+//! | `GET`/`POST /api/v1/projects/{id}/keys` `{name, read_only, bucket, prefix, not_after}` | its API keys; a new one (shown once) |
+//! | `DELETE /api/v1/projects/{id}/keys/{head}` | revokes a key and its restrictions |
+
+pub mod mail;
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use mail::{Mail, Mailer};
+use orbit_protocol::apikey::Caveat;
+use orbit_satellite_model::console::{Account, Console, NewSession, Rules, Session};
+use orbit_satellite_model::Error;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// The session cookie's name.
+pub const COOKIE: &str = "orbit_session";
+/// The header a session's state-changing requests carry their CSRF token in.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// The `[console]` section.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleSection {
+    /// Listen address.
+    pub addr: String,
+    /// Where users reach it, for the links in mail (default: `http://` + `addr`).
+    pub public_url: String,
+    /// How long a session lasts, seconds.
+    pub session_ttl_s: i64,
+    /// How long a confirmation or reset link works, seconds.
+    pub token_ttl_s: i64,
+    /// Failed logins allowed per email within `login_window_s`.
+    pub login_failures: u32,
+    /// The window failed logins are counted in, seconds.
+    pub login_window_s: i64,
+    /// Projects one account may have.
+    pub max_projects: usize,
+    /// Where mail is written, one file per message (relative: to the data dir).
+    pub mail_dir: PathBuf,
+}
+
+impl Default for ConsoleSection {
+    fn default() -> Self {
+        let r = Rules::default();
+        ConsoleSection {
+            addr: "127.0.0.1:7781".into(),
+            public_url: String::new(),
+            session_ttl_s: r.session_ttl_s,
+            token_ttl_s: r.token_ttl_s,
+            login_failures: r.login_failures,
+            login_window_s: r.login_window_s,
+            max_projects: r.max_projects,
+            mail_dir: "console-mail".into(),
+        }
+    }
+}
+
+impl ConsoleSection {
+    /// The model's rules from this section.
+    pub fn rules(&self) -> Rules {
+        Rules {
+            session_ttl_s: self.session_ttl_s,
+            token_ttl_s: self.token_ttl_s,
+            login_failures: self.login_failures,
+            login_window_s: self.login_window_s,
+            max_projects: self.max_projects,
+        }
+    }
+}
+
+struct AppState {
+    console: Console,
+    mailer: Arc<dyn Mailer>,
+    public_url: String,
+}
+
+type St = State<Arc<AppState>>;
+
+/// An error as the console answers it: a status and `{"error": …}`.
+struct Failure(StatusCode, String);
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        let code = match &e {
+            Error::Invalid(_) => StatusCode::BAD_REQUEST,
+            Error::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::Exists(_) => StatusCode::CONFLICT,
+            Error::Precondition(_) => StatusCode::PRECONDITION_FAILED,
+            Error::LimitExceeded(_) => StatusCode::TOO_MANY_REQUESTS,
+            Error::Unavailable(_) | Error::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Internal(_) | Error::Record(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        if code.is_server_error() {
+            tracing::warn!(error = %e, "console request failed");
+        }
+        Failure(code, e.to_string())
+    }
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+type Answer = Result<Response, Failure>;
+
+fn now() -> u64 {
+    orbit_satellite_model::unix_now()
+}
+
+/// The session cookie's value, if the request has one.
+fn cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value.to_string())
+}
+
+fn set_cookie(value: &str, max_age: i64) -> HeaderValue {
+    HeaderValue::from_str(&format!(
+        "{COOKIE}={value}; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age={max_age}"
+    ))
+    .expect("cookie values are hex and a dot")
+}
+
+/// The session of a request; with `csrf`, also its CSRF header, compared in
+/// constant time.
+async fn authed(
+    st: &AppState,
+    headers: &HeaderMap,
+    csrf: bool,
+) -> Result<(Session, Account), Failure> {
+    let c =
+        cookie(headers).ok_or_else(|| Failure(StatusCode::UNAUTHORIZED, "not logged in".into()))?;
+    let (session, account) = st.console.session(&c, now()).await?;
+    if csrf {
+        let sent = headers
+            .get(CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if blake3::hash(sent.as_bytes()) != blake3::hash(session.csrf.as_bytes()) {
+            return Err(Failure(
+                StatusCode::FORBIDDEN,
+                "missing or wrong CSRF token (X-CSRF-Token)".into(),
+            ));
+        }
+    }
+    Ok((session, account))
+}
+
+fn logged_in(s: &NewSession, email: &str, ttl: i64) -> Response {
+    let mut r =
+        Json(json!({ "email": email, "csrf": s.csrf, "expires": s.expires })).into_response();
+    r.headers_mut()
+        .insert(header::SET_COOKIE, set_cookie(&s.cookie, ttl));
+    r
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Credentials {
+    email: String,
+    password: String,
+}
+
+async fn sign_up(State(st): St, Json(c): Json<Credentials>) -> Answer {
+    let (account, token) = st.console.sign_up(&c.email, &c.password, now()).await?;
+    let link = format!("{}/confirm?token={token}", st.public_url);
+    st.mailer
+        .send(Mail {
+            to: account.email.clone(),
+            subject: "Confirm your orbit account".into(),
+            body: format!("Open this link to confirm your email address:\n\n{link}\n"),
+        })
+        .await
+        .map_err(|e| {
+            Failure(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("sending mail: {e}"),
+            )
+        })?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "email": account.email, "confirmation": "sent" })),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenBody {
+    token: String,
+}
+
+async fn confirm(State(st): St, Json(b): Json<TokenBody>) -> Answer {
+    let a = st.console.confirm(&b.token, now()).await?;
+    Ok(Json(json!({ "email": a.email, "confirmed": true })).into_response())
+}
+
+async fn log_in(State(st): St, Json(c): Json<Credentials>) -> Answer {
+    let s = st.console.log_in(&c.email, &c.password, now()).await?;
+    Ok(logged_in(
+        &s,
+        c.email.trim(),
+        st.console.rules().session_ttl_s,
+    ))
+}
+
+async fn log_out(State(st): St, headers: HeaderMap) -> Answer {
+    authed(&st, &headers, true).await?;
+    if let Some(c) = cookie(&headers) {
+        st.console.log_out(&c).await?;
+    }
+    let mut r = StatusCode::NO_CONTENT.into_response();
+    r.headers_mut()
+        .insert(header::SET_COOKIE, set_cookie("", 0));
+    Ok(r)
+}
+
+async fn me(State(st): St, headers: HeaderMap) -> Answer {
+    let (s, a) = authed(&st, &headers, false).await?;
+    Ok(Json(json!({ "email": a.email, "csrf": s.csrf, "expires": s.expires })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PasswordChange {
+    current: String,
+    new: String,
+}
+
+async fn change_password(
+    State(st): St,
+    headers: HeaderMap,
+    Json(b): Json<PasswordChange>,
+) -> Answer {
+    let (_, a) = authed(&st, &headers, true).await?;
+    let s = st
+        .console
+        .change_password(&a.id, &b.current, &b.new, now())
+        .await?;
+    Ok(logged_in(&s, &a.email, st.console.rules().session_ttl_s))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EmailBody {
+    email: String,
+}
+
+async fn request_reset(State(st): St, Json(b): Json<EmailBody>) -> Answer {
+    if let Some((a, token)) = st.console.request_reset(&b.email, now()).await? {
+        let link = format!("{}/reset?token={token}", st.public_url);
+        st.mailer
+            .send(Mail {
+                to: a.email,
+                subject: "Reset your orbit password".into(),
+                body: format!(
+                    "Open this link to set a new password:\n\n{link}\n\nIf you did not ask for it, ignore this message.\n"
+                ),
+            })
+            .await
+            .map_err(|e| Failure(StatusCode::SERVICE_UNAVAILABLE, format!("sending mail: {e}")))?;
+    }
+    // The same answer whether or not the account exists.
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "reset": "sent if the account exists" })),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResetBody {
+    token: String,
+    password: String,
+}
+
+async fn reset(State(st): St, Json(b): Json<ResetBody>) -> Answer {
+    st.console
+        .reset_password(&b.token, &b.password, now())
+        .await?;
+    Ok(Json(json!({ "reset": true })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NameBody {
+    name: String,
+}
+
+async fn projects(State(st): St, headers: HeaderMap) -> Answer {
+    let (_, a) = authed(&st, &headers, false).await?;
+    Ok(Json(json!({ "projects": st.console.projects(&a.id).await? })).into_response())
+}
+
+async fn create_project(State(st): St, headers: HeaderMap, Json(b): Json<NameBody>) -> Answer {
+    let (_, a) = authed(&st, &headers, true).await?;
+    let p = st.console.create_project(&a.id, &b.name, now()).await?;
+    Ok((StatusCode::CREATED, Json(p)).into_response())
+}
+
+async fn project(State(st): St, headers: HeaderMap, Path(id): Path<String>) -> Answer {
+    let (_, a) = authed(&st, &headers, false).await?;
+    let (p, _) = st.console.project(&a.id, &id).await?;
+    Ok(Json(p).into_response())
+}
+
+async fn rename_project(
+    State(st): St,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Json(b): Json<NameBody>,
+) -> Answer {
+    let (_, a) = authed(&st, &headers, true).await?;
+    Ok(Json(st.console.rename_project(&a.id, &id, &b.name).await?).into_response())
+}
+
+async fn delete_project(State(st): St, headers: HeaderMap, Path(id): Path<String>) -> Answer {
+    let (_, a) = authed(&st, &headers, true).await?;
+    st.console.delete_project(&a.id, &id, now()).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn keys(State(st): St, headers: HeaderMap, Path(id): Path<String>) -> Answer {
+    let (_, a) = authed(&st, &headers, false).await?;
+    Ok(Json(json!({ "keys": st.console.api_keys(&a.id, &id).await? })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewKey {
+    name: String,
+    #[serde(default)]
+    read_only: bool,
+    /// Only this bucket…
+    #[serde(default)]
+    bucket: Option<String>,
+    /// …and keys starting with this (as the uplink encodes keys).
+    #[serde(default)]
+    prefix: Option<String>,
+    /// Void after this Unix time (s).
+    #[serde(default)]
+    not_after: Option<u64>,
+}
+
+async fn create_key(
+    State(st): St,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Json(b): Json<NewKey>,
+) -> Answer {
+    let (_, a) = authed(&st, &headers, true).await?;
+    let mut caveats = Vec::new();
+    if b.read_only {
+        caveats.push(Caveat::ReadOnly);
+    }
+    match (b.bucket, b.prefix) {
+        (Some(bucket), prefix) => caveats.push(Caveat::Prefix {
+            bucket,
+            prefix: prefix.unwrap_or_default(),
+        }),
+        (None, Some(_)) => {
+            return Err(Failure(
+                StatusCode::BAD_REQUEST,
+                "a key prefix needs its bucket".into(),
+            ))
+        }
+        (None, None) => {}
+    }
+    if let Some(t) = b.not_after {
+        caveats.push(Caveat::NotAfter(t));
+    }
+    let (entry, key) = st
+        .console
+        .create_key(&a.id, &id, &b.name, caveats, now())
+        .await?;
+    let mut v = serde_json::to_value(entry)
+        .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    v["key"] = Value::String(key);
+    Ok((StatusCode::CREATED, Json(v)).into_response())
+}
+
+async fn revoke_key(
+    State(st): St,
+    headers: HeaderMap,
+    Path((id, head)): Path<(String, String)>,
+) -> Answer {
+    let (_, a) = authed(&st, &headers, true).await?;
+    Ok(Json(st.console.revoke_key(&a.id, &id, &head, now()).await?).into_response())
+}
+
+/// Headers every answer carries: no framing, no sniffing, no referrer, and only this
+/// origin's scripts and styles.
+async fn hardened(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let mut r = next.run(req).await;
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+        ),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// The console's routes over `console`, sending mail through `mailer`; links in mail
+/// start with `public_url`.
+pub fn router(console: Console, mailer: Arc<dyn Mailer>, public_url: &str) -> Router {
+    let state = Arc::new(AppState {
+        console,
+        mailer,
+        public_url: public_url.trim_end_matches('/').to_string(),
+    });
+    Router::new()
+        .route("/api/v1/signup", post(sign_up))
+        .route("/api/v1/confirm", post(confirm))
+        .route("/api/v1/login", post(log_in))
+        .route("/api/v1/logout", post(log_out))
+        .route("/api/v1/me", get(me))
+        .route("/api/v1/password", post(change_password))
+        .route("/api/v1/reset/request", post(request_reset))
+        .route("/api/v1/reset", post(reset))
+        .route("/api/v1/projects", get(projects).post(create_project))
+        .route(
+            "/api/v1/projects/{id}",
+            get(project).patch(rename_project).delete(delete_project),
+        )
+        .route("/api/v1/projects/{id}/keys", get(keys).post(create_key))
+        .route("/api/v1/projects/{id}/keys/{head}", delete(revoke_key))
+        .fallback(|| async { Failure(StatusCode::NOT_FOUND, "no such route".into()) })
+        .layer(axum::middleware::from_fn(hardened))
+        // Bodies are small JSON; anything larger is refused before it is read.
+        .layer(axum::extract::DefaultBodyLimit::max(64 << 10))
+        .with_state(state)
+}

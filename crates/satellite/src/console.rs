@@ -1,0 +1,39 @@
+//! The console beside the API: composed here for `satellite run api` and `run all`
+//! when the configuration has a `[console]` section (crate `orbit-console`).
+
+use crate::api::Serving;
+use orbit_console::mail::DirMailer;
+use orbit_console::ConsoleSection;
+use orbit_kv::Kv;
+use orbit_satellite_model::console::Console;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Serves the console from `section` over `kv`; mail goes to `section.mail_dir`
+/// (relative to `data_dir`).
+pub async fn serve(
+    section: &ConsoleSection,
+    kv: Arc<dyn Kv>,
+    data_dir: &Path,
+) -> anyhow::Result<Serving> {
+    let mailer = Arc::new(DirMailer::new(data_dir.join(&section.mail_dir))?);
+    let listener = tokio::net::TcpListener::bind(&section.addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("console address {}: {e}", section.addr))?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let public = match section.public_url.as_str() {
+        "" => url.clone(),
+        p => p.to_string(),
+    };
+    let app = orbit_console::router(Console::new(kv, section.rules()), mailer, &public);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let served = axum::serve(listener, app).with_graceful_shutdown(async {
+            let _ = stopped.await;
+        });
+        if let Err(e) = served.await {
+            tracing::error!(error = %e, "console failed");
+        }
+    });
+    Ok(Serving::new(url, stop, task))
+}
