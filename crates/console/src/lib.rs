@@ -22,6 +22,7 @@
 //! | `GET`/`PATCH`/`DELETE /api/v1/projects/{id}` `{name}` | one; rename; delete (only when empty) |
 //! | `GET`/`POST /api/v1/projects/{id}/keys` `{name, read_only, bucket, prefix, not_after}` | its API keys; a new one (shown once) |
 //! | `DELETE /api/v1/projects/{id}/keys/{head}` | revokes a key and its restrictions |
+//! | `GET /api/v1/projects/{id}/usage?month=YYYY-MM` | limits, current storage, each rolled-up day (bytes, segments, objects, egress), the month's invoice and payments |
 
 pub mod mail;
 
@@ -32,6 +33,7 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use mail::{Mail, Mailer};
 use orbit_protocol::apikey::Caveat;
+use orbit_satellite_model::accounting::{Accounting, Invoice, Prices, Usage};
 use orbit_satellite_model::console::{Account, Console, NewSession, Rules, Session};
 use orbit_satellite_model::Error;
 use serde::{Deserialize, Serialize};
@@ -99,6 +101,9 @@ struct AppState {
     console: Console,
     mailer: Arc<dyn Mailer>,
     public_url: String,
+    accounting: Accounting,
+    usage: Usage,
+    prices: Prices,
 }
 
 type St = State<Arc<AppState>>;
@@ -425,6 +430,49 @@ async fn revoke_key(
     Ok(Json(st.console.revoke_key(&a.id, &id, &head, now()).await?).into_response())
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MonthQuery {
+    /// `YYYY-MM`; this month when absent.
+    month: Option<String>,
+}
+
+async fn usage(
+    State(st): St,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<MonthQuery>,
+) -> Answer {
+    let (_, a) = authed(&st, &headers, false).await?;
+    let (p, _) = st.console.project(&a.id, &id).await?;
+    let month = q
+        .month
+        .unwrap_or_else(|| orbit_satellite_model::accounting::month_of(now()));
+    let period = st.accounting.project_period(&p.id, &month).await?;
+    let record = st.usage.project(&p.id).await?;
+    let stored = st.usage.stored(&p.id).await?;
+    let invoice = Invoice::new(&p.id, &period.totals, &period.settled, &st.prices);
+    let days: Vec<Value> = period
+        .days
+        .iter()
+        .map(|(day, d)| {
+            json!({
+                "day": day, "bytes": d.bytes, "segments": d.segments, "objects": d.objects,
+                "byte_hours": d.byte_hours, "egress": d.bandwidth.get,
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "project": p.id,
+        "month": month,
+        "limits": record.limits,
+        "stored": { "bytes": stored.bytes, "segments": stored.segments },
+        "days": days,
+        "invoice": invoice,
+    }))
+    .into_response())
+}
+
 /// Headers every answer carries: no framing, no sniffing, no referrer, and only this
 /// origin's scripts and styles.
 async fn hardened(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
@@ -449,13 +497,22 @@ async fn hardened(req: axum::extract::Request, next: axum::middleware::Next) -> 
     r
 }
 
-/// The console's routes over `console`, sending mail through `mailer`; links in mail
-/// start with `public_url`.
-pub fn router(console: Console, mailer: Arc<dyn Mailer>, public_url: &str) -> Router {
+/// The console's routes over `kv`, sending mail through `mailer` (links in mail start
+/// with `public_url`) and pricing usage with `prices`.
+pub fn router(
+    kv: Arc<dyn orbit_kv::Kv>,
+    rules: Rules,
+    mailer: Arc<dyn Mailer>,
+    public_url: &str,
+    prices: Prices,
+) -> Router {
     let state = Arc::new(AppState {
-        console,
+        console: Console::new(kv.clone(), rules),
         mailer,
         public_url: public_url.trim_end_matches('/').to_string(),
+        accounting: Accounting::new(kv.clone()),
+        usage: Usage::new(kv),
+        prices,
     });
     Router::new()
         .route("/api/v1/signup", post(sign_up))
@@ -473,6 +530,7 @@ pub fn router(console: Console, mailer: Arc<dyn Mailer>, public_url: &str) -> Ro
         )
         .route("/api/v1/projects/{id}/keys", get(keys).post(create_key))
         .route("/api/v1/projects/{id}/keys/{head}", delete(revoke_key))
+        .route("/api/v1/projects/{id}/usage", get(usage))
         .fallback(|| async { Failure(StatusCode::NOT_FOUND, "no such route".into()) })
         .layer(axum::middleware::from_fn(hardened))
         // Bodies are small JSON; anything larger is refused before it is read.

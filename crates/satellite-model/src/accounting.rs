@@ -1067,6 +1067,99 @@ pub struct Invoice {
     pub due: i128,
 }
 
+impl Invoice {
+    /// `project`'s invoice for what it stored and moved (`d`) and paid (`m`).
+    pub fn new(project: &str, d: &BucketDay, m: &ProjectMonth, prices: &Prices) -> Invoice {
+        let storage = per_tb_month(d.byte_hours, prices.storage_tb_month);
+        let egress = per_tb(d.bandwidth.get, prices.egress_tb);
+        let segments = (d.segment_hours * prices.segment_month as f64 / MONTH_HOURS) as u64;
+        let total = storage + egress + segments;
+        Invoice {
+            project: project.to_string(),
+            byte_hours: d.byte_hours,
+            segment_hours: d.segment_hours,
+            bandwidth: d.bandwidth,
+            storage,
+            egress,
+            segments,
+            total,
+            paid: m.paid,
+            payments: m.payments,
+            due: total as i128 - m.paid as i128,
+        }
+    }
+}
+
+/// One project's month, day by day, as the accounting process has rolled it up.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ProjectPeriod {
+    /// `YYYY-MM`.
+    pub month: String,
+    /// Each rolled-up day (`YYYY-MM-DD`) with its buckets summed: bandwidth and
+    /// byte-hours added, bytes, segments and objects as of the day's last tally.
+    pub days: Vec<(String, BucketDay)>,
+    /// The month's totals.
+    pub totals: BucketDay,
+    /// Its settled bandwidth and payments.
+    pub settled: ProjectMonth,
+}
+
+impl Accounting {
+    /// `project`'s month `month`, from the daily and monthly rollups: one small range
+    /// read per day, never a scan of other projects.
+    pub async fn project_period(&self, project: &str, month: &str) -> Result<ProjectPeriod, Error> {
+        let p = Project::new(project)?;
+        let (from, to) = month_bounds(month)?;
+        let mut out = ProjectPeriod {
+            month: month.to_string(),
+            ..Default::default()
+        };
+        let mut t = from;
+        while t < to {
+            let day = day_of(t);
+            let got = self
+                .kv
+                .range(RangeRequest::prefix(keys::daily_buckets_of(&day, &p)))
+                .await?;
+            if !got.kvs.is_empty() {
+                let mut sum = BucketDay::default();
+                for kv in &got.kvs {
+                    let b: BucketDay = decode(&kv.key, &kv.value)?;
+                    sum.bandwidth.merge(&b.bandwidth);
+                    sum.orders += b.orders;
+                    sum.byte_hours += b.byte_hours;
+                    sum.segment_hours += b.segment_hours;
+                    sum.tallies = sum.tallies.max(b.tallies);
+                    sum.last_at = sum.last_at.max(b.last_at);
+                    // Buckets side by side: their sizes add up.
+                    sum.bytes += b.bytes;
+                    sum.segments += b.segments;
+                    sum.objects += b.objects;
+                }
+                out.totals.bandwidth.merge(&sum.bandwidth);
+                out.totals.orders += sum.orders;
+                out.totals.byte_hours += sum.byte_hours;
+                out.totals.segment_hours += sum.segment_hours;
+                out.totals.tallies += sum.tallies;
+                if sum.last_at >= out.totals.last_at {
+                    out.totals.last_at = sum.last_at;
+                    out.totals.bytes = sum.bytes;
+                    out.totals.segments = sum.segments;
+                    out.totals.objects = sum.objects;
+                }
+                out.days.push((day, sum));
+            }
+            t += 86_400;
+        }
+        if let Some(m) =
+            crate::read_one::<ProjectMonth>(&*self.kv, keys::project_month(&p, month)).await?
+        {
+            out.settled = m;
+        }
+        Ok(out)
+    }
+}
+
 /// A period's payouts and invoices.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Report {
@@ -1111,24 +1204,8 @@ impl Report {
         let invoices = per_project
             .into_iter()
             .map(|(p, d)| {
-                let storage = per_tb_month(d.byte_hours, prices.storage_tb_month);
-                let egress = per_tb(d.bandwidth.get, prices.egress_tb);
-                let segments = (d.segment_hours * prices.segment_month as f64 / MONTH_HOURS) as u64;
-                let total = storage + egress + segments;
                 let m = usage.projects.get(p).cloned().unwrap_or_default();
-                Invoice {
-                    project: p.to_string(),
-                    byte_hours: d.byte_hours,
-                    segment_hours: d.segment_hours,
-                    bandwidth: d.bandwidth,
-                    storage,
-                    egress,
-                    segments,
-                    total,
-                    paid: m.paid,
-                    payments: m.payments,
-                    due: total as i128 - m.paid as i128,
-                }
+                Invoice::new(p, &d, &m, prices)
             })
             .collect();
         Report {

@@ -386,6 +386,11 @@ pub fn daily_bucket(day: &str, p: &Project, b: &Bucket) -> String {
     format!("{DAILY_BUCKETS}{day}/{}/{}", p.0, b.0)
 }
 
+/// Every bucket's day rollup of `p` on `day`.
+pub fn daily_buckets_of(day: &str, p: &Project) -> String {
+    format!("{DAILY_BUCKETS}{day}/{}/", p.0)
+}
+
 /// A project's month (`YYYY-MM`).
 pub fn project_month(p: &Project, month: &str) -> String {
     format!("{PROJECT_MONTHS}{}/{month}", p.0)

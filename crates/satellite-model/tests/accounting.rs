@@ -400,3 +400,80 @@ async fn a_project_over_a_limit_is_refused_clearly_and_accepted_when_under_again
     usage.check_download("acme", now).await.unwrap();
     usage.check_upload("acme").await.unwrap();
 }
+
+#[tokio::test]
+async fn a_projects_period_sums_its_buckets_day_by_day_and_no_other_project() {
+    use orbit_kv::record::encode;
+    use orbit_satellite_model::accounting::{BucketDay, Invoice, Prices, ProjectMonth};
+    let c = OrbitCluster::start(1, Timings::FAST).await;
+    let kv: Arc<dyn Kv> = Arc::new(c.embedded(0));
+    let (a, b) = (
+        Project::new("alpha").unwrap(),
+        Project::new("beta").unwrap(),
+    );
+    let day = |bytes, egress, hours: f64| {
+        let mut bw = Bandwidth::default();
+        bw.add(Action::Get, egress);
+        BucketDay {
+            bandwidth: bw,
+            byte_hours: bytes as f64 * hours,
+            tallies: 1,
+            last_at: 1,
+            bytes,
+            segments: 1,
+            objects: 1,
+            ..Default::default()
+        }
+    };
+    let rows = [
+        ("2026-03-01", &a, "one", day(100, 5, 24.0)),
+        ("2026-03-01", &a, "two", day(50, 0, 24.0)),
+        ("2026-03-02", &a, "one", day(300, 7, 24.0)),
+        ("2026-03-01", &b, "one", day(9_999, 9_999, 24.0)),
+        ("2026-04-01", &a, "one", day(1, 1, 1.0)),
+    ];
+    for (d, p, bucket, rec) in &rows {
+        let key = keys::daily_bucket(d, p, &Bucket::new(bucket).unwrap());
+        kv.put(orbit_kv::PutRequest::new(key, encode(rec)))
+            .await
+            .unwrap();
+    }
+    let paid = ProjectMonth {
+        paid: 3,
+        payments: 1,
+        ..Default::default()
+    };
+    kv.put(orbit_kv::PutRequest::new(
+        keys::project_month(&a, "2026-03"),
+        encode(&paid),
+    ))
+    .await
+    .unwrap();
+    let period = Accounting::new(kv.clone())
+        .project_period("alpha", "2026-03")
+        .await
+        .unwrap();
+    let days: Vec<(&str, u64, u64)> = period
+        .days
+        .iter()
+        .map(|(d, r)| (d.as_str(), r.bytes, r.bandwidth.get))
+        .collect();
+    assert_eq!(days, vec![("2026-03-01", 150, 5), ("2026-03-02", 300, 7)]);
+    assert_eq!(period.totals.bandwidth.get, 12);
+    assert_eq!(
+        period.totals.bytes, 300,
+        "the month ends with the last day's size"
+    );
+    assert_eq!(period.totals.byte_hours, (150.0 + 300.0) * 24.0);
+    assert_eq!(period.settled, paid);
+    let prices = Prices {
+        egress_tb: 1_000_000_000_000,
+        ..Prices::default()
+    };
+    let invoice = Invoice::new("alpha", &period.totals, &period.settled, &prices);
+    assert_eq!((invoice.egress, invoice.paid), (12, 3));
+    assert!(Accounting::new(kv)
+        .project_period("alpha", "2026-13")
+        .await
+        .is_err());
+}

@@ -5,16 +5,17 @@ use crate::api::Serving;
 use orbit_console::mail::DirMailer;
 use orbit_console::ConsoleSection;
 use orbit_kv::Kv;
-use orbit_satellite_model::console::Console;
+use orbit_satellite_model::accounting::Prices;
 use std::path::Path;
 use std::sync::Arc;
 
-/// Serves the console from `section` over `kv`; mail goes to `section.mail_dir`
-/// (relative to `data_dir`).
+/// Serves the console from `section` over `kv`, pricing usage with `prices`; mail goes
+/// to `section.mail_dir` (relative to `data_dir`).
 pub async fn serve(
     section: &ConsoleSection,
     kv: Arc<dyn Kv>,
     data_dir: &Path,
+    prices: Prices,
 ) -> anyhow::Result<Serving> {
     let mailer = Arc::new(DirMailer::new(data_dir.join(&section.mail_dir))?);
     let listener = tokio::net::TcpListener::bind(&section.addr)
@@ -25,7 +26,7 @@ pub async fn serve(
         "" => url.clone(),
         p => p.to_string(),
     };
-    let app = orbit_console::router(Console::new(kv, section.rules()), mailer, &public);
+    let app = orbit_console::router(kv, section.rules(), mailer, &public, prices);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let served = axum::serve(listener, app).with_graceful_shutdown(async {

@@ -409,8 +409,9 @@ async fn start_api(
         serving.push(s);
     }
     if let Some(section) = &services.console {
-        let s =
-            satellite::console::serve(section, replica.kv(), &replica.config().data_dir).await?;
+        let prices = services.accounting.clone().unwrap_or_default().prices;
+        let data_dir = &replica.config().data_dir;
+        let s = satellite::console::serve(section, replica.kv(), data_dir, prices).await?;
         println!("console on {}", s.url);
         serving.push(s);
     }

@@ -235,6 +235,50 @@ async fn accounts_sessions_projects_and_keys_across_replicas() {
             .await;
         assert_eq!(r.code, 404, "{method} {p}: {}", r.body);
     }
+    let theirs = c
+        .call(
+            2,
+            "GET",
+            &format!("{path}/usage"),
+            &[("Cookie", &eve_cookie)],
+            "",
+        )
+        .await;
+    assert_eq!(theirs.code, 404, "{}", theirs.body);
+    // The project's usage: nothing stored yet, a zero invoice, its (absent) limits.
+    let usage = c
+        .call(
+            0,
+            "GET",
+            &format!("{path}/usage?month=2026-03"),
+            &[("Cookie", &cookie)],
+            "",
+        )
+        .await;
+    assert_eq!(usage.code, 200, "{}", usage.body);
+    let u = usage.json();
+    assert_eq!(
+        (u["month"].as_str(), u["days"].as_array().map(Vec::len)),
+        (Some("2026-03"), Some(0))
+    );
+    assert_eq!(
+        (
+            u["stored"]["bytes"].as_u64(),
+            u["invoice"]["total"].as_u64()
+        ),
+        (Some(0), Some(0))
+    );
+    assert!(u["limits"]["storage"].is_null());
+    let bad = c
+        .call(
+            0,
+            "GET",
+            &format!("{path}/usage?month=March"),
+            &[("Cookie", &cookie)],
+            "",
+        )
+        .await;
+    assert_eq!(bad.code, 400, "{}", bad.body);
     // Ada's session's CSRF token is no use with Eve's cookie.
     let mixed = c
         .call(
