@@ -19,6 +19,8 @@ fi
 py=()
 python3 -c "import eth_account" >/dev/null 2>&1 || py+=(eth-account)
 python3 -c "import prometheus_client.openmetrics.parser" >/dev/null 2>&1 || py+=(prometheus-client)
+# A real SMTP server for the console's mail test.
+python3 -c "import aiosmtpd" >/dev/null 2>&1 || py+=(aiosmtpd)
 command -v kubernetes-validate >/dev/null 2>&1 || py+=(kubernetes-validate)
 if [ ${#py[@]} -gt 0 ]; then
   python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "${py[@]}"

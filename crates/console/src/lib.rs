@@ -64,8 +64,12 @@ pub struct ConsoleSection {
     pub login_window_s: i64,
     /// Projects one account may have.
     pub max_projects: usize,
-    /// Where mail is written, one file per message (relative: to the data dir).
+    /// Where mail is written, one file per message (relative: to the data dir), when
+    /// no SMTP server is configured.
     pub mail_dir: PathBuf,
+    /// The SMTP server mail goes through, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub smtp: Option<mail::SmtpSection>,
 }
 
 impl Default for ConsoleSection {
@@ -80,11 +84,24 @@ impl Default for ConsoleSection {
             login_window_s: r.login_window_s,
             max_projects: r.max_projects,
             mail_dir: "console-mail".into(),
+            smtp: None,
         }
     }
 }
 
 impl ConsoleSection {
+    /// The mail sender this section configures: its SMTP server (password from
+    /// `ORBIT_SMTP_PASSWORD`), else files in `mail_dir` under `data_dir`.
+    pub fn mailer(&self, data_dir: &std::path::Path) -> anyhow::Result<Arc<dyn Mailer>> {
+        Ok(match &self.smtp {
+            Some(s) => Arc::new(mail::SmtpMailer::new(
+                s,
+                std::env::var("ORBIT_SMTP_PASSWORD").ok(),
+            )?),
+            None => Arc::new(mail::DirMailer::new(data_dir.join(&self.mail_dir))?),
+        })
+    }
+
     /// The model's rules from this section.
     pub fn rules(&self) -> Rules {
         Rules {

@@ -2,7 +2,6 @@
 //! when the configuration has a `[console]` section (crate `orbit-console`).
 
 use crate::api::Serving;
-use orbit_console::mail::DirMailer;
 use orbit_console::ConsoleSection;
 use orbit_kv::Kv;
 use orbit_satellite_model::accounting::Prices;
@@ -17,7 +16,7 @@ pub async fn serve(
     data_dir: &Path,
     prices: Prices,
 ) -> anyhow::Result<Serving> {
-    let mailer = Arc::new(DirMailer::new(data_dir.join(&section.mail_dir))?);
+    let mailer = section.mailer(data_dir)?;
     let listener = tokio::net::TcpListener::bind(&section.addr)
         .await
         .map_err(|e| anyhow::anyhow!("console address {}: {e}", section.addr))?;
