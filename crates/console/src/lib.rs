@@ -22,6 +22,8 @@
 //! | `GET`/`PATCH`/`DELETE /api/v1/projects/{id}` `{name}` | one; rename; delete (only when empty) |
 //! | `GET`/`POST /api/v1/projects/{id}/keys` `{name, read_only, bucket, prefix, not_after}` | its API keys; a new one (shown once) |
 //! | `DELETE /api/v1/projects/{id}/keys/{head}` | revokes a key and its restrictions |
+//! | `PUT /api/v1/account/wallet` `{address}` | links the payments wallet whose balance and channels to show (`null` unlinks) |
+//! | `GET /api/v1/billing` | that wallet's balance and channels (`{"payments": false}` without `[payments]`) |
 //! | `GET /api/v1/projects/{id}/usage?month=YYYY-MM` | limits, current storage, each rolled-up day (bytes, segments, objects, egress), the month's invoice and payments |
 
 pub mod mail;
@@ -121,6 +123,7 @@ struct AppState {
     accounting: Accounting,
     usage: Usage,
     prices: Prices,
+    escrow: Option<orbit_payments::Escrow>,
 }
 
 type St = State<Arc<AppState>>;
@@ -449,6 +452,34 @@ async fn revoke_key(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct WalletBody {
+    address: Option<String>,
+}
+
+async fn set_wallet(State(st): St, headers: HeaderMap, Json(b): Json<WalletBody>) -> Answer {
+    let (_, a) = authed(&st, &headers, true).await?;
+    let a = st.console.set_wallet(&a.id, b.address.as_deref()).await?;
+    Ok(Json(json!({ "wallet": a.wallet })).into_response())
+}
+
+async fn billing(State(st): St, headers: HeaderMap) -> Answer {
+    let (_, a) = authed(&st, &headers, false).await?;
+    let Some(escrow) = &st.escrow else {
+        return Ok(Json(json!({ "payments": false })).into_response());
+    };
+    Ok(match st.console.billing(&a, escrow).await? {
+        None => Json(json!({ "payments": true, "wallet": null })).into_response(),
+        Some(b) => {
+            let mut v = serde_json::to_value(b)
+                .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+            v["payments"] = Value::Bool(true);
+            Json(v).into_response()
+        }
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct MonthQuery {
     /// `YYYY-MM`; this month when absent.
     month: Option<String>,
@@ -514,22 +545,37 @@ async fn hardened(req: axum::extract::Request, next: axum::middleware::Next) -> 
     r
 }
 
-/// The console's routes over `kv`, sending mail through `mailer` (links in mail start
-/// with `public_url`) and pricing usage with `prices`.
-pub fn router(
-    kv: Arc<dyn orbit_kv::Kv>,
-    rules: Rules,
-    mailer: Arc<dyn Mailer>,
-    public_url: &str,
-    prices: Prices,
-) -> Router {
+/// What the console serves from, besides the store.
+pub struct Setup {
+    /// The model's rules.
+    pub rules: Rules,
+    /// Sends its mail.
+    pub mailer: Arc<dyn Mailer>,
+    /// Where links in mail point.
+    pub public_url: String,
+    /// How usage is priced.
+    pub prices: Prices,
+    /// The escrow wallets' balances and channels are on, when payments are on.
+    pub escrow: Option<orbit_payments::Address>,
+}
+
+/// The console's routes over `kv`.
+pub fn router(kv: Arc<dyn orbit_kv::Kv>, setup: Setup) -> Router {
+    let Setup {
+        rules,
+        mailer,
+        public_url,
+        prices,
+        escrow,
+    } = setup;
     let state = Arc::new(AppState {
         console: Console::new(kv.clone(), rules),
         mailer,
         public_url: public_url.trim_end_matches('/').to_string(),
         accounting: Accounting::new(kv.clone()),
-        usage: Usage::new(kv),
+        usage: Usage::new(kv.clone()),
         prices,
+        escrow: escrow.map(|a| orbit_payments::Escrow::new(kv, a)),
     });
     Router::new()
         .route("/api/v1/signup", post(sign_up))
@@ -548,6 +594,8 @@ pub fn router(
         .route("/api/v1/projects/{id}/keys", get(keys).post(create_key))
         .route("/api/v1/projects/{id}/keys/{head}", delete(revoke_key))
         .route("/api/v1/projects/{id}/usage", get(usage))
+        .route("/api/v1/account/wallet", axum::routing::put(set_wallet))
+        .route("/api/v1/billing", get(billing))
         .fallback(|| async { Failure(StatusCode::NOT_FOUND, "no such route".into()) })
         .layer(axum::middleware::from_fn(hardened))
         // Bodies are small JSON; anything larger is refused before it is read.

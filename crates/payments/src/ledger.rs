@@ -306,6 +306,11 @@ impl Escrow {
         format!("{}chan/{id:020}", self.prefix)
     }
 
+    /// The index of `sender`'s channels: one key per channel it opened.
+    fn sender_prefix(&self, sender: &Address) -> String {
+        format!("{}by-sender/{sender}/", self.prefix)
+    }
+
     fn claim_prefix(&self) -> String {
         format!("{}claim/", self.prefix)
     }
@@ -516,6 +521,11 @@ impl Escrow {
                             (acct_key.clone(), Some(encode(&a))),
                             (counter.clone(), Some(encode(&id))),
                             (self.chan_key(id), Some(encode(&ch))),
+                            // In the same write: the index never misses a channel.
+                            (
+                                format!("{}{id:020}", self.sender_prefix(&who)),
+                                Some(encode(&id)),
+                            ),
                         ],
                         (a, Some(ch)),
                     ))
@@ -827,6 +837,21 @@ impl Escrow {
         .await
     }
 
+    /// The channels `sender` opened, oldest first (those opened since the index was
+    /// kept: channels of older builds are not in it).
+    pub async fn channels_of(&self, sender: &Address) -> Result<Vec<Channel>, PayError> {
+        let index = self
+            .kv
+            .range(RangeRequest::prefix(self.sender_prefix(sender)))
+            .await?;
+        let mut out = Vec::with_capacity(index.kvs.len());
+        for kv in &index.kvs {
+            let id: u64 = decode(&String::from_utf8_lossy(&kv.key), &kv.value)?;
+            out.push(self.channel(id).await?);
+        }
+        Ok(out)
+    }
+
     /// Every channel.
     pub async fn channels(&self) -> Result<Vec<Channel>, PayError> {
         let prefix = format!("{}chan/", self.prefix);
@@ -930,6 +955,16 @@ mod tests {
         let f = fixture().await;
         let ch = f.open(100).await;
         assert_eq!((ch.id, ch.value, ch.nonce), (1, 100, 0));
+        assert_eq!(
+            f.escrow.channels_of(&f.sender.address()).await.unwrap(),
+            vec![ch.clone()]
+        );
+        assert!(f
+            .escrow
+            .channels_of(&f.recipient.address())
+            .await
+            .unwrap()
+            .is_empty());
         assert_eq!(
             f.escrow.account(&f.sender.address()).await.unwrap().balance,
             900

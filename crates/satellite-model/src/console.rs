@@ -65,6 +65,9 @@ pub struct Account {
     pub confirmed: bool,
     /// Unix time (s) of sign-up.
     pub created: u64,
+    /// The payments wallet address whose balance and channels the console shows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wallet: Option<String>,
 }
 
 impl Versioned for Account {
@@ -168,6 +171,18 @@ pub struct KeyEntry {
 impl Versioned for KeyEntry {
     const NAME: &'static str = "console API key";
     const VERSION: u32 = 1;
+}
+
+/// A wallet's standing on the escrow, as the console shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Billing {
+    /// The wallet's address.
+    pub wallet: String,
+    /// Funds not locked in a channel.
+    pub balance: u64,
+    /// The channels it opened: value left, the amount authorized for the current
+    /// nonce (what it has paid since the last claim), expiration.
+    pub channels: Vec<orbit_payments::Channel>,
 }
 
 /// A new session's secrets, for the cookie and the page.
@@ -313,6 +328,7 @@ impl Console {
             password: hash_password(password)?,
             confirmed: false,
             created: now,
+            wallet: None,
         };
         let index = keys::console_email(&normalized);
         let put = TxnRequest {
@@ -606,6 +622,43 @@ impl Console {
         // Following the mailed link proves the email as well.
         self.update_account(&id, |a| a.confirmed = true).await?;
         Ok(())
+    }
+
+    /// Links `account` to the payments wallet `address` (`0x` and 40 hex digits), or
+    /// unlinks it with `None`. Balances are public on the ledger, so linking another's
+    /// address shows nothing it does not already.
+    pub async fn set_wallet(&self, account: &str, address: Option<&str>) -> Result<Account, Error> {
+        let wallet = match address {
+            None => None,
+            Some(a) => Some(
+                orbit_payments::Address::parse(a.trim())
+                    .map_err(|e| Error::Invalid(format!("wallet address: {e}")))?
+                    .to_string(),
+            ),
+        };
+        self.update_account(account, |a| a.wallet = wallet.clone())
+            .await
+    }
+
+    /// `account`'s wallet on `escrow`: its balance and the channels it opened.
+    pub async fn billing(
+        &self,
+        account: &Account,
+        escrow: &orbit_payments::Escrow,
+    ) -> Result<Option<Billing>, Error> {
+        let Some(w) = &account.wallet else {
+            return Ok(None);
+        };
+        let address = orbit_payments::Address::parse(w)
+            .map_err(|e| Error::Internal(format!("stored wallet address: {e}")))?;
+        let pay = |e: orbit_payments::PayError| Error::Unavailable(format!("payments: {e}"));
+        let balance = escrow.account(&address).await.map_err(pay)?.balance;
+        let channels = escrow.channels_of(&address).await.map_err(pay)?;
+        Ok(Some(Billing {
+            wallet: address.to_string(),
+            balance,
+            channels,
+        }))
     }
 
     /// `owner`'s projects, oldest first.

@@ -335,3 +335,55 @@ async fn keys_carry_their_caveats_and_revoking_one_revokes_its_restrictions() {
         .await
         .is_err());
 }
+
+#[tokio::test]
+async fn a_linked_wallet_shows_its_balance_and_channels() {
+    use orbit_payments::{Escrow, Op, SignedOp, Wallet};
+    let (_c, console, kv) = console().await;
+    let id = account(&console, "pay@example.org").await;
+    let escrow = Escrow::new(kv.clone(), Wallet::random().address());
+    let (me, operator) = (Wallet::random(), Wallet::random());
+    let (_, a) = console
+        .session(
+            &console
+                .log_in("pay@example.org", PASSWORD, NOW)
+                .await
+                .unwrap()
+                .cookie,
+            NOW,
+        )
+        .await
+        .unwrap();
+    assert!(console.billing(&a, &escrow).await.unwrap().is_none());
+    for bad in [
+        "",
+        "0x12",
+        "not an address",
+        "0xzz00000000000000000000000000000000000000",
+    ] {
+        let e = console.set_wallet(&id, Some(bad)).await.unwrap_err();
+        assert!(e.to_string().contains("wallet address"), "{bad:?}: {e}");
+    }
+    let a = console
+        .set_wallet(&id, Some(&me.address().to_string()))
+        .await
+        .unwrap();
+    escrow.deposit(&me.address(), 1000).await.unwrap();
+    let open = Op::Open {
+        signer: me.address(),
+        recipient: operator.address(),
+        group_id: [7; 32],
+        value: 400,
+        expiration: NOW + 3600,
+    };
+    let (_, ch) = escrow
+        .apply(&SignedOp::sign(&me, &escrow.address(), open, 0), NOW)
+        .await
+        .unwrap();
+    let b = console.billing(&a, &escrow).await.unwrap().unwrap();
+    assert_eq!((b.balance, b.channels.len()), (600, 1));
+    assert_eq!(b.channels[0], ch.unwrap());
+    assert_eq!(b.wallet, me.address().to_string());
+    let a = console.set_wallet(&id, None).await.unwrap();
+    assert!(console.billing(&a, &escrow).await.unwrap().is_none());
+}

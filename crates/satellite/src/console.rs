@@ -8,13 +8,15 @@ use orbit_satellite_model::accounting::Prices;
 use std::path::Path;
 use std::sync::Arc;
 
-/// Serves the console from `section` over `kv`, pricing usage with `prices`; mail goes
-/// to `section.mail_dir` (relative to `data_dir`).
+/// Serves the console from `section` over `kv`, pricing usage with `prices` and
+/// showing wallets on `escrow` (when payments are on); mail goes to
+/// `section.mail_dir` (relative to `data_dir`) unless SMTP is configured.
 pub async fn serve(
     section: &ConsoleSection,
     kv: Arc<dyn Kv>,
     data_dir: &Path,
     prices: Prices,
+    escrow: Option<orbit_payments::Address>,
 ) -> anyhow::Result<Serving> {
     let mailer = section.mailer(data_dir)?;
     let listener = tokio::net::TcpListener::bind(&section.addr)
@@ -25,7 +27,16 @@ pub async fn serve(
         "" => url.clone(),
         p => p.to_string(),
     };
-    let app = orbit_console::router(kv, section.rules(), mailer, &public, prices);
+    let app = orbit_console::router(
+        kv,
+        orbit_console::Setup {
+            rules: section.rules(),
+            mailer,
+            public_url: public,
+            prices,
+            escrow,
+        },
+    );
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let served = axum::serve(listener, app).with_graceful_shutdown(async {

@@ -411,7 +411,8 @@ async fn start_api(
     if let Some(section) = &services.console {
         let prices = services.accounting.clone().unwrap_or_default().prices;
         let data_dir = &replica.config().data_dir;
-        let s = satellite::console::serve(section, replica.kv(), data_dir, prices).await?;
+        let escrow = services.payments.as_ref().map(|p| p.escrow);
+        let s = satellite::console::serve(section, replica.kv(), data_dir, prices, escrow).await?;
         println!("console on {}", s.url);
         serving.push(s);
     }

@@ -84,6 +84,20 @@ async fn start() -> Consoles {
     for i in 0..n {
         wait_health(r.status[i], 200, Duration::from_secs(30)).await;
     }
+    // The status endpoint comes up before the servers: wait for each console too.
+    for port in &ports {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while tokio::net::TcpStream::connect(("127.0.0.1", *port))
+            .await
+            .is_err()
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "console :{port} never listened"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
     Consoles { r, ports }
 }
 
@@ -344,6 +358,22 @@ async fn accounts_sessions_projects_and_keys_across_replicas() {
     let p = Project::open(access, Options::default()).await.unwrap();
     let e = p.list_buckets().await.unwrap_err().to_string();
     assert!(e.contains("revoked"), "{e}");
+
+    // Without [payments] the billing page says so; a wallet address is checked.
+    let billing = c
+        .call(1, "GET", "/api/v1/billing", &[("Cookie", &cookie)], "")
+        .await;
+    assert_eq!(billing.json()["payments"], false);
+    let bad = c
+        .call(
+            1,
+            "PUT",
+            "/api/v1/account/wallet",
+            &with_session(&cookie, &csrf),
+            "{\"address\": \"0x12\"}",
+        )
+        .await;
+    assert_eq!(bad.code, 400, "{}", bad.body);
 
     // The replica that made the session is SIGKILLed; the session lives on.
     c.r.kill(0);
