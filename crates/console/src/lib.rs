@@ -133,17 +133,8 @@ struct Failure(StatusCode, String);
 
 impl From<Error> for Failure {
     fn from(e: Error) -> Self {
-        let code = match &e {
-            Error::Invalid(_) => StatusCode::BAD_REQUEST,
-            Error::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
-            Error::Forbidden(_) => StatusCode::FORBIDDEN,
-            Error::NotFound(_) => StatusCode::NOT_FOUND,
-            Error::Exists(_) => StatusCode::CONFLICT,
-            Error::Precondition(_) => StatusCode::PRECONDITION_FAILED,
-            Error::LimitExceeded(_) => StatusCode::TOO_MANY_REQUESTS,
-            Error::Unavailable(_) | Error::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Error::Internal(_) | Error::Record(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        };
+        let code =
+            StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         if code.is_server_error() {
             tracing::warn!(error = %e, "console request failed");
         }

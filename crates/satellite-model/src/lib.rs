@@ -73,6 +73,24 @@ pub enum Error {
     Store(#[from] orbit_kv::KvError),
 }
 
+impl Error {
+    /// The HTTP status each kind of error reaches HTTP clients as (the console, the
+    /// private API).
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Error::Invalid(_) => 400,
+            Error::Unauthenticated(_) => 401,
+            Error::Forbidden(_) => 403,
+            Error::NotFound(_) => 404,
+            Error::Exists(_) => 409,
+            Error::Precondition(_) => 412,
+            Error::LimitExceeded(_) => 429,
+            Error::Unavailable(_) | Error::Store(_) => 503,
+            Error::Internal(_) | Error::Record(_) => 500,
+        }
+    }
+}
+
 impl From<Error> for tonic::Status {
     /// The gRPC code each kind of error reaches clients as.
     fn from(e: Error) -> Self {
