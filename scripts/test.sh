@@ -5,3 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 cargo test --workspace --all-targets -- --test-threads=2
+# The console's front-end code (type-checked, then its tests: the browser's access
+# grants against this build's uplink binary, which the line above built).
+npm --prefix web/console test
