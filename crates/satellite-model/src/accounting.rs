@@ -467,7 +467,8 @@ type ToDeltas = fn(&KeyValue, &mut Deltas) -> Result<(), Error>;
 const FOLD_OPS: usize = 120;
 /// Sources read per fold.
 const FOLD_PAGE: i64 = 40;
-/// Folds in a row that may lose a race before giving up for this round.
+/// Folds in a row that may lose a race on the same page (no one folding it) before
+/// giving up for this round.
 const FOLD_CONFLICTS: usize = 64;
 
 /// What a round of rolling up did.
@@ -570,6 +571,7 @@ impl Accounting {
         let end = end.unwrap_or_else(|| orbit_kv::prefix_end(prefix.as_bytes()));
         let mut done = Rolled::default();
         let mut lost = 0;
+        let mut first: Option<Vec<u8>> = None;
         loop {
             let mut req = RangeRequest::key(prefix);
             req.range_end = end.clone();
@@ -577,6 +579,12 @@ impl Accounting {
             let page = self.kv.range(req).await?.kvs;
             if page.is_empty() {
                 return Ok(done);
+            }
+            // A page that starts elsewhere than the last one means another process
+            // folded what this one lost: progress, so no reason to give up.
+            if first.as_deref() != Some(page[0].key.as_slice()) {
+                lost = 0;
+                first = Some(page[0].key.clone());
             }
             // As many sources as fit one transaction with their rollups.
             let (mut sources, mut deltas) = (Vec::new(), Deltas::new());
@@ -603,6 +611,9 @@ impl Accounting {
                         "accounting: {lost} folds in a row lost a race under {prefix}"
                     )));
                 }
+                // Out of step with whoever won, so the next try is not the same race.
+                let pause = rand::random::<u64>() % (1 + 2 * lost as u64);
+                tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
             }
         }
     }
