@@ -302,16 +302,10 @@ pub async fn serve(
         pin = %orbit_tls::curl_pin(&tls_identity.public()),
         "private API over TLS with the satellite's identity key (curl: -k --pinnedpubkey PIN)"
     );
-    // Checked here so a bad identity fails the start, not the first connection.
-    orbit_tls::identity_cert(&tls_identity)?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        let served = orbit_tls::serve_axum(listener, &tls_identity, app, async {
-            let _ = stopped.await;
-        });
-        if let Err(e) = served.await {
-            tracing::error!(error = %e, "private API failed");
-        }
-    });
+    let served = orbit_tls::serve_axum(listener, &tls_identity, app, async {
+        let _ = stopped.await;
+    })?;
+    let task = tokio::spawn(served);
     Ok(Serving::new(url, stop, task))
 }

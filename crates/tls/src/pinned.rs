@@ -359,22 +359,32 @@ pub fn accept_stream(
 }
 
 /// Serves `router` over TLS with `identity`'s certificate (HTTP/1.1 and HTTP/2) until
-/// `stop` resolves.
-pub async fn serve_axum(
+/// `stop` resolves. The certificate is made here, so a bad identity is an error before
+/// anything is served; the returned future serves.
+pub fn serve_axum(
     listener: tokio::net::TcpListener,
     identity: &Identity,
     router: axum::Router,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> Result<impl Future<Output = ()> + Send + 'static, TlsError> {
+    let incoming = accept_stream(listener, identity, &[b"h2", b"http/1.1"])?;
+    Ok(serve_connections(incoming, router, stop))
+}
+
+async fn serve_connections(
+    incoming: impl futures::Stream<Item = tokio_rustls::server::TlsStream<tokio::net::TcpStream>>,
+    router: axum::Router,
     stop: impl Future<Output = ()>,
-) -> Result<(), TlsError> {
+) {
     use futures::StreamExt;
-    let mut incoming = Box::pin(accept_stream(listener, identity, &[b"h2", b"http/1.1"])?);
+    let mut incoming = Box::pin(incoming);
     tokio::pin!(stop);
     loop {
         let tls = tokio::select! {
-            _ = &mut stop => return Ok(()),
+            _ = &mut stop => return,
             next = incoming.next() => match next {
                 Some(t) => t,
-                None => return Ok(()),
+                None => return,
             },
         };
         let service = hyper_util::service::TowerToHyperService::new(router.clone());
