@@ -254,6 +254,8 @@ pub struct Replicas {
     bin: PathBuf,
     /// Client URL ports of the table's rows.
     pub clients: Vec<u16>,
+    /// The rows' client URL scheme (`https` for a store with TLS).
+    scheme: &'static str,
     /// Temp dir holding configurations, data dirs and logs.
     pub dir: tempfile::TempDir,
     /// Configuration file of each replica (all the same unless changed).
@@ -292,6 +294,11 @@ impl Replicas {
         .unwrap();
         Replicas {
             bin: bin.to_path_buf(),
+            scheme: if table.contains("client_url = \"https://") {
+                "https"
+            } else {
+                "http"
+            },
             clients: table
                 .lines()
                 .filter_map(|l| {
@@ -392,13 +399,7 @@ impl Replicas {
 
     /// Client URL of row `i`.
     pub fn client_url(&self, i: usize) -> String {
-        let text = std::fs::read_to_string(self.config()).unwrap_or_default();
-        let scheme = if text.contains("client_url = \"https://") {
-            "https"
-        } else {
-            "http"
-        };
-        format!("{scheme}://127.0.0.1:{}", self.clients[i])
+        format!("{}://127.0.0.1:{}", self.scheme, self.clients[i])
     }
 
     /// Asks replica `i` to stop (SIGTERM) and waits up to `timeout` for it; its exit
