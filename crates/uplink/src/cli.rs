@@ -122,6 +122,25 @@ enum AccessCommand {
         #[arg(long, env = "ORBIT_PASSPHRASE")]
         passphrase: String,
     },
+    /// Narrow a grant (no satellite needed): prints a grant whose API key carries the
+    /// extra caveats, in this order: read-only, bucket and prefix, expiry.
+    Restrict {
+        /// The grant to narrow.
+        #[arg(long, env = "ORBIT_ACCESS")]
+        access: String,
+        /// No uploads or deletes.
+        #[arg(long)]
+        read_only: bool,
+        /// Only this bucket.
+        #[arg(long)]
+        bucket: Option<String>,
+        /// Only object keys starting with this (plain; it is encrypted here).
+        #[arg(long, requires = "bucket")]
+        prefix: Option<String>,
+        /// Void after this Unix time (s).
+        #[arg(long)]
+        not_after: Option<u64>,
+    },
 }
 
 #[derive(Args)]
@@ -192,6 +211,33 @@ async fn objects(c: Command, out: &mut dyn Write) -> anyhow::Result<()> {
         } => {
             let key = orbit_identity::PublicKey::parse(&satellite_key)?;
             let a = crate::project::Access::new(&satellite, key, &api_key, &passphrase)?;
+            writeln!(out, "{}", a.serialize())?;
+        }
+        Command::Access {
+            command:
+                AccessCommand::Restrict {
+                    access,
+                    read_only,
+                    bucket,
+                    prefix,
+                    not_after,
+                },
+        } => {
+            use orbit_protocol::apikey::Caveat;
+            let mut caveats = Vec::new();
+            if read_only {
+                caveats.push(Caveat::ReadOnly);
+            }
+            if let Some(bucket) = bucket {
+                caveats.push(Caveat::Prefix {
+                    bucket,
+                    prefix: prefix.unwrap_or_default(),
+                });
+            }
+            if let Some(t) = not_after {
+                caveats.push(Caveat::NotAfter(t));
+            }
+            let a = crate::project::Access::parse(&access)?.restrict(caveats)?;
             writeln!(out, "{}", a.serialize())?;
         }
         Command::Mb { bucket, access } => {

@@ -70,6 +70,30 @@ impl Access {
         })
     }
 
+    /// The same grant with its API key narrowed by `caveats`; a prefix caveat's
+    /// prefix is given plain and encrypted here, as the satellite compares it.
+    pub fn restrict(
+        &self,
+        caveats: Vec<orbit_protocol::apikey::Caveat>,
+    ) -> Result<Access, UplinkError> {
+        use orbit_protocol::apikey::{ApiKey, Caveat};
+        let mut key =
+            ApiKey::parse(&self.api_key).map_err(|e| UplinkError::Other(e.to_string()))?;
+        for c in caveats {
+            key = key.restrict(match c {
+                Caveat::Prefix { bucket, prefix } => Caveat::Prefix {
+                    prefix: crypt::encrypt_path(&self.root, &bucket, &prefix),
+                    bucket,
+                },
+                c => c,
+            });
+        }
+        Ok(Access {
+            api_key: key.serialize(),
+            ..self.clone()
+        })
+    }
+
     /// Its text form (a secret: it decrypts everything).
     pub fn serialize(&self) -> String {
         format!(
