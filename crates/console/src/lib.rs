@@ -24,7 +24,13 @@
 //! | `DELETE /api/v1/projects/{id}/keys/{head}` | revokes a key and its restrictions |
 //! | `PUT /api/v1/account/wallet` `{address}` | links the payments wallet whose balance and channels to show (`null` unlinks) |
 //! | `GET /api/v1/billing` | that wallet's balance and channels (`{"payments": false}` without `[payments]`) |
-//! | `GET /api/v1/projects/{id}/usage?month=YYYY-MM` | limits, current storage, each rolled-up day (bytes, segments, objects, egress), the month's invoice and payments |
+//! | `GET /api/v1/projects/{id}/usage?month=YYYY-MM` | limits, current storage, each day (bytes, segments, objects, egress; today's so far, named by `partial`), the month's invoice and payments |
+//! | `GET /api/v1/projects/{id}/buckets?cursor=` | a page of its bucket names |
+//! | `GET /api/v1/projects/{id}/buckets/{bucket}/objects?cursor=` | a page of its objects: encrypted keys and sealed metadata (hex), which the page decrypts with a grant it holds |
+//! | `GET /api/v1/satellite` | the satellite's API URL and key (what a grant holds), and how many projects an account may have |
+//!
+//! Every other `GET` is the front end (web/console, built into this crate by
+//! `build.rs`): its files, and its page for any path without an extension.
 
 pub mod mail;
 
@@ -37,6 +43,7 @@ use mail::{Mail, Mailer};
 use orbit_protocol::apikey::Caveat;
 use orbit_satellite_model::accounting::{Accounting, Invoice, Prices, Usage};
 use orbit_satellite_model::console::{Account, Console, NewSession, Rules, Session};
+use orbit_satellite_model::metainfo::Metainfo;
 use orbit_satellite_model::Error;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -56,6 +63,9 @@ pub struct ConsoleSection {
     pub addr: String,
     /// Where users reach it, for the links in mail (default: `http://` + `addr`).
     pub public_url: String,
+    /// The satellite API URL the grants made in the console point at (default: the
+    /// API this replica serves).
+    pub satellite_url: String,
     /// How long a session lasts, seconds.
     pub session_ttl_s: i64,
     /// How long a confirmation or reset link works, seconds.
@@ -80,6 +90,7 @@ impl Default for ConsoleSection {
         ConsoleSection {
             addr: "127.0.0.1:7781".into(),
             public_url: String::new(),
+            satellite_url: String::new(),
             session_ttl_s: r.session_ttl_s,
             token_ttl_s: r.token_ttl_s,
             login_failures: r.login_failures,
@@ -118,6 +129,8 @@ impl ConsoleSection {
 
 struct AppState {
     console: Console,
+    metainfo: Metainfo,
+    satellite: Option<SatelliteInfo>,
     mailer: Arc<dyn Mailer>,
     public_url: String,
     accounting: Accounting,
@@ -487,7 +500,7 @@ async fn usage(
     let month = q
         .month
         .unwrap_or_else(|| orbit_satellite_model::accounting::month_of(now()));
-    let period = st.accounting.project_period(&p.id, &month).await?;
+    let period = st.accounting.project_period(&p.id, &month, now()).await?;
     let record = st.usage.project(&p.id).await?;
     let stored = st.usage.stored(&p.id).await?;
     let invoice = Invoice::new(&p.id, &period.totals, &period.settled, &st.prices);
@@ -507,9 +520,119 @@ async fn usage(
         "limits": record.limits,
         "stored": { "bytes": stored.bytes, "segments": stored.segments },
         "days": days,
+        "partial": period.partial,
         "invoice": invoice,
     }))
     .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CursorQuery {
+    /// Start after this (a bucket name or an encrypted key); empty: from the start.
+    #[serde(default)]
+    cursor: String,
+}
+
+async fn buckets(
+    State(st): St,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<CursorQuery>,
+) -> Answer {
+    let (_, a) = authed(&st, &headers, false).await?;
+    let (p, _) = st.console.project(&a.id, &id).await?;
+    let page = st.metainfo.list_buckets(&p.id, &q.cursor, 0).await?;
+    Ok(Json(json!({ "buckets": page.items, "more": page.more })).into_response())
+}
+
+async fn objects(
+    State(st): St,
+    headers: HeaderMap,
+    Path((id, bucket)): Path<(String, String)>,
+    axum::extract::Query(q): axum::extract::Query<CursorQuery>,
+) -> Answer {
+    let (_, a) = authed(&st, &headers, false).await?;
+    let (p, _) = st.console.project(&a.id, &id).await?;
+    let page = st
+        .metainfo
+        .list_objects(&p.id, &bucket, "", &q.cursor, 0)
+        .await?;
+    let objects: Vec<Value> = page
+        .items
+        .iter()
+        .map(|(key, o)| {
+            json!({
+                "key": key,
+                "metadata": orbit_identity::hex_encode(&o.metadata),
+                "created": o.created,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "objects": objects, "more": page.more })).into_response())
+}
+
+async fn satellite_info(State(st): St) -> Answer {
+    let max_projects = st.console.rules().max_projects;
+    Ok(match &st.satellite {
+        Some(s) => Json(json!({ "url": s.url, "key": s.key, "max_projects": max_projects })),
+        None => {
+            return Err(Failure(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "this console does not know the satellite's API address".into(),
+            ))
+        }
+    }
+    .into_response())
+}
+
+/// The front end's files, built by `build.rs`: `(path, contents)`.
+static ASSETS: &[(&str, &[u8])] = include!(concat!(env!("OUT_DIR"), "/assets.rs"));
+
+fn content_type(path: &str) -> &'static str {
+    match path.rsplit_once('.').map(|(_, ext)| ext) {
+        Some("html") => "text/html; charset=utf-8",
+        Some("js") => "text/javascript; charset=utf-8",
+        Some("css") => "text/css; charset=utf-8",
+        Some("svg") => "image/svg+xml",
+        Some("png") => "image/png",
+        Some("json") => "application/json",
+        Some("txt") => "text/plain; charset=utf-8",
+        Some("woff2") => "font/woff2",
+        _ => "application/octet-stream",
+    }
+}
+
+/// A file of the front end; its page for paths without an extension (the page routes
+/// them itself); 404 JSON under `/api/` or for a missing file.
+async fn front_end(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    let path = uri.path();
+    let is_page = !path.rsplit('/').next().unwrap_or("").contains('.');
+    if path.starts_with("/api/")
+        || !(method == axum::http::Method::GET || method == axum::http::Method::HEAD)
+    {
+        return Failure(StatusCode::NOT_FOUND, "no such route".into()).into_response();
+    }
+    let want = if is_page { "/index.html" } else { path };
+    let Some((name, body)) = ASSETS.iter().find(|(p, _)| *p == want) else {
+        return Failure(StatusCode::NOT_FOUND, "no such file".into()).into_response();
+    };
+    let mut r = (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(content_type(name)),
+        )],
+        *body,
+    )
+        .into_response();
+    // Built file names carry a hash of their contents: they never change.
+    if name.starts_with("/assets/") {
+        r.headers_mut().insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=31536000, immutable"),
+        );
+    }
+    r
 }
 
 /// Headers every answer carries: no framing, no sniffing, no referrer, and only this
@@ -532,7 +655,9 @@ async fn hardened(req: axum::extract::Request, next: axum::middleware::Next) -> 
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
     );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
     r
 }
 
@@ -548,6 +673,17 @@ pub struct Setup {
     pub prices: Prices,
     /// The escrow wallets' balances and channels are on, when payments are on.
     pub escrow: Option<orbit_payments::Address>,
+    /// The satellite API grants point at, when this console knows it.
+    pub satellite: Option<SatelliteInfo>,
+}
+
+/// What an access grant needs of the satellite.
+#[derive(Clone, Debug)]
+pub struct SatelliteInfo {
+    /// Its API URL, as uplinks reach it.
+    pub url: String,
+    /// Its public key, hex.
+    pub key: String,
 }
 
 /// The console's routes over `kv`.
@@ -558,9 +694,12 @@ pub fn router(kv: Arc<dyn orbit_kv::Kv>, setup: Setup) -> Router {
         public_url,
         prices,
         escrow,
+        satellite,
     } = setup;
     let state = Arc::new(AppState {
         console: Console::new(kv.clone(), rules),
+        metainfo: Metainfo::new(kv.clone()),
+        satellite,
         mailer,
         public_url: public_url.trim_end_matches('/').to_string(),
         accounting: Accounting::new(kv.clone()),
@@ -587,7 +726,13 @@ pub fn router(kv: Arc<dyn orbit_kv::Kv>, setup: Setup) -> Router {
         .route("/api/v1/projects/{id}/usage", get(usage))
         .route("/api/v1/account/wallet", axum::routing::put(set_wallet))
         .route("/api/v1/billing", get(billing))
-        .fallback(|| async { Failure(StatusCode::NOT_FOUND, "no such route".into()) })
+        .route("/api/v1/projects/{id}/buckets", get(buckets))
+        .route(
+            "/api/v1/projects/{id}/buckets/{bucket}/objects",
+            get(objects),
+        )
+        .route("/api/v1/satellite", get(satellite_info))
+        .fallback(front_end)
         .layer(axum::middleware::from_fn(hardened))
         // Bodies are small JSON; anything larger is refused before it is read.
         .layer(axum::extract::DefaultBodyLimit::max(64 << 10))

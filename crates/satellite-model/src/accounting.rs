@@ -275,6 +275,20 @@ fn merge_bucket_day(a: &mut BucketDay, b: &BucketDay) {
     }
 }
 
+/// Adds bucket `b`'s day to `sum`, the same day of other buckets: bandwidth, hours
+/// and sizes all add up.
+fn side_by_side(sum: &mut BucketDay, b: &BucketDay) {
+    sum.bandwidth.merge(&b.bandwidth);
+    sum.orders += b.orders;
+    sum.byte_hours += b.byte_hours;
+    sum.segment_hours += b.segment_hours;
+    sum.tallies = sum.tallies.max(b.tallies);
+    sum.last_at = sum.last_at.max(b.last_at);
+    sum.bytes += b.bytes;
+    sum.segments += b.segments;
+    sum.objects += b.objects;
+}
+
 fn merge_month(a: &mut ProjectMonth, b: &ProjectMonth) {
     a.bandwidth.merge(&b.bandwidth);
     a.paid = a.paid.saturating_add(b.paid);
@@ -1109,6 +1123,10 @@ pub struct ProjectPeriod {
     /// Each rolled-up day (`YYYY-MM-DD`) with its buckets summed: bandwidth and
     /// byte-hours added, bytes, segments and objects as of the day's last tally.
     pub days: Vec<(String, BucketDay)>,
+    /// Today, when the month holds it: not rolled up until it is over, so the last
+    /// entry of `days` is only so far — its hourly bandwidth and the last tally's
+    /// sizes; its byte-hours count once the day is folded.
+    pub partial: Option<String>,
     /// The month's totals.
     pub totals: BucketDay,
     /// Its settled bandwidth and payments.
@@ -1116,9 +1134,53 @@ pub struct ProjectPeriod {
 }
 
 impl Accounting {
-    /// `project`'s month `month`, from the daily and monthly rollups: one small range
-    /// read per day, never a scan of other projects.
-    pub async fn project_period(&self, project: &str, month: &str) -> Result<ProjectPeriod, Error> {
+    /// `p`'s day starting at `today`, so far at `now`: its hourly rollups (one read
+    /// per hour) with the sizes of the last tally; byte-hours stay for the fold.
+    async fn today_so_far(&self, p: &Project, today: u64, now: u64) -> Result<BucketDay, Error> {
+        let mut deltas = Deltas::new();
+        let mut hour = today;
+        while hour <= now {
+            let got = self
+                .kv
+                .range(RangeRequest::prefix(keys::hourly_buckets_of(hour, p)))
+                .await?;
+            for kv in &got.kvs {
+                bucket_hour_deltas(&kv.key, &decode(&kv.key, &kv.value)?, &mut deltas)?;
+            }
+            hour += 3600;
+        }
+        let last: Option<crate::tally::LastTally> =
+            crate::read_one(&*self.kv, keys::TALLY_LAST).await?;
+        if let Some(last) = last.filter(|l| l.at >= today) {
+            let got = self
+                .kv
+                .range(RangeRequest::prefix(keys::tally_buckets_of(last.at, p)))
+                .await?;
+            for kv in &got.kvs {
+                bucket_tally_deltas(&decode(&kv.key, &kv.value)?, &mut deltas)?;
+            }
+        }
+        let mut sum = BucketDay::default();
+        for d in deltas.values() {
+            if let Delta::BucketDay(b) = d {
+                side_by_side(&mut sum, b);
+            }
+        }
+        // One tally's interval is not the day's storage: the fold counts it whole.
+        sum.byte_hours = 0.0;
+        sum.segment_hours = 0.0;
+        Ok(sum)
+    }
+
+    /// `project`'s month `month`, from the daily and monthly rollups and, for today
+    /// (at `now`), its hourly rollups and the last tally: small range reads of this
+    /// project's keys only, never a scan of other projects.
+    pub async fn project_period(
+        &self,
+        project: &str,
+        month: &str,
+        now: u64,
+    ) -> Result<ProjectPeriod, Error> {
         let p = Project::new(project)?;
         let (from, to) = month_bounds(month)?;
         let mut out = ProjectPeriod {
@@ -1135,32 +1197,26 @@ impl Accounting {
             if !got.kvs.is_empty() {
                 let mut sum = BucketDay::default();
                 for kv in &got.kvs {
-                    let b: BucketDay = decode(&kv.key, &kv.value)?;
-                    sum.bandwidth.merge(&b.bandwidth);
-                    sum.orders += b.orders;
-                    sum.byte_hours += b.byte_hours;
-                    sum.segment_hours += b.segment_hours;
-                    sum.tallies = sum.tallies.max(b.tallies);
-                    sum.last_at = sum.last_at.max(b.last_at);
-                    // Buckets side by side: their sizes add up.
-                    sum.bytes += b.bytes;
-                    sum.segments += b.segments;
-                    sum.objects += b.objects;
+                    side_by_side(&mut sum, &decode(&kv.key, &kv.value)?);
                 }
-                out.totals.bandwidth.merge(&sum.bandwidth);
-                out.totals.orders += sum.orders;
-                out.totals.byte_hours += sum.byte_hours;
-                out.totals.segment_hours += sum.segment_hours;
-                out.totals.tallies += sum.tallies;
-                if sum.last_at >= out.totals.last_at {
-                    out.totals.last_at = sum.last_at;
-                    out.totals.bytes = sum.bytes;
-                    out.totals.segments = sum.segments;
-                    out.totals.objects = sum.objects;
-                }
+                merge_bucket_day(&mut out.totals, &sum);
                 out.days.push((day, sum));
             }
             t += 86_400;
+        }
+        let today = day_start(now);
+        if (from..to).contains(&today) {
+            let sum = self.today_so_far(&p, today, now).await?;
+            if sum.orders > 0 || sum.tallies > 0 {
+                let day = day_of(today);
+                merge_bucket_day(&mut out.totals, &sum);
+                match out.days.last_mut() {
+                    // Folded early (a clock behind the folder's): one day still.
+                    Some((d, last)) if *d == day => merge_bucket_day(last, &sum),
+                    _ => out.days.push((day.clone(), sum)),
+                }
+                out.partial = Some(day);
+            }
         }
         if let Some(m) =
             crate::read_one::<ProjectMonth>(&*self.kv, keys::project_month(&p, month)).await?

@@ -376,6 +376,11 @@ pub fn hourly_bucket(hour: u64, p: &Project, b: &Bucket) -> String {
     format!("{HOURLY_BUCKETS}{hour:020}/{}/{}", p.0, b.0)
 }
 
+/// Every bucket's hourly rollup of `p` in the hour starting at `hour`.
+pub fn hourly_buckets_of(hour: u64, p: &Project) -> String {
+    format!("{HOURLY_BUCKETS}{hour:020}/{}/", p.0)
+}
+
 /// A node's day (`YYYY-MM-DD`).
 pub fn daily_node(day: &str, node: &NodeId) -> String {
     format!("{DAILY_NODES}{day}/{node}")

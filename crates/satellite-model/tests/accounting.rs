@@ -449,10 +449,13 @@ async fn a_projects_period_sums_its_buckets_day_by_day_and_no_other_project() {
     ))
     .await
     .unwrap();
+    // Asked in April: March is over, no day of it is partial.
+    let april = 1_775_779_200;
     let period = Accounting::new(kv.clone())
-        .project_period("alpha", "2026-03")
+        .project_period("alpha", "2026-03", april)
         .await
         .unwrap();
+    assert_eq!(period.partial, None);
     let days: Vec<(&str, u64, u64)> = period
         .days
         .iter()
@@ -472,8 +475,74 @@ async fn a_projects_period_sums_its_buckets_day_by_day_and_no_other_project() {
     };
     let invoice = Invoice::new("alpha", &period.totals, &period.settled, &prices);
     assert_eq!((invoice.egress, invoice.paid), (12, 3));
-    assert!(Accounting::new(kv)
-        .project_period("alpha", "2026-13")
+    assert!(Accounting::new(kv.clone())
+        .project_period("alpha", "2026-13", april)
         .await
         .is_err());
+
+    // Asked on 2026-03-03 at 10:30: today so far is its hourly rollups and the last
+    // tally's sizes (this project's only), on top of the folded days.
+    use orbit_satellite_model::accounting::HourRollup;
+    use orbit_satellite_model::tally::{BucketTally, LastTally};
+    let today = 1_772_496_000;
+    let now = today + 10 * 3600 + 1800;
+    let hour = |get| {
+        let mut bandwidth = Bandwidth::default();
+        bandwidth.add(Action::Get, get);
+        HourRollup {
+            bandwidth,
+            orders: 1,
+        }
+    };
+    let one = Bucket::new("one").unwrap();
+    for (h, p, get) in [(9, &a, 4), (10, &a, 2), (9, &b, 1_000), (-1, &a, 50)] {
+        let key = keys::hourly_bucket((today as i64 + h * 3600) as u64, p, &one);
+        kv.put(orbit_kv::PutRequest::new(key, encode(&hour(get))))
+            .await
+            .unwrap();
+    }
+    let at = today + 10 * 3600;
+    for (p, bytes) in [(&a, 400), (&b, 7_777)] {
+        let t = BucketTally {
+            project: p.as_str().to_string(),
+            bucket: "one".into(),
+            at,
+            interval_s: 3600,
+            bytes,
+            inline_bytes: 0,
+            segments: 2,
+            objects: 2,
+        };
+        kv.put(orbit_kv::PutRequest::new(
+            keys::tally_bucket(at, p, &one),
+            encode(&t),
+        ))
+        .await
+        .unwrap();
+    }
+    kv.put(orbit_kv::PutRequest::new(
+        keys::TALLY_LAST,
+        encode(&LastTally { at, pass: 1 }),
+    ))
+    .await
+    .unwrap();
+    let period = Accounting::new(kv)
+        .project_period("alpha", "2026-03", now)
+        .await
+        .unwrap();
+    assert_eq!(period.partial.as_deref(), Some("2026-03-03"));
+    let (day, so_far) = period.days.last().unwrap();
+    assert_eq!(day, "2026-03-03");
+    assert_eq!(
+        (so_far.bytes, so_far.segments, so_far.bandwidth.get),
+        (400, 2, 6),
+        "this hour and the last, not yesterday's unfolded hour, not beta's"
+    );
+    assert_eq!(
+        so_far.byte_hours, 0.0,
+        "storage counts when the day is folded"
+    );
+    assert_eq!(period.totals.bandwidth.get, 12 + 6);
+    assert_eq!(period.totals.bytes, 400);
+    assert_eq!(period.totals.byte_hours, (150.0 + 300.0) * 24.0);
 }

@@ -2,22 +2,31 @@
 //! when the configuration has a `[console]` section (crate `orbit-console`).
 
 use crate::api::Serving;
-use orbit_console::ConsoleSection;
+use orbit_console::{ConsoleSection, SatelliteInfo};
 use orbit_kv::Kv;
 use orbit_satellite_model::accounting::Prices;
 use std::path::Path;
 use std::sync::Arc;
 
 /// Serves the console from `section` over `kv`, pricing usage with `prices` and
-/// showing wallets on `escrow` (when payments are on); mail goes to
-/// `section.mail_dir` (relative to `data_dir`) unless SMTP is configured.
+/// showing wallets on `escrow` (when payments are on), making grants for `satellite`
+/// (`section.satellite_url` overrides its URL); mail goes to `section.mail_dir`
+/// (relative to `data_dir`) unless SMTP is configured.
 pub async fn serve(
     section: &ConsoleSection,
     kv: Arc<dyn Kv>,
     data_dir: &Path,
     prices: Prices,
     escrow: Option<orbit_payments::Address>,
+    satellite: Option<SatelliteInfo>,
 ) -> anyhow::Result<Serving> {
+    let satellite = satellite.map(|s| SatelliteInfo {
+        url: match section.satellite_url.as_str() {
+            "" => s.url,
+            u => u.to_string(),
+        },
+        key: s.key,
+    });
     let mailer = section.mailer(data_dir)?;
     let listener = tokio::net::TcpListener::bind(&section.addr)
         .await
@@ -35,6 +44,7 @@ pub async fn serve(
             public_url: public,
             prices,
             escrow,
+            satellite,
         },
     );
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -395,6 +395,7 @@ async fn start_api(
     identity: Identity,
     checker: &Checker,
 ) -> anyhow::Result<Vec<satellite::api::Serving>> {
+    let identity_key = identity.public();
     let process = ApiProcess::build(services, replica.kv(), identity, replica.workers()).await?;
     if let Some(api) = &process.storage {
         let nodes = api.nodes.clone();
@@ -403,16 +404,31 @@ async fn start_api(
         checker.on_verdict(apply);
     }
     let mut serving = Vec::new();
+    let key = orbit_identity::hex_encode(&identity_key.0);
+    let mut grants_for = None;
     if process.serves() {
         let s = process.serve().await?;
         println!("API on {}", s.url);
+        grants_for = Some(orbit_console::SatelliteInfo {
+            url: s.url.clone(),
+            key: key.clone(),
+        });
         serving.push(s);
     }
     if let Some(section) = &services.console {
         let prices = services.accounting.clone().unwrap_or_default().prices;
         let data_dir = &replica.config().data_dir;
         let escrow = services.payments.as_ref().map(|p| p.escrow);
-        let s = satellite::console::serve(section, replica.kv(), data_dir, prices, escrow).await?;
+        // Without an API here, only a configured URL tells where grants point.
+        let grants_for = grants_for.or_else(|| {
+            (!section.satellite_url.is_empty()).then(|| orbit_console::SatelliteInfo {
+                url: section.satellite_url.clone(),
+                key: key.clone(),
+            })
+        });
+        let s =
+            satellite::console::serve(section, replica.kv(), data_dir, prices, escrow, grants_for)
+                .await?;
         println!("console on {}", s.url);
         serving.push(s);
     }
