@@ -66,6 +66,11 @@ interval_s = 60
 [accounting]
 interval_s = 30
 
+# The console: web pages to sign up, make projects, API keys and access grants, and
+# see usage. Its mail (the confirmation link) is written to satellite/console-mail/.
+[console]
+addr = "127.0.0.1:7781"
+
 # Every process checks in with the version server before it starts (and every five
 # minutes); it allows this build's version for every process by default.
 [version]
@@ -136,6 +141,8 @@ echo "  $BIN/storagenode status --dir $DIR/node1 one node's own view."
 echo "Accounting: $BIN/satellite accounting report --endpoints http://127.0.0.1:2379 --period $(date -u +%Y-%m)"
 echo "  prints this month's node payouts and project invoices; $BIN/satellite project show --endpoints"
 echo "  http://127.0.0.1:2379 --project local the project's usage and limits."
+echo "Console: http://127.0.0.1:7781 — sign up, then open the confirmation link written to"
+echo "  $DIR/satellite/console-mail/ (no mail server is configured)."
 echo "Node pids: ${pids[*]:2}"
 echo "Logs in $DIR/logs. Ctrl-C stops the network; run this again to start it on the same data."
 wait

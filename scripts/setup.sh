@@ -5,14 +5,17 @@
 # Python's eth-account (the payments interoperability test signs with it) and
 # prometheus-client (its parser reads the processes' /metrics in tests) and
 # kubernetes-validate (the deployment manifests are checked against its schemas) and
-# aiosmtpd (a real SMTP server for the console's mail), and the console front end's
-# npm packages.
+# aiosmtpd (a real SMTP server for the console's mail), Debian's Chromium (the
+# console's browser test drives it with Playwright), and the console front end's npm
+# packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
 command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
+[ -x /usr/bin/chromium ] || need+=(chromium)
+command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
 if [ ${#need[@]} -gt 0 ]; then
   sudo_cmd=""
   [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
@@ -30,9 +33,6 @@ if [ ${#py[@]} -gt 0 ]; then
 fi
 # The console's front end (web/console): its packages from the npm registry, as the
 # lock file pins them, installed again only when the lock file changed.
-if ! command -v npm >/dev/null 2>&1; then
-  DEBIAN_FRONTEND=noninteractive ${sudo_cmd:-} apt-get install -y -qq nodejs npm >/dev/null
-fi
 if [ ! -f web/console/node_modules/.package-lock.json ] ||
    [ web/console/package-lock.json -nt web/console/node_modules/.package-lock.json ]; then
   npm ci --prefix web/console --no-audit --no-fund --loglevel=error >/dev/null

@@ -105,9 +105,69 @@ fn with_session<'a>(cookie: &'a str, csrf: &'a str) -> Vec<(&'static str, &'a st
     vec![("Cookie", cookie), ("X-CSRF-Token", csrf)]
 }
 
+/// The pages every replica serves from its binary: the page for any path without an
+/// extension (it routes itself), its files with their types, 404 for the rest.
+async fn serves_the_front_end(c: &Consoles) {
+    for path in ["/", "/login", "/confirm?token=ab", "/projects/p00/keys"] {
+        let page = c.call(1, "GET", path, &[], "").await;
+        assert_eq!(page.code, 200, "{path}");
+        assert_eq!(
+            page.header("content-type"),
+            Some("text/html; charset=utf-8")
+        );
+        assert!(page.body.contains("<div id=\"root\">"), "{}", page.body);
+        assert_eq!(page.header("cache-control"), Some("no-store"));
+        assert!(page
+            .header("content-security-policy")
+            .is_some_and(|v| v.contains("default-src 'self'")));
+    }
+    let page = c.call(0, "GET", "/", &[], "").await.body;
+    let script = page
+        .split("src=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("the page loads a script");
+    assert!(script.starts_with("/assets/"), "{script}");
+    let js = c.call(2, "GET", script, &[], "").await;
+    assert_eq!(js.code, 200);
+    assert_eq!(
+        js.header("content-type"),
+        Some("text/javascript; charset=utf-8")
+    );
+    assert!(js
+        .header("cache-control")
+        .is_some_and(|v| v.contains("immutable")));
+    assert!(
+        js.body.len() > 10_000,
+        "the console's script is {} bytes",
+        js.body.len()
+    );
+    for (method, path) in [
+        ("GET", "/assets/missing.js"),
+        ("GET", "/favicon.ico"),
+        ("GET", "/api/v1/nothing"),
+        ("POST", "/"),
+        ("GET", "/assets/../Cargo.toml"),
+    ] {
+        let r = c.call(0, method, path, &[], "").await;
+        assert_eq!(r.code, 404, "{method} {path}: {}", r.body);
+        assert!(r.json()["error"].is_string(), "{method} {path}");
+    }
+    // What grants made in the page point at: this satellite's API and key.
+    let info = c.call(2, "GET", "/api/v1/satellite", &[], "").await.json();
+    assert_eq!(info["url"], c.r.api_url(2), "{info}");
+    let identity = Identity::load(&c.r.dir.path().join("satellite.key")).unwrap();
+    assert_eq!(
+        info["key"].as_str().unwrap(),
+        orbit_identity::hex_encode(&identity.public().0)
+    );
+    assert_eq!(info["max_projects"], 10);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn accounts_sessions_projects_and_keys_across_replicas() {
     let mut c = start().await;
+    serves_the_front_end(&c).await;
     let creds = format!("{{\"email\": \"ada@example.org\", \"password\": \"{PASSWORD}\"}}");
     let up = c.call(0, "POST", "/api/v1/signup", &[], &creds).await;
     assert_eq!(up.code, 201, "{}", up.body);
