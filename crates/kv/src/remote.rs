@@ -273,6 +273,22 @@ impl RemoteKv {
         self.endpoints.lock().await.iter().cloned().collect()
     }
 
+    /// A backup of the store as of now, streamed by the member this client reaches
+    /// (the Maintenance Snapshot RPC, as `etcdctl snapshot save`).
+    pub async fn snapshot(&self) -> KvResult<Vec<u8>> {
+        let mut stream = self
+            .client
+            .maintenance_client()
+            .snapshot()
+            .await
+            .map_err(err)?;
+        let mut out = Vec::new();
+        while let Some(chunk) = stream.message().await.map_err(err)? {
+            out.extend_from_slice(chunk.blob());
+        }
+        Ok(out)
+    }
+
     /// The underlying etcd client, for what the [`Kv`] trait does not cover.
     pub fn client(&self) -> ec::Client {
         self.client.clone()

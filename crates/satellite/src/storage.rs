@@ -18,6 +18,76 @@ pub enum StorageCommand {
     /// of its cluster (as etcd's --force-new-cluster). Run it on the member with the
     /// most advanced log, start that member again, then add new members to it.
     ForceNewCluster(ForceArgs),
+    /// Backups: take one from a running cluster (as `etcdctl snapshot save`, which
+    /// also works), describe one, make new members' data dirs from one.
+    Snapshot {
+        #[command(subcommand)]
+        command: SnapshotCommand,
+    },
+}
+
+/// `storage snapshot` subcommands, as etcdctl's.
+#[derive(Subcommand)]
+pub enum SnapshotCommand {
+    /// Take a backup of a running cluster into FILE.
+    Save(SaveArgs),
+    /// Print a backup's revision, key count and size (after checking it whole).
+    Status(SnapshotStatusArgs),
+    /// Make a new member's data dir from a backup; run it once per member of the new
+    /// cluster with the same --initial-cluster and token, then start each member with
+    /// `storage init --data-dir DIR` (its other flags as usual).
+    Restore(RestoreArgs),
+}
+
+/// Flags of `storage snapshot save`.
+#[derive(Args)]
+pub struct SaveArgs {
+    /// Where to write it (replaced only once the whole backup is in and checks out).
+    file: PathBuf,
+    /// Client URLs of members, comma separated.
+    #[arg(
+        long,
+        env = "ORBIT_STORE_ENDPOINTS",
+        default_value = "http://127.0.0.1:2379",
+        value_delimiter = ','
+    )]
+    endpoints: Vec<String>,
+    #[command(flatten)]
+    tls: crate::store_client::TlsArgs,
+}
+
+/// Flags of `storage snapshot status`.
+#[derive(Args)]
+pub struct SnapshotStatusArgs {
+    /// The backup.
+    file: PathBuf,
+    /// `table` or `json`.
+    #[arg(long, short = 'w', default_value = "table")]
+    write_out: String,
+}
+
+/// Flags of `storage snapshot restore`, named as etcdctl's.
+#[derive(Args)]
+pub struct RestoreArgs {
+    /// The backup.
+    file: PathBuf,
+    /// This member's name.
+    #[arg(long, default_value = "default")]
+    name: String,
+    /// Every member of the new cluster, name1=peerURL1,name2=peerURL2,… (default:
+    /// this member alone on --initial-advertise-peer-urls).
+    #[arg(long)]
+    initial_cluster: Option<String>,
+    /// The new cluster's token (as `storage init --token`).
+    #[arg(long, alias = "token", default_value = "orbit")]
+    initial_cluster_token: String,
+    /// This member's peer URL (if given with --initial-cluster, it must be this
+    /// member's entry there); default http://127.0.0.1:2380.
+    #[arg(long)]
+    initial_advertise_peer_urls: Option<String>,
+    /// The data dir to make (default: NAME.orbit); it must not exist or be empty.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
 }
 
 /// Flags of `storage force-new-cluster`.
@@ -119,6 +189,7 @@ pub async fn run(cmd: StorageCommand) -> anyhow::Result<()> {
     match cmd {
         StorageCommand::Init(a) => init(*a).await,
         StorageCommand::Status(a) => status(a).await,
+        StorageCommand::Snapshot { command } => snapshot(command).await,
         StorageCommand::ForceNewCluster(a) => {
             let r = orbit_store::recovery::force_new_cluster(&a.data_dir)
                 .await
@@ -329,4 +400,103 @@ async fn status_of(
     c.get("health", None).await?;
     let rev = s.header().map(|h| h.revision()).unwrap_or_default();
     Ok((s, rev))
+}
+
+async fn snapshot(cmd: SnapshotCommand) -> anyhow::Result<()> {
+    use orbit_store::backup;
+    match cmd {
+        SnapshotCommand::Save(a) => {
+            let kv = a.tls.connect(&a.endpoints).await?;
+            let bytes = kv.snapshot().await.context("taking the backup")?;
+            let h = backup::header(&bytes).context("the backup the store sent")?;
+            let part = a.file.with_extension("part");
+            {
+                use std::io::Write;
+                let mut f = std::fs::File::create(&part)
+                    .with_context(|| format!("creating {}", part.display()))?;
+                f.write_all(&bytes)?;
+                f.sync_all()?;
+            }
+            std::fs::rename(&part, &a.file)?;
+            println!(
+                "Snapshot saved at {} (revision {}, {} keys, {} bytes)",
+                a.file.display(),
+                h.revision,
+                h.keys,
+                bytes.len()
+            );
+        }
+        SnapshotCommand::Status(a) => {
+            let bytes = std::fs::read(&a.file).with_context(|| a.file.display().to_string())?;
+            let h = backup::header(&bytes).with_context(|| a.file.display().to_string())?;
+            let hash = orbit_identity::hex_encode(&bytes[bytes.len() - 32..bytes.len() - 24]);
+            match a.write_out.as_str() {
+                "json" => println!(
+                    "{}",
+                    serde_json::json!({
+                        "hash": hash, "revision": h.revision, "totalKey": h.keys,
+                        "totalSize": bytes.len(), "compactRevision": h.compact_revision,
+                        "versions": h.versions, "leases": h.leases, "taken": h.taken,
+                    })
+                ),
+                "table" => {
+                    println!("| HASH | REVISION | TOTAL KEYS | TOTAL SIZE | LEASES |");
+                    println!(
+                        "| {hash} | {} | {} | {} | {} |",
+                        h.revision,
+                        h.keys,
+                        bytes.len(),
+                        h.leases
+                    );
+                }
+                w => anyhow::bail!("--write-out {w:?}: table or json"),
+            }
+        }
+        SnapshotCommand::Restore(a) => {
+            let initial_cluster = match (&a.initial_cluster, &a.initial_advertise_peer_urls) {
+                (Some(c), url) => {
+                    let members = parse_initial_cluster(c)?;
+                    let mine = members.iter().find(|(n, _)| *n == a.name);
+                    if let (Some((_, listed)), Some(url)) = (mine, url) {
+                        anyhow::ensure!(
+                            listed == url,
+                            "--initial-advertise-peer-urls {url} is not {}'s URL in --initial-cluster ({listed})",
+                            a.name
+                        );
+                    }
+                    members
+                }
+                (None, url) => vec![(
+                    a.name.clone(),
+                    url.clone()
+                        .unwrap_or_else(|| "http://127.0.0.1:2380".to_string()),
+                )],
+            };
+            let bytes = std::fs::read(&a.file).with_context(|| a.file.display().to_string())?;
+            let data_dir = a
+                .data_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(format!("{}.orbit", a.name)));
+            let h = backup::restore(
+                &bytes,
+                &backup::Restore {
+                    name: a.name.clone(),
+                    initial_cluster,
+                    token: a.initial_cluster_token.clone(),
+                    data_dir: data_dir.clone(),
+                },
+            )
+            .with_context(|| format!("restoring {}", a.file.display()))?;
+            println!(
+                "restored revision {} ({} keys, {} leases) into {} as member {}; start it with storage init --data-dir {}",
+                h.revision,
+                h.keys,
+                h.leases,
+                data_dir.display(),
+                a.name,
+                data_dir.display()
+            );
+        }
+    }
+    Ok(())
 }

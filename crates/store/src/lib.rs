@@ -7,6 +7,7 @@
 //! leases, membership), [`server`] (the etcd gRPC API) and [`embedded`] (the
 //! in-process [`orbit_kv::Kv`] handle).
 
+pub mod backup;
 pub mod compactor;
 pub mod config;
 pub mod embedded;

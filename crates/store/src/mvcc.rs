@@ -144,6 +144,14 @@ impl Mvcc {
         self.keys.values().map(Vec::len).sum()
     }
 
+    /// Keys that exist now (not deleted).
+    pub fn live_keys(&self) -> usize {
+        self.keys
+            .values()
+            .filter(|v| v.last().is_some_and(|v| !v.tombstone))
+            .count()
+    }
+
     /// Bytes of stored data as charged to the quota.
     pub fn size(&self) -> u64 {
         self.size

@@ -168,15 +168,7 @@ impl StoreNode {
                 },
             },
         };
-        write_member_file(
-            &member_path,
-            &MemberFile {
-                format: 1,
-                id,
-                name: config.name.clone(),
-                token: config.token.clone(),
-            },
-        )?;
+        write_member(&config.data_dir, id, &config.name, &config.token)?;
 
         let raft_config = openraft::Config {
             cluster_name: config.token.clone(),
@@ -1087,7 +1079,8 @@ async fn bind(url: &str) -> Result<tokio::net::TcpListener, StoreError> {
         .map_err(|e| StoreError::Config(format!("cannot listen on {url}: {e}")))
 }
 
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+/// Makes `dir` (and its parents), readable by its owner only.
+pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(dir)?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
@@ -1113,6 +1106,24 @@ fn read_member_file(path: &Path) -> Result<Option<MemberFile>, StoreError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Records in `data_dir` that it is member `id` named `name` of the cluster `token`.
+pub(crate) fn write_member(
+    data_dir: &Path,
+    id: NodeId,
+    name: &str,
+    token: &str,
+) -> Result<(), StoreError> {
+    write_member_file(
+        &data_dir.join("member.json"),
+        &MemberFile {
+            format: 1,
+            id,
+            name: name.to_string(),
+            token: token.to_string(),
+        },
+    )
 }
 
 fn write_member_file(path: &Path, m: &MemberFile) -> Result<(), StoreError> {

@@ -200,6 +200,16 @@ fn read_snapshot_file(path: &Path) -> std::io::Result<Option<SnapshotFile>> {
     Ok(Some(snap))
 }
 
+/// Writes `state` as the snapshot in `dir` (a restored member's first state).
+pub(crate) fn write_state_snapshot(
+    dir: &Path,
+    meta: &SnapshotMeta,
+    state: &State,
+) -> std::io::Result<()> {
+    let data = bincode::serialize(state).map_err(std::io::Error::other)?;
+    write_snapshot_file(dir, meta, &data)
+}
+
 /// Writes the snapshot atomically: a temporary file, fsynced, renamed over the old one.
 fn write_snapshot_file(dir: &Path, meta: &SnapshotMeta, data: &[u8]) -> std::io::Result<()> {
     let file = SnapshotFile {

@@ -85,6 +85,49 @@ impl ProcCluster {
         extra: &[&str],
         tls: bool,
     ) -> ProcCluster {
+        let mut c = ProcCluster::prepared_inner(binary, n, timings, extra, tls);
+        for i in 0..n {
+            c.spawn(i);
+        }
+        c.wait_writable(Duration::from_secs(30)).await;
+        c.wait_published(Duration::from_secs(30)).await;
+        c
+    }
+
+    /// A cluster of `n` members set up as [`ProcCluster::start`] would, none running:
+    /// their data dirs can be made first (a restore), then [`ProcCluster::spawn`] each.
+    pub fn prepared(binary: &Path, n: usize, timings: Timings) -> ProcCluster {
+        ProcCluster::prepared_inner(binary, n, timings, &[], false)
+    }
+
+    /// The token every member's `storage init` has.
+    pub const TOKEN: &'static str = "crash-test";
+
+    /// `--initial-cluster` of every member: `m0=URL,m1=URL,…`.
+    pub fn initial_cluster(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        self.members
+            .iter()
+            .map(|m| format!("{}={scheme}://127.0.0.1:{}", m.name, m.peer))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Member `i`'s name and data dir.
+    pub fn member(&self, i: usize) -> (String, PathBuf) {
+        (
+            self.members[i].name.clone(),
+            self.dir.path().join(&self.members[i].name),
+        )
+    }
+
+    fn prepared_inner(
+        binary: &Path,
+        n: usize,
+        timings: Timings,
+        extra: &[&str],
+        tls: bool,
+    ) -> ProcCluster {
         let dir = tempfile::tempdir().unwrap();
         let scheme = if tls { "https" } else { "http" };
         let tls = tls.then(|| {
@@ -112,7 +155,7 @@ impl ProcCluster {
                     "--name".into(),
                     format!("m{i}"),
                     "--token".into(),
-                    "crash-test".into(),
+                    ProcCluster::TOKEN.into(),
                     "--client-url".into(),
                     format!("{scheme}://127.0.0.1:{c}"),
                     "--peer-url".into(),
@@ -163,19 +206,13 @@ impl ProcCluster {
                 .collect(),
             })
             .collect();
-        let mut c = ProcCluster {
+        ProcCluster {
             dir,
             members,
             procs: (0..n).map(|_| None).collect(),
             binary: binary.to_path_buf(),
             tls,
-        };
-        for i in 0..n {
-            c.spawn(i);
         }
-        c.wait_writable(Duration::from_secs(30)).await;
-        c.wait_published(Duration::from_secs(30)).await;
-        c
     }
 
     /// Waits until every member has published its name and client URL (until then
