@@ -57,7 +57,7 @@ fn run(args: &[&str]) -> (bool, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_restores_into_a_new_cluster_with_every_key_lease_and_revision() {
-    let old = ProcCluster::start(&satellite(), 3, Timings::FAST).await;
+    let old = ProcCluster::start(satellite(), 3, Timings::FAST).await;
     let kv = old.client().await;
     let short = kv.lease_grant(600, 0).await.unwrap().id;
     let long = kv.lease_grant(86_400, 0).await.unwrap().id;
@@ -156,7 +156,7 @@ async fn a_backup_restores_into_a_new_cluster_with_every_key_lease_and_revision(
     );
 
     // A cut-short copy is refused and writes nothing.
-    let new = ProcCluster::prepared(&satellite(), 3, Timings::FAST);
+    let new = ProcCluster::prepared(satellite(), 3, Timings::FAST);
     let bytes = std::fs::read(&file).unwrap();
     let cut = dir.path().join("cut.db");
     std::fs::write(&cut, &bytes[..bytes.len() * 2 / 3]).unwrap();

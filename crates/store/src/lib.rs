@@ -20,6 +20,7 @@ pub mod node;
 pub mod proposer;
 pub mod raft_types;
 pub mod read_index;
+pub mod recipes;
 pub mod recovery;
 pub mod server;
 pub mod state_machine;

@@ -1,5 +1,6 @@
-//! The etcd v3 gRPC API of a member (KV, Watch, Lease, Cluster, Maintenance), built on
-//! the service traits `etcd-client` generates, and the peer server beside it.
+//! The etcd v3 gRPC API of a member (KV, Watch, Lease, Cluster, Maintenance, built on
+//! the service traits `etcd-client` generates; Lock and Election, generated here from
+//! etcd's service definitions), and the peer server beside it.
 
 use crate::embedded::EmbeddedKv;
 use crate::mvcc::{WriteCommand, WriteResult};
@@ -54,6 +55,8 @@ pub fn serve(
         .add_service(PbWatchServer::new(api.clone()).max_decoding_message_size(limit))
         .add_service(PbLeaseServer::new(api.clone()).max_decoding_message_size(limit))
         .add_service(PbClusterServer::new(api.clone()).max_decoding_message_size(limit))
+        .add_service(lk::lock_server::LockServer::new(api.clone()))
+        .add_service(el::election_server::ElectionServer::new(api.clone()))
         .add_service(PbMaintenanceServer::new(api).max_decoding_message_size(limit));
     tokio::spawn(async move {
         let res = client_router
@@ -642,7 +645,7 @@ impl PbMaintenanceService for Api {
             .scan(0usize, |sent, chunk| {
                 *sent += chunk.len();
                 Some(Ok(PbSnapshotResponse {
-                    header: header.clone(),
+                    header,
                     remaining_bytes: (total - *sent) as u64,
                     blob: chunk.to_vec(),
                     version: env!("CARGO_PKG_VERSION").to_string(),
@@ -689,5 +692,147 @@ impl Api {
             h.finalize(),
             if rev > 0 { rev } else { state.kv.revision() },
         ))
+    }
+}
+
+/// etcd's Lock and Election services (generated from proto/lock.proto and
+/// proto/election.proto on etcd-client's message types).
+pub mod recipes_pb {
+    #![allow(missing_docs, clippy::all)]
+    /// `v3lockpb`.
+    pub mod v3lockpb {
+        tonic::include_proto!("v3lockpb");
+    }
+    /// `v3electionpb`.
+    pub mod v3electionpb {
+        tonic::include_proto!("v3electionpb");
+    }
+}
+
+use crate::recipes;
+use recipes_pb::v3electionpb as el;
+use recipes_pb::v3lockpb as lk;
+
+impl Api {
+    fn shared_kv(&self) -> Arc<dyn Kv> {
+        Arc::new(self.kv.clone())
+    }
+}
+
+#[tonic::async_trait]
+impl lk::lock_server::Lock for Api {
+    async fn lock(&self, request: Request<lk::LockRequest>) -> GrpcResult<lk::LockResponse> {
+        let r = request.into_inner();
+        let held = recipes::lock(self.shared_kv(), &r.name, r.lease)
+            .await
+            .map_err(|e| e.status())?;
+        Ok(Response::new(lk::LockResponse {
+            header: self.header(held.revision),
+            key: held.key,
+        }))
+    }
+
+    async fn unlock(&self, request: Request<lk::UnlockRequest>) -> GrpcResult<lk::UnlockResponse> {
+        let rev = recipes::unlock(&self.kv, &request.into_inner().key)
+            .await
+            .map_err(|e| e.status())?;
+        Ok(Response::new(lk::UnlockResponse {
+            header: self.header(rev),
+        }))
+    }
+}
+
+/// The leader key of a request, or the error etcd gives without one.
+fn leader_of(k: Option<el::LeaderKey>) -> Result<el::LeaderKey, Status> {
+    k.ok_or_else(|| Status::invalid_argument("etcdserver: leader key is not provided"))
+}
+
+#[tonic::async_trait]
+impl el::election_server::Election for Api {
+    async fn campaign(
+        &self,
+        request: Request<el::CampaignRequest>,
+    ) -> GrpcResult<el::CampaignResponse> {
+        let r = request.into_inner();
+        let held = recipes::campaign(self.shared_kv(), &r.name, r.lease, &r.value)
+            .await
+            .map_err(|e| e.status())?;
+        Ok(Response::new(el::CampaignResponse {
+            header: self.header(held.revision),
+            leader: Some(el::LeaderKey {
+                name: r.name,
+                key: held.key,
+                rev: held.create_revision,
+                lease: r.lease,
+            }),
+        }))
+    }
+
+    async fn proclaim(
+        &self,
+        request: Request<el::ProclaimRequest>,
+    ) -> GrpcResult<el::ProclaimResponse> {
+        let r = request.into_inner();
+        let l = leader_of(r.leader)?;
+        let rev = recipes::proclaim(&self.kv, &l.key, l.rev, &r.value)
+            .await
+            .map_err(|e| e.status())?;
+        Ok(Response::new(el::ProclaimResponse {
+            header: self.header(rev),
+        }))
+    }
+
+    async fn leader(&self, request: Request<el::LeaderRequest>) -> GrpcResult<el::LeaderResponse> {
+        let (kv, rev) = recipes::leader(&self.kv, &request.into_inner().name)
+            .await
+            .map_err(|e| e.status())?;
+        Ok(Response::new(el::LeaderResponse {
+            header: self.header(rev),
+            kv: Some(orbit_kv::pb::kv_to_pb(kv)),
+        }))
+    }
+
+    type ObserveStream = BoxStream<el::LeaderResponse>;
+
+    async fn observe(
+        &self,
+        request: Request<el::LeaderRequest>,
+    ) -> GrpcResult<Self::ObserveStream> {
+        let name = request.into_inner().name;
+        if name.is_empty() {
+            return Err(Status::invalid_argument(
+                "etcdserver: election name is not provided",
+            ));
+        }
+        let (tx, rx) = mpsc::channel(16);
+        let kv = self.shared_kv();
+        // Until the client goes (the receiver drops) or the store fails.
+        tokio::spawn(async move {
+            let closed = tx.clone();
+            tokio::select! {
+                _ = recipes::observe(kv, name, tx) => {}
+                _ = closed.closed() => {}
+            }
+        });
+        let api = self.clone();
+        let stream =
+            tokio_stream::StreamExt::map(ReceiverStream::new(rx), move |item| match item {
+                Ok((kv, rev)) => Ok(el::LeaderResponse {
+                    header: api.header(rev),
+                    kv: Some(orbit_kv::pb::kv_to_pb(kv)),
+                }),
+                Err(e) => Err(e.status()),
+            });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn resign(&self, request: Request<el::ResignRequest>) -> GrpcResult<el::ResignResponse> {
+        let l = leader_of(request.into_inner().leader)?;
+        let rev = recipes::resign(&self.kv, &l.key, l.rev)
+            .await
+            .map_err(|e| e.status())?;
+        Ok(Response::new(el::ResignResponse {
+            header: self.header(rev),
+        }))
     }
 }
