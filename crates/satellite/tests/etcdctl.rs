@@ -399,4 +399,38 @@ async fn etcdctl_elect_and_lock_with_two_contenders() {
     })
     .await
     .unwrap();
+
+    // The server's Lock service and etcdctl's client-side lock contend for one lock:
+    // etcdctl waits while the Lock RPC's holder holds it, and wins once it unlocks.
+    let mut client = etcd_client::Client::connect(c.endpoints(), None)
+        .await
+        .unwrap();
+    let lease = client.lease_grant(60, None).await.unwrap().id();
+    let held = client
+        .lock(
+            "mixed",
+            Some(etcd_client::LockOptions::new().with_lease(lease)),
+        )
+        .await
+        .unwrap();
+    let ep = hostports(&c);
+    let waiting = tokio::task::spawn_blocking(move || {
+        let b = Contender::spawn(&ep, &["lock", "mixed"]);
+        assert_eq!(
+            b.first_line(Duration::from_secs(2)),
+            None,
+            "etcdctl took a lock the Lock service had granted"
+        );
+        b
+    })
+    .await
+    .unwrap();
+    client.unlock(held.key()).await.unwrap();
+    let won = tokio::task::spawn_blocking(move || waiting.first_line(Duration::from_secs(15)))
+        .await
+        .unwrap();
+    assert!(
+        won.as_deref().is_some_and(|l| l.starts_with("mixed/")),
+        "etcdctl never got the lock after the Lock service's holder unlocked: {won:?}"
+    );
 }
