@@ -11,6 +11,7 @@ pub mod backup;
 pub mod compactor;
 pub mod config;
 pub mod embedded;
+mod gateway;
 pub mod lease;
 pub mod log_store;
 mod metrics;

@@ -49,8 +49,12 @@ pub fn serve(
     };
     let limit = MAX_REQUEST_BYTES + GRPC_OVERHEAD;
     let mut stop = node.shutdown_signal();
+    let gateway = crate::gateway::Gateway(crate::gateway::router(api.clone()));
     let client_router = builder(client_tls)?
+        // etcd's JSON gateway speaks HTTP/1.1 beside gRPC on the client port.
+        .accept_http1(true)
         .layer(orbit_telemetry::RpcLayer)
+        .add_service(gateway)
         .add_service(PbKvServer::new(api.clone()).max_decoding_message_size(limit))
         .add_service(PbWatchServer::new(api.clone()).max_decoding_message_size(limit))
         .add_service(PbLeaseServer::new(api.clone()).max_decoding_message_size(limit))
@@ -110,14 +114,15 @@ pub fn no_delay(
     })
 }
 
+/// The etcd API of one member; the gRPC services and the JSON gateway call it alike.
 #[derive(Clone)]
-struct Api {
-    node: Arc<StoreNode>,
-    kv: EmbeddedKv,
+pub(crate) struct Api {
+    pub(crate) node: Arc<StoreNode>,
+    pub(crate) kv: EmbeddedKv,
 }
 
 impl Api {
-    fn header(&self, revision: i64) -> Option<PbResponseHeader> {
+    pub(crate) fn header(&self, revision: i64) -> Option<PbResponseHeader> {
         Some(PbResponseHeader {
             cluster_id: self.node.cluster_id(),
             member_id: self.node.id(),
@@ -126,7 +131,7 @@ impl Api {
         })
     }
 
-    fn revision(&self) -> i64 {
+    pub(crate) fn revision(&self) -> i64 {
         self.node.shared().read().kv.revision()
     }
 
@@ -246,7 +251,18 @@ impl PbWatchService for Api {
         &self,
         request: Request<Streaming<PbWatchRequest>>,
     ) -> GrpcResult<Self::WatchStream> {
-        let mut input = request.into_inner();
+        Ok(Response::new(self.watch_stream(request.into_inner())))
+    }
+}
+
+impl Api {
+    /// The watch responses to a stream of watch requests (gRPC's, or the JSON
+    /// gateway's one request): ends when the requests end or the answer is dropped.
+    pub(crate) fn watch_stream(
+        &self,
+        mut input: impl Stream<Item = Result<PbWatchRequest, Status>> + Send + Unpin + 'static,
+    ) -> BoxStream<PbWatchResponse> {
+        use tokio_stream::StreamExt as _;
         let (tx, rx) = mpsc::channel::<Result<PbWatchResponse, Status>>(256);
         let api = self.clone();
         tokio::spawn(async move {
@@ -255,10 +271,10 @@ impl PbWatchService for Api {
             loop {
                 let msg = tokio::select! {
                     _ = tx.closed() => break,
-                    m = input.message() => m,
+                    m = input.next() => m,
                 };
                 let req = match msg {
-                    Ok(Some(r)) => r,
+                    Some(Ok(r)) => r,
                     _ => break,
                 };
                 match req.request_union {
@@ -363,7 +379,7 @@ impl PbWatchService for Api {
                 h.abort();
             }
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Box::pin(ReceiverStream::new(rx))
     }
 }
 
