@@ -434,3 +434,123 @@ async fn etcdctl_elect_and_lock_with_two_contenders() {
         "etcdctl never got the lock after the Lock service's holder unlocked: {won:?}"
     );
 }
+
+/// `etcdctl args` that must fail; what it printed.
+fn etcdctl_refused(endpoints: &str, args: &[&str]) -> String {
+    let out = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoints}"))
+        .arg("--command-timeout=10s")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "etcdctl {args:?} succeeded");
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn etcdctl_member_update_moves_a_member_to_a_new_peer_url() {
+    let mut c = common::start(3).await;
+    let ep = hostports(&c);
+    let e = ep.clone();
+    let list = tokio::task::spawn_blocking(move || etcdctl(&e, &["member", "list"]))
+        .await
+        .unwrap();
+    let id_of = |list: &str, name: &str| {
+        list.lines()
+            .find(|l| l.contains(&format!(", {name},")))
+            .and_then(|l| l.split(',').next())
+            .unwrap()
+            .to_string()
+    };
+    let id = id_of(&list, "m2");
+    let other_peer = format!("http://127.0.0.1:{}", c.members[0].peer);
+    let moved = orbit_testkit::free_port();
+    let moved_url = format!("http://127.0.0.1:{moved}");
+
+    // Refused: an unknown member, and a URL another member has.
+    let (e, i, o) = (ep.clone(), id.clone(), other_peer.clone());
+    let (unknown, taken) = tokio::task::spawn_blocking(move || {
+        (
+            etcdctl_refused(
+                &e,
+                &[
+                    "member",
+                    "update",
+                    "1234abcd",
+                    "--peer-urls=http://127.0.0.1:1",
+                ],
+            ),
+            etcdctl_refused(&e, &["member", "update", &i, &format!("--peer-urls={o}")]),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(unknown.contains("member not found"), "{unknown}");
+    assert!(taken.contains("Peer URLs already exists"), "{taken}");
+
+    // m2 moves: the membership says so, then m2 restarts on the new URL.
+    let (e, i, u) = (ep.clone(), id.clone(), moved_url.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        etcdctl(&e, &["member", "update", &i, &format!("--peer-urls={u}")])
+    })
+    .await
+    .unwrap();
+    assert!(out.contains("updated"), "{out}");
+    c.kill(2);
+    let kv = c.client_of(0).await;
+    for i in 0..50 {
+        kv.put(orbit_kv::PutRequest::new(format!("while-moving/{i}"), "v"))
+            .await
+            .unwrap();
+    }
+    // Its flags say the new URL too (an existing data dir ignores the rest of
+    // --initial-cluster, as etcd's).
+    let old_url = format!("http://127.0.0.1:{}", c.members[2].peer);
+    let args = &mut c.members[2].args;
+    let at = args.iter().position(|a| a == "--peer-url").unwrap();
+    args[at + 1] = moved_url.clone();
+    let at = args.iter().position(|a| a == "--initial-cluster").unwrap();
+    args[at + 1] = args[at + 1].replace(&old_url, &moved_url);
+    c.members[2].peer = moved;
+    c.spawn(2);
+
+    // It catches up on its new URL: a linearizable read through it sees every write,
+    // and every member lists the new URL.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let seen = match c
+            .client_of(2)
+            .await
+            .range(orbit_kv::RangeRequest::prefix("while-moving/"))
+            .await
+        {
+            Ok(r) => r.kvs.len(),
+            Err(_) => 0,
+        };
+        if seen == 50 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the moved member never caught up ({seen} of 50)"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for i in 0..3 {
+        let e = format!("127.0.0.1:{}", c.members[i].client);
+        let list = tokio::task::spawn_blocking(move || etcdctl(&e, &["member", "list"]))
+            .await
+            .unwrap();
+        assert!(
+            list.contains(&format!(", m2, {moved_url},")),
+            "member {i}: {list}"
+        );
+        assert_eq!(id_of(&list, "m2"), id, "the member keeps its id");
+    }
+    c.client_of(2)
+        .await
+        .put(orbit_kv::PutRequest::new("after-move", "v"))
+        .await
+        .unwrap();
+}

@@ -52,6 +52,14 @@ pub enum ForwardRequest {
     MemberPromote(NodeId),
     /// The member list (answered by any member, leader or not).
     Members,
+    /// A member's new peer URLs (added last: older members refuse what they do not
+    /// know rather than misread it).
+    MemberUpdate {
+        /// The member.
+        id: NodeId,
+        /// Its peer URLs from now on.
+        peer_urls: Vec<String>,
+    },
 }
 
 /// The leader's answer to a [`ForwardRequest`].

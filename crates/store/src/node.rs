@@ -402,6 +402,9 @@ impl StoreNode {
             }
             ForwardRequest::MemberRemove(id) => self.remove_member(*id).await,
             ForwardRequest::MemberPromote(id) => self.promote_member(*id).await,
+            ForwardRequest::MemberUpdate { id, peer_urls } => {
+                self.update_member(*id, peer_urls).await
+            }
         }
     }
 
@@ -532,6 +535,36 @@ impl StoreNode {
             }
         }
         live
+    }
+
+    /// Points the membership at a member's new peer URL (etcd's MemberUpdate: the
+    /// member moved; it keeps its id, log and role).
+    async fn update_member(
+        &self,
+        id: NodeId,
+        peer_urls: &[String],
+    ) -> Result<ForwardResponse, ForwardError> {
+        let url = peer_urls
+            .first()
+            .cloned()
+            .ok_or_else(|| KvError::InvalidArgument("member peer urls not provided".into()))?;
+        let members = self.members();
+        if !members.iter().any(|m| m.id == id) {
+            return Err(KvError::MemberNotFound.into());
+        }
+        if members
+            .iter()
+            .any(|m| m.id != id && m.peer_urls.iter().any(|u| peer_urls.contains(u)))
+        {
+            return Err(KvError::PeerUrlExists.into());
+        }
+        // Only the address changes: the voter and learner sets stay as they are.
+        self.change_membership(
+            ChangeMembers::SetNodes(BTreeMap::from([(id, PeerNode { peer_url: url })])),
+            true,
+        )
+        .await?;
+        Ok(ForwardResponse::Done)
     }
 
     async fn promote_member(&self, id: NodeId) -> Result<ForwardResponse, ForwardError> {
@@ -715,6 +748,13 @@ impl StoreNode {
     /// Removes a member (etcd's MemberRemove).
     pub async fn member_remove(&self, id: NodeId) -> KvResult<()> {
         self.leader_call(ForwardRequest::MemberRemove(id)).await?;
+        Ok(())
+    }
+
+    /// Changes a member's peer URLs (etcd's MemberUpdate).
+    pub async fn member_update(&self, id: NodeId, peer_urls: Vec<String>) -> KvResult<()> {
+        self.leader_call(ForwardRequest::MemberUpdate { id, peer_urls })
+            .await?;
         Ok(())
     }
 

@@ -508,11 +508,18 @@ impl PbClusterService for Api {
 
     async fn member_update(
         &self,
-        _request: Request<PbMemberUpdateRequest>,
+        request: Request<PbMemberUpdateRequest>,
     ) -> GrpcResult<PbMemberUpdateResponse> {
-        Err(Status::unimplemented(
-            "orbit does not change a member's peer URLs in place: remove the member and add it again",
-        ))
+        let r = request.into_inner();
+        self.node
+            .member_update(r.id, r.peer_ur_ls)
+            .await
+            .map_err(st)?;
+        let _ = self.node.read_barrier().await;
+        Ok(Response::new(PbMemberUpdateResponse {
+            header: self.header(self.revision()),
+            members: self.members_pb(),
+        }))
     }
 
     async fn member_list(
