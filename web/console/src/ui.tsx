@@ -149,3 +149,24 @@ export function Secret(props: { label: string; value: string }) {
     </div>
   );
 }
+
+/** A page that is one form under its heading (log in, sign up, resets). */
+export function FormPage(props: {
+  title: string;
+  submit: string;
+  action: () => Promise<string | void>;
+  children: ReactNode;
+  before?: ReactNode;
+  after?: ReactNode;
+}) {
+  return (
+    <main className="narrow">
+      <h1>{props.title}</h1>
+      {props.before}
+      <Form label={props.title} submit={props.submit} action={props.action}>
+        {props.children}
+      </Form>
+      {props.after}
+    </main>
+  );
+}

@@ -3,38 +3,43 @@
 import { useEffect, useState } from "react";
 import { call, type Me } from "../api";
 import { navigate } from "../route";
-import { Field, Form, Link, Notice } from "../ui";
+import { Field, FormPage, Link, Notice } from "../ui";
 
 export function LogIn(props: { onLogIn: (me: Me) => void; notice?: string | null }) {
   const [email, setEmail] = useState("");
   const [password, setPassword] = useState("");
   return (
-    <main className="narrow">
-      <h1>Log in</h1>
-      <Notice ok={props.notice} />
-      <Form
-        label="Log in"
-        submit="Log in"
-        action={async () => {
-          props.onLogIn(await call<Me>("POST", "/login", { email, password }));
-        }}
-      >
-        <Field label="Email" type="email" name="email" value={email} onChange={setEmail} required autoComplete="username" />
-        <Field
-          label="Password"
-          type="password"
-          name="password"
-          value={password}
-          onChange={setPassword}
-          required
-          autoComplete="current-password"
-        />
-      </Form>
-      <p>
-        New here? <Link to="/signup">Create an account</Link>. Forgot your password?{" "}
-        <Link to="/reset/request">Reset it</Link>.
-      </p>
-    </main>
+    <FormPage
+      title="Log in"
+      submit="Log in"
+      before={
+        <>
+          <Notice ok={props.notice} />
+        </>
+      }
+      after={
+        <>
+          <p>
+            New here? <Link to="/signup">Create an account</Link>. Forgot your password?{" "}
+            <Link to="/reset/request">Reset it</Link>.
+          </p>
+        </>
+      }
+      action={async () => {
+        props.onLogIn(await call<Me>("POST", "/login", { email, password }));
+      }}
+    >
+      <Field label="Email" type="email" name="email" value={email} onChange={setEmail} required autoComplete="username" />
+      <Field
+        label="Password"
+        type="password"
+        name="password"
+        value={password}
+        onChange={setPassword}
+        required
+        autoComplete="current-password"
+      />
+    </FormPage>
   );
 }
 
@@ -55,35 +60,36 @@ export function SignUp() {
     );
   }
   return (
-    <main className="narrow">
-      <h1>Create an account</h1>
-      <Form
-        label="Create an account"
-        submit="Create account"
-        action={async () => {
-          if (password !== again) throw new Error("the two passwords differ");
-          const r = await call<{ email: string }>("POST", "/signup", { email, password });
-          setSent(r.email);
-        }}
-      >
-        <Field label="Email" type="email" name="email" value={email} onChange={setEmail} required autoComplete="email" />
-        <Field
-          label="Password"
-          type="password"
-          name="new-password"
-          value={password}
-          onChange={setPassword}
-          required
-          minLength={10}
-          autoComplete="new-password"
-          hint="At least 10 characters."
-        />
-        <Field label="Password again" type="password" name="again" value={again} onChange={setAgain} required autoComplete="new-password" />
-      </Form>
-      <p>
-        Have an account? <Link to="/login">Log in</Link>.
-      </p>
-    </main>
+    <FormPage
+      title="Create an account"
+      submit="Create account"
+      after={
+        <>
+          <p>
+            Have an account? <Link to="/login">Log in</Link>.
+          </p>
+        </>
+      }
+      action={async () => {
+        if (password !== again) throw new Error("the two passwords differ");
+        const r = await call<{ email: string }>("POST", "/signup", { email, password });
+        setSent(r.email);
+      }}
+    >
+      <Field label="Email" type="email" name="email" value={email} onChange={setEmail} required autoComplete="email" />
+      <Field
+        label="Password"
+        type="password"
+        name="new-password"
+        value={password}
+        onChange={setPassword}
+        required
+        minLength={10}
+        autoComplete="new-password"
+        hint="At least 10 characters."
+      />
+      <Field label="Password again" type="password" name="again" value={again} onChange={setAgain} required autoComplete="new-password" />
+    </FormPage>
   );
 }
 
@@ -112,50 +118,48 @@ export function Confirm(props: { token: string }) {
 export function ResetRequest() {
   const [email, setEmail] = useState("");
   return (
-    <main className="narrow">
-      <h1>Reset your password</h1>
-      <Form
-        label="Reset your password"
-        submit="Send a reset link"
-        action={async () => {
-          await call("POST", "/reset/request", { email });
-          return "If that address has an account, a reset link is on its way.";
-        }}
-      >
-        <Field label="Email" type="email" name="email" value={email} onChange={setEmail} required autoComplete="email" />
-      </Form>
-      <p>
-        <Link to="/login">Back to log in</Link>
-      </p>
-    </main>
+    <FormPage
+      title="Reset your password"
+      submit="Send a reset link"
+      after={
+        <>
+          <p>
+            <Link to="/login">Back to log in</Link>
+          </p>
+        </>
+      }
+      action={async () => {
+        await call("POST", "/reset/request", { email });
+        return "If that address has an account, a reset link is on its way.";
+      }}
+    >
+      <Field label="Email" type="email" name="email" value={email} onChange={setEmail} required autoComplete="email" />
+    </FormPage>
   );
 }
 
 export function Reset(props: { token: string }) {
   const [password, setPassword] = useState("");
   return (
-    <main className="narrow">
-      <h1>Choose a new password</h1>
-      <Form
-        label="Choose a new password"
-        submit="Set password"
-        action={async () => {
-          await call("POST", "/reset", { token: props.token, password });
-          navigate("/login?reset=1", true);
-        }}
-      >
-        <Field
-          label="New password"
-          type="password"
-          name="new-password"
-          value={password}
-          onChange={setPassword}
-          required
-          minLength={10}
-          autoComplete="new-password"
-          hint="At least 10 characters. Every session of the account ends."
-        />
-      </Form>
-    </main>
+    <FormPage
+      title="Choose a new password"
+      submit="Set password"
+      action={async () => {
+        await call("POST", "/reset", { token: props.token, password });
+        navigate("/login?reset=1", true);
+      }}
+    >
+      <Field
+        label="New password"
+        type="password"
+        name="new-password"
+        value={password}
+        onChange={setPassword}
+        required
+        minLength={10}
+        autoComplete="new-password"
+        hint="At least 10 characters. Every session of the account ends."
+      />
+    </FormPage>
   );
 }
