@@ -173,6 +173,17 @@ pub async fn lock(kv: std::sync::Arc<dyn Kv>, name: &[u8], lease: i64) -> Result
     }
     let key = contender_key(name, lease);
     let (create_revision, _) = own(&*kv, &key, lease, b"").await?;
+    wait_turn(kv, name, key, create_revision).await
+}
+
+/// Waits until `key` (created at `create_revision`) is the oldest contender of `name`
+/// and still there; withdraws it if the wait is given up.
+async fn wait_turn(
+    kv: std::sync::Arc<dyn Kv>,
+    name: &[u8],
+    key: Vec<u8>,
+    create_revision: i64,
+) -> Result<Held> {
     let guard = Withdraw {
         kv: Some(kv.clone()),
         key: &key,
@@ -218,18 +229,7 @@ pub async fn campaign(
     if existing.is_some_and(|k| k.value != value) {
         proclaim(&*kv, &key, create_revision, value).await?;
     }
-    let guard = Withdraw {
-        kv: Some(kv.clone()),
-        key: &key,
-    };
-    let revision = wait_deletes(&*kv, name, create_revision - 1).await?;
-    still_there(&*kv, &key, create_revision).await?;
-    guard.disarm();
-    Ok(Held {
-        key,
-        create_revision,
-        revision,
-    })
+    wait_turn(kv, name, key, create_revision).await
 }
 
 /// The leader `key` (created at `create_revision`) sets `value`; refused unless it

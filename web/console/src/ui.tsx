@@ -170,3 +170,20 @@ export function FormPage(props: {
     </main>
   );
 }
+
+/** A new password's field, with the rule the console holds it to. */
+export function NewPassword(props: { label: string; value: string; onChange: (v: string) => void; hint?: string }) {
+  return (
+    <Field
+      label={props.label}
+      type="password"
+      name="new-password"
+      value={props.value}
+      onChange={props.onChange}
+      required
+      minLength={10}
+      autoComplete="new-password"
+      hint={`At least 10 characters.${props.hint ? ` ${props.hint}` : ""}`}
+    />
+  );
+}

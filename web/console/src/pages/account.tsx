@@ -3,7 +3,7 @@
 import { useEffect, useState } from "react";
 import { call, type Billing, type Me } from "../api";
 import { amount, time } from "../format";
-import { Field, Form, Notice } from "../ui";
+import { Field, Form, NewPassword, Notice } from "../ui";
 
 export function Account(props: { me: Me; onSession: (me: Me) => void }) {
   const [current, setCurrent] = useState("");
@@ -40,7 +40,7 @@ export function Account(props: { me: Me; onSession: (me: Me) => void }) {
           }}
         >
           <Field label="Current password" type="password" value={current} onChange={setCurrent} required autoComplete="current-password" />
-          <Field label="New password" type="password" value={next} onChange={setNext} required minLength={10} autoComplete="new-password" hint="At least 10 characters." />
+          <NewPassword label="New password" value={next} onChange={setNext} />
         </Form>
       </section>
       <section aria-labelledby="billing-h">

@@ -3,7 +3,7 @@
 import { useEffect, useState } from "react";
 import { call, type Me } from "../api";
 import { navigate } from "../route";
-import { Field, FormPage, Link, Notice } from "../ui";
+import { Field, FormPage, Link, NewPassword, Notice } from "../ui";
 
 export function LogIn(props: { onLogIn: (me: Me) => void; notice?: string | null }) {
   const [email, setEmail] = useState("");
@@ -77,17 +77,7 @@ export function SignUp() {
       }}
     >
       <Field label="Email" type="email" name="email" value={email} onChange={setEmail} required autoComplete="email" />
-      <Field
-        label="Password"
-        type="password"
-        name="new-password"
-        value={password}
-        onChange={setPassword}
-        required
-        minLength={10}
-        autoComplete="new-password"
-        hint="At least 10 characters."
-      />
+      <NewPassword label="Password" value={password} onChange={setPassword} />
       <Field label="Password again" type="password" name="again" value={again} onChange={setAgain} required autoComplete="new-password" />
     </FormPage>
   );
@@ -149,17 +139,7 @@ export function Reset(props: { token: string }) {
         navigate("/login?reset=1", true);
       }}
     >
-      <Field
-        label="New password"
-        type="password"
-        name="new-password"
-        value={password}
-        onChange={setPassword}
-        required
-        minLength={10}
-        autoComplete="new-password"
-        hint="At least 10 characters. Every session of the account ends."
-      />
+      <NewPassword label="New password" value={password} onChange={setPassword} hint="Every session of the account ends." />
     </FormPage>
   );
 }
