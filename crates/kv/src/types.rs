@@ -333,6 +333,26 @@ impl TxnRequest {
             failure: Vec::new(),
         }
     }
+
+    /// Runs `success` only if `key` was created at `create_revision` (0: absent), else
+    /// `failure`: the holder of a key acting only while the key is still the one it
+    /// made.
+    pub fn if_created(
+        key: impl Into<Vec<u8>>,
+        create_revision: i64,
+        success: Vec<TxnOp>,
+        failure: Vec<TxnOp>,
+    ) -> Self {
+        TxnRequest {
+            compare: vec![Compare::new(
+                key,
+                CompareOp::Equal,
+                CompareTarget::Create(create_revision),
+            )],
+            success,
+            failure,
+        }
+    }
 }
 
 /// Result of one transaction operation.

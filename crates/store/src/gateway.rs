@@ -332,16 +332,9 @@ async fn keep_alive(State(api): State<Api>, body: Bytes) -> Response {
         Ok(q) => q,
         Err(e) => return failure(e),
     };
-    let ttl = match orbit_kv::Kv::lease_keep_alive(&api.kv, q.id).await {
-        Ok(t) => t,
-        // etcd answers an unknown lease with TTL 0.
-        Err(orbit_kv::KvError::LeaseNotFound) => 0,
-        Err(e) => return failure(orbit_kv::pb::error_to_status(&e)),
-    };
-    let resp = PbLeaseKeepAliveResponse {
-        header: api.header(api.revision()),
-        id: q.id,
-        ttl,
+    let resp = match api.keep_alive_once(q.id).await {
+        Ok(r) => r,
+        Err(e) => return failure(e),
     };
     lines(
         "etcdserverpb.LeaseKeepAliveResponse",

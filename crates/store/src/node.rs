@@ -437,22 +437,37 @@ impl StoreNode {
         }
     }
 
+    /// The URL a member is reached on: the first of `peer_urls`.
+    fn first_peer_url(peer_urls: &[String]) -> Result<String, ForwardError> {
+        peer_urls
+            .first()
+            .cloned()
+            .ok_or_else(|| KvError::InvalidArgument("member peer urls not provided".into()).into())
+    }
+
+    /// Refuses `peer_urls` when one of `members` other than `except` has one of them.
+    fn check_peer_urls_free(
+        peer_urls: &[String],
+        members: &[Member],
+        except: Option<NodeId>,
+    ) -> Result<(), ForwardError> {
+        if members
+            .iter()
+            .any(|m| Some(m.id) != except && m.peer_urls.iter().any(|u| peer_urls.contains(u)))
+        {
+            return Err(KvError::PeerUrlExists.into());
+        }
+        Ok(())
+    }
+
     async fn add_member(
         &self,
         peer_urls: Vec<String>,
         learner: bool,
     ) -> Result<ForwardResponse, ForwardError> {
-        let url = peer_urls
-            .first()
-            .cloned()
-            .ok_or_else(|| KvError::InvalidArgument("member peer urls not provided".into()))?;
+        let url = Self::first_peer_url(&peer_urls)?;
         let existing = self.members();
-        if existing
-            .iter()
-            .any(|m| m.peer_urls.iter().any(|u| peer_urls.contains(u)))
-        {
-            return Err(KvError::PeerUrlExists.into());
-        }
+        Self::check_peer_urls_free(&peer_urls, &existing, None)?;
         let id = {
             let state = self.shared.read();
             loop {
@@ -544,20 +559,12 @@ impl StoreNode {
         id: NodeId,
         peer_urls: &[String],
     ) -> Result<ForwardResponse, ForwardError> {
-        let url = peer_urls
-            .first()
-            .cloned()
-            .ok_or_else(|| KvError::InvalidArgument("member peer urls not provided".into()))?;
+        let url = Self::first_peer_url(peer_urls)?;
         let members = self.members();
         if !members.iter().any(|m| m.id == id) {
             return Err(KvError::MemberNotFound.into());
         }
-        if members
-            .iter()
-            .any(|m| m.id != id && m.peer_urls.iter().any(|u| peer_urls.contains(u)))
-        {
-            return Err(KvError::PeerUrlExists.into());
-        }
+        Self::check_peer_urls_free(peer_urls, &members, Some(id))?;
         // Only the address changes: the voter and learner sets stay as they are.
         self.change_membership(
             ChangeMembers::SetNodes(BTreeMap::from([(id, PeerNode { peer_url: url })])),

@@ -11,8 +11,8 @@
 
 use futures::StreamExt;
 use orbit_kv::{
-    Compare, CompareOp, CompareTarget, DeleteRequest, EventKind, KeyValue, Kv, KvError, PutRequest,
-    RangeRequest, SortOrder, SortTarget, TxnOp, TxnOpResponse, TxnRequest, WatchOptions,
+    DeleteRequest, EventKind, KeyValue, Kv, KvError, PutRequest, RangeRequest, SortOrder,
+    SortTarget, TxnOp, TxnOpResponse, TxnRequest, WatchOptions,
 };
 
 /// Why a recipe failed: the store, or etcd's own election and lock errors.
@@ -82,15 +82,12 @@ async fn own(kv: &dyn Kv, key: &[u8], lease: i64, value: &[u8]) -> Result<(i64, 
     let mut put = PutRequest::new(key.to_vec(), value.to_vec());
     put.lease = lease;
     let r = kv
-        .txn(TxnRequest {
-            compare: vec![Compare::new(
-                key.to_vec(),
-                CompareOp::Equal,
-                CompareTarget::Create(0),
-            )],
-            success: vec![TxnOp::Put(put)],
-            failure: vec![TxnOp::Range(RangeRequest::key(key.to_vec()))],
-        })
+        .txn(TxnRequest::if_created(
+            key.to_vec(),
+            0,
+            vec![TxnOp::Put(put)],
+            vec![TxnOp::Range(RangeRequest::key(key.to_vec()))],
+        ))
         .await?;
     if r.succeeded {
         return Ok((r.revision, None));
@@ -238,15 +235,12 @@ pub async fn proclaim(kv: &dyn Kv, key: &[u8], create_revision: i64, value: &[u8
     let mut put = PutRequest::new(key.to_vec(), value.to_vec());
     put.ignore_lease = true;
     let r = kv
-        .txn(TxnRequest {
-            compare: vec![Compare::new(
-                key.to_vec(),
-                CompareOp::Equal,
-                CompareTarget::Create(create_revision),
-            )],
-            success: vec![TxnOp::Put(put)],
-            failure: vec![],
-        })
+        .txn(TxnRequest::if_created(
+            key.to_vec(),
+            create_revision,
+            vec![TxnOp::Put(put)],
+            Vec::new(),
+        ))
         .await?;
     if !r.succeeded {
         return Err(RecipeError::NotLeader);
@@ -257,15 +251,12 @@ pub async fn proclaim(kv: &dyn Kv, key: &[u8], create_revision: i64, value: &[u8
 /// The leader gives up (its key goes if it is still that leader's); the revision after.
 pub async fn resign(kv: &dyn Kv, key: &[u8], create_revision: i64) -> Result<i64> {
     let r = kv
-        .txn(TxnRequest {
-            compare: vec![Compare::new(
-                key.to_vec(),
-                CompareOp::Equal,
-                CompareTarget::Create(create_revision),
-            )],
-            success: vec![TxnOp::Delete(DeleteRequest::key(key.to_vec()))],
-            failure: vec![],
-        })
+        .txn(TxnRequest::if_created(
+            key.to_vec(),
+            create_revision,
+            vec![TxnOp::Delete(DeleteRequest::key(key.to_vec()))],
+            Vec::new(),
+        ))
         .await?;
     Ok(r.revision)
 }

@@ -421,19 +421,12 @@ impl PbLeaseService for Api {
         let api = self.clone();
         tokio::spawn(async move {
             while let Ok(Some(req)) = input.message().await {
-                let ttl = match api.kv.lease_keep_alive(req.id).await {
-                    Ok(ttl) => ttl,
-                    // etcd answers an unknown lease with TTL 0.
-                    Err(KvError::LeaseNotFound) => 0,
+                let resp = match api.keep_alive_once(req.id).await {
+                    Ok(r) => r,
                     Err(e) => {
-                        let _ = tx.send(Err(st(e))).await;
+                        let _ = tx.send(Err(e)).await;
                         return;
                     }
-                };
-                let resp = PbLeaseKeepAliveResponse {
-                    header: api.header(api.revision()),
-                    id: req.id,
-                    ttl,
                 };
                 if tx.send(Ok(resp)).await.is_err() {
                     return;
@@ -737,6 +730,24 @@ use recipes_pb::v3electionpb as el;
 use recipes_pb::v3lockpb as lk;
 
 impl Api {
+    /// One keep-alive of lease `id` (gRPC's stream and the gateway answer each alike).
+    pub(crate) async fn keep_alive_once(
+        &self,
+        id: i64,
+    ) -> Result<PbLeaseKeepAliveResponse, Status> {
+        let ttl = match self.kv.lease_keep_alive(id).await {
+            Ok(ttl) => ttl,
+            // etcd answers an unknown lease with TTL 0.
+            Err(KvError::LeaseNotFound) => 0,
+            Err(e) => return Err(st(e)),
+        };
+        Ok(PbLeaseKeepAliveResponse {
+            header: self.header(self.revision()),
+            id,
+            ttl,
+        })
+    }
+
     fn shared_kv(&self) -> Arc<dyn Kv> {
         Arc::new(self.kv.clone())
     }
