@@ -44,16 +44,8 @@ pub enum SnapshotCommand {
 pub struct SaveArgs {
     /// Where to write it (replaced only once the whole backup is in and checks out).
     file: PathBuf,
-    /// Client URLs of members, comma separated.
-    #[arg(
-        long,
-        env = "ORBIT_STORE_ENDPOINTS",
-        default_value = "http://127.0.0.1:2379",
-        value_delimiter = ','
-    )]
-    endpoints: Vec<String>,
     #[command(flatten)]
-    tls: crate::store_client::TlsArgs,
+    members: Members,
 }
 
 /// Flags of `storage snapshot status`.
@@ -169,6 +161,16 @@ pub struct InitArgs {
 /// Flags of `storage status`.
 #[derive(Args)]
 pub struct StatusArgs {
+    #[command(flatten)]
+    members: Members,
+    /// Cluster token whose replica table to show.
+    #[arg(long, env = "ORBIT_STORE_TOKEN", default_value = "orbit")]
+    token: String,
+}
+
+/// The members a command asks, and the TLS it reaches them with.
+#[derive(Args)]
+pub struct Members {
     /// Client URLs of members, comma separated.
     #[arg(
         long,
@@ -177,9 +179,6 @@ pub struct StatusArgs {
         value_delimiter = ','
     )]
     endpoints: Vec<String>,
-    /// Cluster token whose replica table to show.
-    #[arg(long, env = "ORBIT_STORE_TOKEN", default_value = "orbit")]
-    token: String,
     #[command(flatten)]
     tls: crate::store_client::TlsArgs,
 }
@@ -280,9 +279,9 @@ async fn init(a: InitArgs) -> anyhow::Result<()> {
 async fn status(a: StatusArgs) -> anyhow::Result<()> {
     // Ask the endpoints one at a time: a status report must work while some are down.
     let mut found = None;
-    for ep in &a.endpoints {
+    for ep in &a.members.endpoints {
         let attempt = async {
-            let kv = a.tls.connect(std::slice::from_ref(ep)).await?;
+            let kv = a.members.tls.connect(std::slice::from_ref(ep)).await?;
             let members = kv.members().await?;
             Ok::<_, anyhow::Error>((kv, members))
         };
@@ -302,7 +301,7 @@ async fn status(a: StatusArgs) -> anyhow::Result<()> {
     for m in &members {
         let (health, revision, role) = match m.client_urls.first() {
             None => ("unstarted".to_string(), String::new(), String::new()),
-            Some(url) => match status_of(url, &a.tls).await {
+            Some(url) => match status_of(url, &a.members.tls).await {
                 Ok((s, rev)) => {
                     leader = s.leader();
                     let role = if s.0.is_learner {
@@ -406,7 +405,7 @@ async fn snapshot(cmd: SnapshotCommand) -> anyhow::Result<()> {
     use orbit_store::backup;
     match cmd {
         SnapshotCommand::Save(a) => {
-            let kv = a.tls.connect(&a.endpoints).await?;
+            let kv = a.members.tls.connect(&a.members.endpoints).await?;
             let bytes = kv.snapshot().await.context("taking the backup")?;
             let h = backup::header(&bytes).context("the backup the store sent")?;
             let part = a.file.with_extension("part");
