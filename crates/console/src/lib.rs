@@ -141,6 +141,18 @@ struct AppState {
 
 type St = State<Arc<AppState>>;
 
+impl AppState {
+    /// Sends `mail`; a sender that fails makes the request 503, saying why.
+    async fn mail(&self, mail: Mail) -> Result<(), Failure> {
+        self.mailer.send(mail).await.map_err(|e| {
+            Failure(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("sending mail: {e}"),
+            )
+        })
+    }
+}
+
 /// An error as the console answers it: a status and `{"error": …}`.
 struct Failure(StatusCode, String);
 
@@ -229,19 +241,12 @@ struct Credentials {
 async fn sign_up(State(st): St, Json(c): Json<Credentials>) -> Answer {
     let (account, token) = st.console.sign_up(&c.email, &c.password, now()).await?;
     let link = format!("{}/confirm?token={token}", st.public_url);
-    st.mailer
-        .send(Mail {
-            to: account.email.clone(),
-            subject: "Confirm your orbit account".into(),
-            body: format!("Open this link to confirm your email address:\n\n{link}\n"),
-        })
-        .await
-        .map_err(|e| {
-            Failure(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("sending mail: {e}"),
-            )
-        })?;
+    st.mail(Mail {
+        to: account.email.clone(),
+        subject: "Confirm your orbit account".into(),
+        body: format!("Open this link to confirm your email address:\n\n{link}\n"),
+    })
+    .await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({ "email": account.email, "confirmation": "sent" })),
@@ -314,16 +319,14 @@ struct EmailBody {
 async fn request_reset(State(st): St, Json(b): Json<EmailBody>) -> Answer {
     if let Some((a, token)) = st.console.request_reset(&b.email, now()).await? {
         let link = format!("{}/reset?token={token}", st.public_url);
-        st.mailer
-            .send(Mail {
-                to: a.email,
-                subject: "Reset your orbit password".into(),
-                body: format!(
-                    "Open this link to set a new password:\n\n{link}\n\nIf you did not ask for it, ignore this message.\n"
-                ),
-            })
-            .await
-            .map_err(|e| Failure(StatusCode::SERVICE_UNAVAILABLE, format!("sending mail: {e}")))?;
+        st.mail(Mail {
+            to: a.email,
+            subject: "Reset your orbit password".into(),
+            body: format!(
+                "Open this link to set a new password:\n\n{link}\n\nIf you did not ask for it, ignore this message.\n"
+            ),
+        })
+        .await?;
     }
     // The same answer whether or not the account exists.
     Ok((
@@ -415,26 +418,8 @@ async fn create_key(
     Json(b): Json<NewKey>,
 ) -> Answer {
     let (_, a) = authed(&st, &headers, true).await?;
-    let mut caveats = Vec::new();
-    if b.read_only {
-        caveats.push(Caveat::ReadOnly);
-    }
-    match (b.bucket, b.prefix) {
-        (Some(bucket), prefix) => caveats.push(Caveat::Prefix {
-            bucket,
-            prefix: prefix.unwrap_or_default(),
-        }),
-        (None, Some(_)) => {
-            return Err(Failure(
-                StatusCode::BAD_REQUEST,
-                "a key prefix needs its bucket".into(),
-            ))
-        }
-        (None, None) => {}
-    }
-    if let Some(t) = b.not_after {
-        caveats.push(Caveat::NotAfter(t));
-    }
+    let caveats = Caveat::restrictions(b.read_only, b.bucket, b.prefix, b.not_after)
+        .map_err(|e| Failure(StatusCode::BAD_REQUEST, e))?;
     let (entry, key) = st
         .console
         .create_key(&a.id, &id, &b.name, caveats, now())

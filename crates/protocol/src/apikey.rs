@@ -23,6 +23,35 @@ pub enum Caveat {
     NotAfter(u64),
 }
 
+impl Caveat {
+    /// The caveats of these restrictions, in the one order the console, `uplink access
+    /// restrict` and the browser add them: read-only, bucket and prefix, expiry.
+    /// A prefix without its bucket is refused.
+    pub fn restrictions(
+        read_only: bool,
+        bucket: Option<String>,
+        prefix: Option<String>,
+        not_after: Option<u64>,
+    ) -> Result<Vec<Caveat>, String> {
+        let mut caveats = Vec::new();
+        if read_only {
+            caveats.push(Caveat::ReadOnly);
+        }
+        match (bucket, prefix) {
+            (Some(bucket), prefix) => caveats.push(Caveat::Prefix {
+                bucket,
+                prefix: prefix.unwrap_or_default(),
+            }),
+            (None, Some(_)) => return Err("a key prefix needs its bucket".into()),
+            (None, None) => {}
+        }
+        if let Some(t) = not_after {
+            caveats.push(Caveat::NotAfter(t));
+        }
+        Ok(caveats)
+    }
+}
+
 /// An API key.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiKey {

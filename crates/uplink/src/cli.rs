@@ -223,20 +223,9 @@ async fn objects(c: Command, out: &mut dyn Write) -> anyhow::Result<()> {
                     not_after,
                 },
         } => {
-            use orbit_protocol::apikey::Caveat;
-            let mut caveats = Vec::new();
-            if read_only {
-                caveats.push(Caveat::ReadOnly);
-            }
-            if let Some(bucket) = bucket {
-                caveats.push(Caveat::Prefix {
-                    bucket,
-                    prefix: prefix.unwrap_or_default(),
-                });
-            }
-            if let Some(t) = not_after {
-                caveats.push(Caveat::NotAfter(t));
-            }
+            let caveats =
+                orbit_protocol::apikey::Caveat::restrictions(read_only, bucket, prefix, not_after)
+                    .map_err(anyhow::Error::msg)?;
             let a = crate::project::Access::parse(&access)?.restrict(caveats)?;
             writeln!(out, "{}", a.serialize())?;
         }
