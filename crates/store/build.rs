@@ -3,6 +3,7 @@ fn main() {
         "proto/peer.proto",
         "proto/lock.proto",
         "proto/election.proto",
+        "proto/auth.proto",
         "proto/etcd",
     ] {
         println!("cargo:rerun-if-changed={p}");
@@ -10,7 +11,8 @@ fn main() {
     tonic_prost_build::configure()
         .compile_protos(&["proto/peer.proto"], &["proto"])
         .expect("compiling proto/peer.proto (is protoc installed?)");
-    // etcd's Lock and Election services: servers only, on etcd-client's message types.
+    // etcd's Lock, Election and Auth services: servers only; the header and key-value
+    // messages are etcd-client's own types.
     tonic_prost_build::configure()
         .build_client(false)
         .extern_path(
@@ -18,8 +20,15 @@ fn main() {
             "::etcd_client::proto::PbResponseHeader",
         )
         .extern_path(".mvccpb.KeyValue", "::etcd_client::proto::PbKeyValue")
-        .compile_protos(&["proto/lock.proto", "proto/election.proto"], &["proto"])
-        .expect("compiling the lock and election protos (is protoc installed?)");
+        .compile_protos(
+            &[
+                "proto/lock.proto",
+                "proto/election.proto",
+                "proto/auth.proto",
+            ],
+            &["proto"],
+        )
+        .expect("compiling the lock, election and auth protos (is protoc installed?)");
     // The JSON gateway's descriptors (no code from them is used).
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets it"));
     std::fs::create_dir_all(out.join("gateway-unused")).expect("making OUT_DIR/gateway-unused");
@@ -33,6 +42,7 @@ fn main() {
                 "proto/gateway.proto",
                 "proto/lock.proto",
                 "proto/election.proto",
+                "proto/auth.proto",
             ],
             &["proto"],
         )

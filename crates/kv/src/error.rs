@@ -70,6 +70,113 @@ pub enum KvError {
     /// The store could not be reached, or failed.
     #[error("{0}")]
     Unavailable(String),
+    /// Refused by authentication or by the caller's permissions (appended last so
+    /// members of an older build still decode the variants before it).
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+}
+
+/// Why authentication or an auth-management request was refused, with etcd's
+/// messages (clients match on them: Go's clientv3 re-authenticates on
+/// [`AuthError::InvalidToken`]).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize,
+)]
+pub enum AuthError {
+    /// Auth is enabled and the request carries no user (no token, no certificate).
+    #[error("etcdserver: user name is empty")]
+    UserEmpty,
+    /// Wrong user name or password, or a user that has no password.
+    #[error("etcdserver: authentication failed, invalid user ID or password")]
+    Failed,
+    /// The caller's roles do not allow the request.
+    #[error("etcdserver: permission denied")]
+    PermissionDenied,
+    /// The token is unknown, expired, or from before a password change.
+    #[error("etcdserver: invalid auth token")]
+    InvalidToken,
+    /// Authenticate while auth is disabled.
+    #[error("etcdserver: authentication is not enabled")]
+    NotEnabled,
+    /// Auth enable without a `root` user.
+    #[error("etcdserver: root user does not exist")]
+    RootUserNotExist,
+    /// Auth enable while `root` lacks the `root` role.
+    #[error("etcdserver: root user does not have root role")]
+    RootRoleNotExist,
+    /// User add of a name that exists.
+    #[error("etcdserver: user name already exists")]
+    UserAlreadyExist,
+    /// No user of that name.
+    #[error("etcdserver: user name not found")]
+    UserNotFound,
+    /// Role add of a name that exists.
+    #[error("etcdserver: role name already exists")]
+    RoleAlreadyExist,
+    /// No role of that name.
+    #[error("etcdserver: role name not found")]
+    RoleNotFound,
+    /// A role with an empty name.
+    #[error("etcdserver: role name is empty")]
+    RoleEmpty,
+    /// Grant permission without a permission.
+    #[error("etcdserver: permission not given")]
+    PermissionNotGiven,
+    /// Revoke of a role the user does not have.
+    #[error("etcdserver: role is not granted to the user")]
+    RoleNotGranted,
+    /// Revoke of a permission the role does not have.
+    #[error("etcdserver: permission is not granted to the role")]
+    PermissionNotGranted,
+    /// A change that would lock everyone out (deleting `root`, or its role, while auth
+    /// is enabled), or a malformed permission range.
+    #[error("etcdserver: invalid auth management")]
+    InvalidAuthMgmt,
+}
+
+impl AuthError {
+    /// Every variant, for matching etcd's messages.
+    pub const ALL: [AuthError; 16] = [
+        AuthError::UserEmpty,
+        AuthError::Failed,
+        AuthError::PermissionDenied,
+        AuthError::InvalidToken,
+        AuthError::NotEnabled,
+        AuthError::RootUserNotExist,
+        AuthError::RootRoleNotExist,
+        AuthError::UserAlreadyExist,
+        AuthError::UserNotFound,
+        AuthError::RoleAlreadyExist,
+        AuthError::RoleNotFound,
+        AuthError::RoleEmpty,
+        AuthError::PermissionNotGiven,
+        AuthError::RoleNotGranted,
+        AuthError::PermissionNotGranted,
+        AuthError::InvalidAuthMgmt,
+    ];
+
+    /// The gRPC code etcd answers it with.
+    pub fn code(self) -> tonic::Code {
+        use tonic::Code;
+        match self {
+            AuthError::PermissionDenied => Code::PermissionDenied,
+            AuthError::InvalidToken => Code::Unauthenticated,
+            AuthError::UserEmpty
+            | AuthError::Failed
+            | AuthError::RoleEmpty
+            | AuthError::PermissionNotGiven
+            | AuthError::InvalidAuthMgmt => Code::InvalidArgument,
+            AuthError::NotEnabled
+            | AuthError::RootUserNotExist
+            | AuthError::RootRoleNotExist
+            | AuthError::UserAlreadyExist
+            | AuthError::UserNotFound
+            | AuthError::RoleAlreadyExist
+            | AuthError::RoleNotFound
+            | AuthError::RoleNotGranted
+            | AuthError::PermissionNotGranted => Code::FailedPrecondition,
+        }
+    }
 }
 
 impl KvError {

@@ -12,7 +12,7 @@ pub mod record;
 mod remote;
 mod types;
 
-pub use error::{KvError, KvResult};
+pub use error::{AuthError, KvError, KvResult};
 pub use pin::{pin_revision, unpin, PIN_PREFIX};
 pub use remote::RemoteKv;
 pub use types::*;

@@ -445,6 +445,12 @@ pub fn error_from_status(status: &tonic::Status) -> KvError {
     if let Some(e) = known.into_iter().find(|e| e.to_string() == msg) {
         return e;
     }
+    if let Some(e) = crate::AuthError::ALL
+        .into_iter()
+        .find(|e| e.to_string() == msg)
+    {
+        return KvError::Auth(e);
+    }
     match status.code() {
         tonic::Code::InvalidArgument => {
             KvError::InvalidArgument(msg.strip_prefix("etcdserver: ").unwrap_or(msg).to_string())
@@ -473,6 +479,7 @@ pub fn error_to_status(e: &KvError) -> tonic::Status {
         | KvError::InvalidArgument(_) => Code::InvalidArgument,
         KvError::NoSpace => Code::ResourceExhausted,
         KvError::NoLeader | KvError::Timeout | KvError::Unavailable(_) => Code::Unavailable,
+        KvError::Auth(a) => a.code(),
     };
     tonic::Status::new(code, e.to_string())
 }

@@ -156,6 +156,13 @@ pub struct InitArgs {
         default_value = "1h"
     )]
     auto_compaction_retention: String,
+    /// Auth token kind (etcd's `--auth-token`): `simple`, orbit's signed tokens that
+    /// every member accepts. etcd's `jwt` with key files is not supported.
+    #[arg(long, env = "ORBIT_STORE_AUTH_TOKEN", default_value = "simple")]
+    auth_token: String,
+    /// How long an auth token lasts, seconds (etcd's `--auth-token-ttl`).
+    #[arg(long, env = "ORBIT_STORE_AUTH_TOKEN_TTL", default_value_t = orbit_store::auth::DEFAULT_TOKEN_TTL_S)]
+    auth_token_ttl: u64,
 }
 
 /// Flags of `storage status`.
@@ -211,7 +218,17 @@ async fn init(a: InitArgs) -> anyhow::Result<()> {
     let data_dir = a
         .data_dir
         .unwrap_or_else(|| PathBuf::from(format!("{}.orbit", a.name)));
+    anyhow::ensure!(
+        a.auth_token == "simple",
+        "--auth-token {}: only `simple` is supported (orbit's tokens are signed and checked by every member; etcd's jwt key options are not)",
+        a.auth_token
+    );
+    anyhow::ensure!(
+        a.auth_token_ttl > 0,
+        "--auth-token-ttl must be at least 1 second"
+    );
     let config = StoreConfig {
+        auth_token_ttl_s: a.auth_token_ttl,
         initial_cluster,
         initial_cluster_state: a.initial_cluster_state,
         token: a.token,

@@ -3,7 +3,8 @@
 //! snapshot status` describes and what `snapshot restore` makes new members from.
 //!
 //! A backup is the data, never the cluster: every key with its history, every lease,
-//! the revision and the compaction point, but no membership, member ids or alarms.
+//! the revision and the compaction point, and the users and roles with auth's on/off
+//! switch (as etcd's snapshot keeps them), but no membership, member ids or alarms.
 //! Restoring gives new members (ids from the new cluster's token, names and peer URLs)
 //! that start as one cluster from the backup's state.
 //!
@@ -11,7 +12,8 @@
 //!
 //! ```text
 //! "ORBITBAK" | format u32 | header length u32 | header (JSON) | body length u64 |
-//! body (bincode of the key-value state) | zeros to a multiple of 512 bytes |
+//! body (bincode of the key-value state, then of the auth state) |
+//! zeros to a multiple of 512 bytes |
 //! SHA-256 of everything before it (32 bytes)
 //! ```
 //!
@@ -22,6 +24,7 @@
 //! body is decoded: an unknown format, a cut-short file or a changed byte is refused
 //! and nothing is restored.
 
+use crate::auth::AuthState;
 use crate::mvcc::Mvcc;
 use crate::raft_types::*;
 use crate::state_machine::{MemberAttrs, State};
@@ -33,9 +36,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 8] = b"ORBITBAK";
-/// The backup format this build writes and reads. The body is bincode of [`Mvcc`]: a
-/// change to its fields is a new format.
-pub const FORMAT: u32 = 1;
+/// The backup format this build writes. The body is bincode of [`Mvcc`] and
+/// [`AuthState`]: a change to their fields is a new format. Format 1 (no auth state)
+/// is still read.
+pub const FORMAT: u32 = 2;
 const HASH: usize = 32;
 
 /// What a backup says of itself, readable without decoding its body.
@@ -53,6 +57,15 @@ pub struct Header {
     pub leases: usize,
     /// Unix time (s) it was taken.
     pub taken: u64,
+    /// Users (0 in a format-1 backup, which kept none).
+    #[serde(default)]
+    pub users: usize,
+    /// Roles.
+    #[serde(default)]
+    pub roles: usize,
+    /// Whether auth was enabled.
+    #[serde(default)]
+    pub auth_enabled: bool,
 }
 
 /// A backup that cannot be used, and why.
@@ -62,7 +75,7 @@ pub enum BackupError {
     #[error("not an orbit store backup (an etcd snapshot? restore those with etcdutl)")]
     NotABackup,
     /// Written by a newer (or unknown) build.
-    #[error("backup format {0} is not supported by this build (it reads format {FORMAT})")]
+    #[error("backup format {0} is not supported by this build (it reads formats 1 to {FORMAT})")]
     Format(u32),
     /// Cut short: a partial download or copy.
     #[error("the backup is cut short ({have} bytes, {want} expected): a partial copy?")]
@@ -80,8 +93,8 @@ pub enum BackupError {
     Malformed(String),
 }
 
-/// The backup of `kv`, taken at `now`.
-pub fn encode(kv: &Mvcc, now: u64) -> Vec<u8> {
+/// The backup of `kv` and `auth`, taken at `now`.
+pub fn encode(kv: &Mvcc, auth: &AuthState, now: u64) -> Vec<u8> {
     let header = Header {
         revision: kv.revision(),
         compact_revision: kv.compact_revision(),
@@ -89,9 +102,12 @@ pub fn encode(kv: &Mvcc, now: u64) -> Vec<u8> {
         versions: kv.stored_versions(),
         leases: kv.leases().len(),
         taken: now,
+        users: auth.users.len(),
+        roles: auth.roles.len(),
+        auth_enabled: auth.enabled,
     };
     let header = serde_json::to_vec(&header).expect("a header serializes");
-    let body = bincode::serialize(kv).expect("the state serializes");
+    let body = bincode::serialize(&(kv, auth)).expect("the state serializes");
     let mut out = Vec::with_capacity(MAGIC.len() + 16 + header.len() + body.len() + HASH);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&FORMAT.to_le_bytes());
@@ -122,13 +138,13 @@ fn need(b: &[u8], want: usize) -> Result<(), BackupError> {
 
 /// Checks `b` whole (format, length, checksum) and reads its header; returns the
 /// header and where the body is.
-fn check(b: &[u8]) -> Result<(Header, std::ops::Range<usize>), BackupError> {
+fn check(b: &[u8]) -> Result<(Header, u32, std::ops::Range<usize>), BackupError> {
     if b.len() < MAGIC.len() || &b[..MAGIC.len()] != MAGIC {
         return Err(BackupError::NotABackup);
     }
     need(b, 16)?;
     let format = u32::from_le_bytes(b[8..12].try_into().expect("4 bytes"));
-    if format != FORMAT {
+    if !(1..=FORMAT).contains(&format) {
         return Err(BackupError::Format(format));
     }
     let header_len = u32::from_le_bytes(b[12..16].try_into().expect("4 bytes")) as usize;
@@ -158,19 +174,25 @@ fn check(b: &[u8]) -> Result<(Header, std::ops::Range<usize>), BackupError> {
     }
     let header: Header = serde_json::from_slice(&b[16..16 + header_len])
         .map_err(|e| BackupError::Malformed(format!("header: {e}")))?;
-    Ok((header, body_at..end))
+    Ok((header, format, body_at..end))
 }
 
 /// The header of a backup, after checking it whole.
 pub fn header(b: &[u8]) -> Result<Header, BackupError> {
-    check(b).map(|(h, _)| h)
+    check(b).map(|(h, _, _)| h)
 }
 
 /// The state a backup holds, after checking it whole.
-pub fn decode(b: &[u8]) -> Result<(Header, Mvcc), BackupError> {
-    let (header, body) = check(b)?;
-    let kv: Mvcc =
-        bincode::deserialize(&b[body]).map_err(|e| BackupError::Malformed(e.to_string()))?;
+pub fn decode(b: &[u8]) -> Result<(Header, Mvcc, AuthState), BackupError> {
+    let (header, format, body) = check(b)?;
+    let malformed = |e: bincode::Error| BackupError::Malformed(e.to_string());
+    let (kv, auth): (Mvcc, AuthState) = match format {
+        1 => (
+            bincode::deserialize(&b[body]).map_err(malformed)?,
+            AuthState::default(),
+        ),
+        _ => bincode::deserialize(&b[body]).map_err(malformed)?,
+    };
     if kv.revision() != header.revision {
         return Err(BackupError::Malformed(format!(
             "the header says revision {}, the state {}",
@@ -178,7 +200,7 @@ pub fn decode(b: &[u8]) -> Result<(Header, Mvcc), BackupError> {
             kv.revision()
         )));
     }
-    Ok((header, kv))
+    Ok((header, kv, auth))
 }
 
 /// Where and as what a restored member starts: etcd's `snapshot restore` flags.
@@ -199,7 +221,7 @@ pub struct Restore {
 /// `initial_cluster` and token, then started as usual (`storage init` with that data
 /// dir). Nothing is written unless the backup checks out and the flags fit.
 pub fn restore(b: &[u8], r: &Restore) -> Result<Header, StoreError> {
-    let (header, kv) = decode(b).map_err(|e| StoreError::Config(e.to_string()))?;
+    let (header, kv, auth) = decode(b).map_err(|e| StoreError::Config(e.to_string()))?;
     let me = r
         .initial_cluster
         .iter()
@@ -265,6 +287,7 @@ pub fn restore(b: &[u8], r: &Restore) -> Result<Header, StoreError> {
             .collect(),
         removed: BTreeSet::new(),
         alarms: BTreeSet::new(),
+        auth,
     };
     let meta = SnapshotMeta {
         last_log_id: Some(log_id),
@@ -306,12 +329,61 @@ mod tests {
         kv
     }
 
+    fn auth() -> AuthState {
+        use crate::auth::{AuthCommand, ROOT};
+        let mut a = AuthState::default();
+        for c in [
+            AuthCommand::UserAdd {
+                name: ROOT.into(),
+                password: Some("hash".into()),
+            },
+            AuthCommand::UserGrantRole {
+                user: ROOT.into(),
+                role: ROOT.into(),
+            },
+            AuthCommand::RoleAdd { name: "app".into() },
+            AuthCommand::Enable { secret: [3; 32] },
+        ] {
+            a.apply(None, &c).unwrap();
+        }
+        a
+    }
+
+    /// A backup as format 1 wrote it: the key-value state alone.
+    fn format_1(kv: &Mvcc) -> Vec<u8> {
+        let b = encode(kv, &AuthState::default(), 7);
+        let (_, _, body) = check(&b).unwrap();
+        let header = b[16..body.start - 8].to_vec();
+        let body = bincode::serialize(kv).unwrap();
+        let mut out = MAGIC.to_vec();
+        out.extend_from_slice(&1u32.to_le_bytes());
+        out.extend_from_slice(&(header.len() as u32).to_le_bytes());
+        out.extend_from_slice(&header);
+        out.extend_from_slice(&(body.len() as u64).to_le_bytes());
+        out.extend_from_slice(&body);
+        out.resize(out.len() + padding(out.len()), 0);
+        let hash = Sha256::digest(&out);
+        out.extend_from_slice(&hash);
+        out
+    }
+
+    #[test]
+    fn a_format_1_backup_restores_without_users() {
+        let kv = state();
+        let (h, back, auth) = decode(&format_1(&kv)).unwrap();
+        assert_eq!(h.revision, 101);
+        assert_eq!(back.revision(), 101);
+        assert_eq!(auth, AuthState::default());
+    }
+
     #[test]
     fn a_backup_round_trips_with_its_history() {
         let kv = state();
-        let b = encode(&kv, 7);
-        let (h, back) = decode(&b).unwrap();
+        let b = encode(&kv, &auth(), 7);
+        let (h, back, users) = decode(&b).unwrap();
         assert_eq!((h.revision, h.keys, h.versions, h.taken), (101, 50, 100, 7));
+        assert_eq!((h.users, h.roles, h.auth_enabled), (1, 1, true));
+        assert_eq!(users, auth(), "users, roles and the switch are kept");
         assert_eq!(
             bincode::serialize(&back).unwrap(),
             bincode::serialize(&kv).unwrap()
@@ -328,7 +400,7 @@ mod tests {
 
     #[test]
     fn cut_short_changed_or_foreign_backups_are_refused() {
-        let b = encode(&state(), 1);
+        let b = encode(&state(), &AuthState::default(), 1);
         for n in [0, 5, 12, 20, b.len() / 2, b.len() - 33, b.len() - 1] {
             let e = decode(&b[..n]).unwrap_err();
             assert!(
@@ -346,8 +418,8 @@ mod tests {
             );
         }
         let mut newer = b.clone();
-        newer[8] = 2;
-        assert!(matches!(decode(&newer), Err(BackupError::Format(2))));
+        newer[8] = 3;
+        assert!(matches!(decode(&newer), Err(BackupError::Format(3))));
         let mut longer = b.clone();
         longer.push(0);
         assert!(matches!(decode(&longer), Err(BackupError::Malformed(_))));
@@ -360,7 +432,7 @@ mod tests {
     #[test]
     fn restore_refuses_before_writing_anything() {
         let dir = tempfile::tempdir().unwrap();
-        let b = encode(&state(), 1);
+        let b = encode(&state(), &AuthState::default(), 1);
         let r = Restore {
             name: "a".into(),
             initial_cluster: vec![("a".into(), "http://127.0.0.1:1".into())],

@@ -72,6 +72,8 @@ pub struct StoreConfig {
     pub compaction_check_ms: u64,
     /// TLS of the client and peer ports (etcd's `--cert-file` and the rest).
     pub tls: orbit_tls::StoreTls,
+    /// How long an auth token lasts, seconds (etcd's `--auth-token-ttl`).
+    pub auth_token_ttl_s: u64,
 }
 
 impl StoreConfig {
@@ -100,6 +102,7 @@ impl StoreConfig {
             auto_compaction: crate::compactor::DEFAULT_AUTO_COMPACTION,
             compaction_check_ms: crate::compactor::REVISION_CHECK_INTERVAL.as_millis() as u64,
             tls: orbit_tls::StoreTls::default(),
+            auth_token_ttl_s: crate::auth::DEFAULT_TOKEN_TTL_S,
         }
     }
 

@@ -11,11 +11,12 @@
 //! `/v3/election/observe`) answer one `{"result": …}` line per message. Errors are
 //! `{"error", "code", "message"}` with grpc-gateway's HTTP status for the gRPC code.
 
-use crate::server::recipes_pb::{v3electionpb as el, v3lockpb as lk};
+use crate::server::recipes_pb::{etcdserverpb as au, v3electionpb as el, v3lockpb as lk};
 use crate::server::Api;
+use au::auth_server::Auth;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
@@ -118,19 +119,36 @@ fn lines<T: prost::Message + 'static>(
         .into_response()
 }
 
+/// `q` as a gRPC request with the HTTP request's credentials: etcd's gateway passes
+/// the `Authorization` header (a token from `/v3/auth/authenticate`) on as metadata.
+fn request<T>(headers: &HeaderMap, q: T) -> Request<T> {
+    let mut req = Request::new(q);
+    for name in ["authorization", "token"] {
+        if let Some(v) = headers
+            .get(name)
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+        {
+            req.metadata_mut().insert(name, v);
+        }
+    }
+    req
+}
+
 /// A unary method: JSON in, the method, JSON out.
 macro_rules! unary {
     ($req:literal, $resp:literal, $call:path) => {
-        post(|State(api): State<Api>, body: Bytes| async move {
-            let q = match from_json($req, &body) {
-                Ok(q) => q,
-                Err(e) => return failure(e),
-            };
-            match $call(&api, Request::new(q)).await {
-                Ok(a) => json(to_json($resp, &a.into_inner())),
-                Err(e) => failure(e),
-            }
-        })
+        post(
+            |State(api): State<Api>, headers: HeaderMap, body: Bytes| async move {
+                let q = match from_json($req, &body) {
+                    Ok(q) => q,
+                    Err(e) => return failure(e),
+                };
+                match $call(&api, request(&headers, q)).await {
+                    Ok(a) => json(to_json($resp, &a.into_inner())),
+                    Err(e) => failure(e),
+                }
+            },
+        )
     };
 }
 
@@ -293,6 +311,142 @@ pub(crate) fn router(api: Api) -> Router {
                 Election::resign
             ),
         )
+        .route(
+            "/v3/auth/authenticate",
+            unary!(
+                "etcdserverpb.AuthenticateRequest",
+                "etcdserverpb.AuthenticateResponse",
+                Auth::authenticate
+            ),
+        )
+        .route(
+            "/v3/auth/enable",
+            unary!(
+                "etcdserverpb.AuthEnableRequest",
+                "etcdserverpb.AuthEnableResponse",
+                Auth::auth_enable
+            ),
+        )
+        .route(
+            "/v3/auth/disable",
+            unary!(
+                "etcdserverpb.AuthDisableRequest",
+                "etcdserverpb.AuthDisableResponse",
+                Auth::auth_disable
+            ),
+        )
+        .route(
+            "/v3/auth/status",
+            unary!(
+                "etcdserverpb.AuthStatusRequest",
+                "etcdserverpb.AuthStatusResponse",
+                Auth::auth_status
+            ),
+        )
+        .route(
+            "/v3/auth/user/add",
+            unary!(
+                "etcdserverpb.AuthUserAddRequest",
+                "etcdserverpb.AuthUserAddResponse",
+                Auth::user_add
+            ),
+        )
+        .route(
+            "/v3/auth/user/get",
+            unary!(
+                "etcdserverpb.AuthUserGetRequest",
+                "etcdserverpb.AuthUserGetResponse",
+                Auth::user_get
+            ),
+        )
+        .route(
+            "/v3/auth/user/list",
+            unary!(
+                "etcdserverpb.AuthUserListRequest",
+                "etcdserverpb.AuthUserListResponse",
+                Auth::user_list
+            ),
+        )
+        .route(
+            "/v3/auth/user/delete",
+            unary!(
+                "etcdserverpb.AuthUserDeleteRequest",
+                "etcdserverpb.AuthUserDeleteResponse",
+                Auth::user_delete
+            ),
+        )
+        .route(
+            "/v3/auth/user/changepw",
+            unary!(
+                "etcdserverpb.AuthUserChangePasswordRequest",
+                "etcdserverpb.AuthUserChangePasswordResponse",
+                Auth::user_change_password
+            ),
+        )
+        .route(
+            "/v3/auth/user/grant",
+            unary!(
+                "etcdserverpb.AuthUserGrantRoleRequest",
+                "etcdserverpb.AuthUserGrantRoleResponse",
+                Auth::user_grant_role
+            ),
+        )
+        .route(
+            "/v3/auth/user/revoke",
+            unary!(
+                "etcdserverpb.AuthUserRevokeRoleRequest",
+                "etcdserverpb.AuthUserRevokeRoleResponse",
+                Auth::user_revoke_role
+            ),
+        )
+        .route(
+            "/v3/auth/role/add",
+            unary!(
+                "etcdserverpb.AuthRoleAddRequest",
+                "etcdserverpb.AuthRoleAddResponse",
+                Auth::role_add
+            ),
+        )
+        .route(
+            "/v3/auth/role/get",
+            unary!(
+                "etcdserverpb.AuthRoleGetRequest",
+                "etcdserverpb.AuthRoleGetResponse",
+                Auth::role_get
+            ),
+        )
+        .route(
+            "/v3/auth/role/list",
+            unary!(
+                "etcdserverpb.AuthRoleListRequest",
+                "etcdserverpb.AuthRoleListResponse",
+                Auth::role_list
+            ),
+        )
+        .route(
+            "/v3/auth/role/delete",
+            unary!(
+                "etcdserverpb.AuthRoleDeleteRequest",
+                "etcdserverpb.AuthRoleDeleteResponse",
+                Auth::role_delete
+            ),
+        )
+        .route(
+            "/v3/auth/role/grant",
+            unary!(
+                "etcdserverpb.AuthRoleGrantPermissionRequest",
+                "etcdserverpb.AuthRoleGrantPermissionResponse",
+                Auth::role_grant_permission
+            ),
+        )
+        .route(
+            "/v3/auth/role/revoke",
+            unary!(
+                "etcdserverpb.AuthRoleRevokePermissionRequest",
+                "etcdserverpb.AuthRoleRevokePermissionResponse",
+                Auth::role_revoke_permission
+            ),
+        )
         .route("/v3/election/observe", post(observe))
         .route("/v3/watch", post(watch))
         .route("/v3/lease/keepalive", post(keep_alive))
@@ -306,19 +460,23 @@ fn one<T: Send + 'static>(q: T) -> impl Stream<Item = Result<T, Status>> + Send 
     futures::stream::once(futures::future::ready(Ok(q))).chain(futures::stream::pending())
 }
 
-async fn watch(State(api): State<Api>, body: Bytes) -> Response {
+async fn watch(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Response {
+    let kv = match api.kv_of(&request(&headers, ())) {
+        Ok(kv) => kv,
+        Err(e) => return failure(e),
+    };
     match from_json::<PbWatchRequest>("etcdserverpb.WatchRequest", &body) {
-        Ok(q) => lines("etcdserverpb.WatchResponse", api.watch_stream(one(q))),
+        Ok(q) => lines("etcdserverpb.WatchResponse", api.watch_stream(kv, one(q))),
         Err(e) => failure(e),
     }
 }
 
-async fn observe(State(api): State<Api>, body: Bytes) -> Response {
+async fn observe(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Response {
     let q = match from_json::<el::LeaderRequest>("v3electionpb.LeaderRequest", &body) {
         Ok(q) => q,
         Err(e) => return failure(e),
     };
-    match Election::observe(&api, Request::new(q)).await {
+    match Election::observe(&api, request(&headers, q)).await {
         Ok(s) => lines("v3electionpb.LeaderResponse", s.into_inner()),
         Err(e) => failure(e),
     }
@@ -326,13 +484,17 @@ async fn observe(State(api): State<Api>, body: Bytes) -> Response {
 
 /// One keep-alive: etcd's gateway streams one answer per request line; here the body
 /// is one request, so one answer.
-async fn keep_alive(State(api): State<Api>, body: Bytes) -> Response {
+async fn keep_alive(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Response {
     let q = match from_json::<PbLeaseKeepAliveRequest>("etcdserverpb.LeaseKeepAliveRequest", &body)
     {
         Ok(q) => q,
         Err(e) => return failure(e),
     };
-    let resp = match api.keep_alive_once(q.id).await {
+    let kv = match api.kv_of(&request(&headers, ())) {
+        Ok(kv) => kv,
+        Err(e) => return failure(e),
+    };
+    let resp = match api.keep_alive_once(&kv, q.id).await {
         Ok(r) => r,
         Err(e) => return failure(e),
     };

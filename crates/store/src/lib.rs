@@ -7,6 +7,8 @@
 //! leases, membership), [`server`] (the etcd gRPC API) and [`embedded`] (the
 //! in-process [`orbit_kv::Kv`] handle).
 
+pub mod auth;
+mod auth_api;
 pub mod backup;
 pub mod compactor;
 pub mod config;

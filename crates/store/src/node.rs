@@ -631,7 +631,32 @@ impl StoreNode {
 
     /// Proposes a write through the leader and returns what applying it gave.
     pub async fn write(&self, cmd: WriteCommand) -> KvResult<WriteResult> {
-        let req = Request::Write(cmd);
+        self.write_request(Request::Write(cmd)).await
+    }
+
+    /// Proposes a client's write, applied only if `user` may make it (checked where it
+    /// lands in the log, against the auth state there).
+    pub async fn write_as(&self, user: Option<String>, cmd: WriteCommand) -> KvResult<WriteResult> {
+        self.write_request(Request::AsUser { user, write: cmd })
+            .await
+    }
+
+    /// Proposes a change to users, roles or auth from `caller`.
+    pub async fn auth_change(
+        &self,
+        caller: Option<String>,
+        cmd: crate::auth::AuthCommand,
+    ) -> KvResult<()> {
+        match self
+            .leader_call(ForwardRequest::Write(Request::Auth { caller, cmd }))
+            .await?
+        {
+            ForwardResponse::Write(Response::Auth(res)) => Ok(res?),
+            other => Err(KvError::Unavailable(format!("unexpected answer {other:?}"))),
+        }
+    }
+
+    async fn write_request(&self, req: Request) -> KvResult<WriteResult> {
         if bincode::serialized_size(&req).unwrap_or(u64::MAX) > MAX_REQUEST_BYTES as u64 {
             return Err(KvError::RequestTooLarge);
         }

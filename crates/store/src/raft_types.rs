@@ -32,6 +32,22 @@ pub enum Request {
     /// Several requests in one log entry, applied in order as if each had its own
     /// (group commit: one entry, one fsync and one replication round for many writes).
     Batch(Vec<Request>),
+    /// A change to users, roles or auth itself, from `caller` (checked when applied).
+    /// Appended after the older variants so log entries written before it decode.
+    Auth {
+        /// Who asked; `None`: no user (allowed only while auth is disabled).
+        caller: Option<String>,
+        /// The change.
+        cmd: crate::auth::AuthCommand,
+    },
+    /// A client's write, applied only if `user` may make it at the point in the log
+    /// where it lands. Writes of orbit's own processes on their member carry none.
+    AsUser {
+        /// The client's user; `None`: it sent none.
+        user: Option<String>,
+        /// The write.
+        write: WriteCommand,
+    },
 }
 
 /// Member bookkeeping that lives in the state machine.
@@ -79,6 +95,9 @@ impl fmt::Display for Request {
             Request::Write(w) => write!(f, "write {w:?}"),
             Request::Member(m) => write!(f, "member {m:?}"),
             Request::Batch(b) => write!(f, "batch of {}", b.len()),
+            // The command may hold a password hash: its kind only.
+            Request::Auth { caller, .. } => write!(f, "auth change by {caller:?}"),
+            Request::AsUser { user, write: w } => write!(f, "write by {user:?} {w:?}"),
         }
     }
 }
@@ -92,6 +111,8 @@ pub enum Response {
     Member,
     /// Of a batch, one per request.
     Batch(Vec<Response>),
+    /// Of an auth change.
+    Auth(Result<(), orbit_kv::AuthError>),
 }
 
 openraft::declare_raft_types!(

@@ -43,10 +43,7 @@ pub fn serve(
     (client, client_tls): Listening,
     (peer, peer_tls): Listening,
 ) -> Result<(), tonic::transport::Error> {
-    let api = Api {
-        kv: EmbeddedKv::new(node.clone()),
-        node: node.clone(),
-    };
+    let api = Api { node: node.clone() };
     let limit = MAX_REQUEST_BYTES + GRPC_OVERHEAD;
     let mut stop = node.shutdown_signal();
     let gateway = crate::gateway::Gateway(crate::gateway::router(api.clone()));
@@ -61,6 +58,7 @@ pub fn serve(
         .add_service(PbClusterServer::new(api.clone()).max_decoding_message_size(limit))
         .add_service(lk::lock_server::LockServer::new(api.clone()))
         .add_service(el::election_server::ElectionServer::new(api.clone()))
+        .add_service(au::auth_server::AuthServer::new(api.clone()))
         .add_service(PbMaintenanceServer::new(api).max_decoding_message_size(limit));
     tokio::spawn(async move {
         let res = client_router
@@ -115,10 +113,10 @@ pub fn no_delay(
 }
 
 /// The etcd API of one member; the gRPC services and the JSON gateway call it alike.
+/// Each request acts through [`Api::kv_of`], as the user it authenticates as.
 #[derive(Clone)]
 pub(crate) struct Api {
     pub(crate) node: Arc<StoreNode>,
-    pub(crate) kv: EmbeddedKv,
 }
 
 impl Api {
@@ -145,13 +143,56 @@ impl Api {
     fn members_pb(&self) -> Vec<PbMember> {
         self.node.members().into_iter().map(member_to_pb).collect()
     }
+
+    /// The user a request comes from while auth is enabled: its token's (metadata
+    /// `token`, or `authorization` as the JSON gateway passes it), else, where the
+    /// client port checks client certificates, the certificate's common name, as etcd.
+    pub(crate) fn user_of<T>(&self, request: &Request<T>) -> Result<Option<String>, Status> {
+        let md = request.metadata();
+        let token = md
+            .get("token")
+            .or_else(|| md.get("authorization"))
+            .and_then(|v| v.to_str().ok())
+            .map(|t| t.strip_prefix("Bearer ").unwrap_or(t));
+        {
+            let state = self.node.shared().read();
+            if !state.auth.enabled {
+                return Ok(None);
+            }
+            if let Some(token) = token {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                return state
+                    .auth
+                    .verify_token(token, now)
+                    .map(Some)
+                    .map_err(|e| st(e.into()));
+            }
+        }
+        if self.node.config().tls.client_cert_auth {
+            if let Some(certs) = request.peer_certs() {
+                return Ok(certs.first().and_then(|c| orbit_tls::common_name(c)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The member's key-value interface acting for the request's user.
+    pub(crate) fn kv_of<T>(&self, request: &Request<T>) -> Result<EmbeddedKv, Status> {
+        Ok(EmbeddedKv::for_client(
+            self.node.clone(),
+            self.user_of(request)?,
+        ))
+    }
 }
 
 #[tonic::async_trait]
 impl PbKvService for Api {
     async fn range(&self, request: Request<PbRangeRequest>) -> GrpcResult<PbRangeResponse> {
+        let kv = self.kv_of(&request)?;
         let req = range_req_from_pb(request.into_inner());
-        let resp = self.kv.range(req).await.map_err(st)?;
+        let resp = kv.range(req).await.map_err(st)?;
         let revision = resp.revision;
         let mut pb = range_resp_to_pb(resp);
         pb.header = self.header(revision);
@@ -173,8 +214,8 @@ impl PbKvService for Api {
 
     async fn put(&self, request: Request<PbPutRequest>) -> GrpcResult<PbPutResponse> {
         Self::check_size(request.get_ref())?;
-        let resp = self
-            .kv
+        let kv = self.kv_of(&request)?;
+        let resp = kv
             .put(put_req_from_pb(request.into_inner()))
             .await
             .map_err(st)?;
@@ -188,8 +229,8 @@ impl PbKvService for Api {
         &self,
         request: Request<PbDeleteRequest>,
     ) -> GrpcResult<PbDeleteResponse> {
-        let resp = self
-            .kv
+        let kv = self.kv_of(&request)?;
+        let resp = kv
             .delete(delete_req_from_pb(request.into_inner()))
             .await
             .map_err(st)?;
@@ -201,8 +242,9 @@ impl PbKvService for Api {
 
     async fn txn(&self, request: Request<PbTxnRequest>) -> GrpcResult<PbTxnResponse> {
         Self::check_size(request.get_ref())?;
+        let kv = self.kv_of(&request)?;
         let req = txn_req_from_pb(request.into_inner()).map_err(st)?;
-        let resp = self.kv.txn(req).await.map_err(st)?;
+        let resp = kv.txn(req).await.map_err(st)?;
         let revision = resp.revision;
         let mut pb = txn_resp_to_pb(resp);
         fill_headers(&mut pb, self.header(revision));
@@ -213,12 +255,11 @@ impl PbKvService for Api {
         &self,
         request: Request<PbCompactionRequest>,
     ) -> GrpcResult<PbCompactionResponse> {
+        let kv = self.kv_of(&request)?;
+        // etcd allows compaction to admins only.
+        kv.require_admin().map_err(st)?;
         let rev = request.into_inner().revision;
-        let res = self
-            .node
-            .write(WriteCommand::Compact(rev))
-            .await
-            .map_err(st)?;
+        let res = kv.write(WriteCommand::Compact(rev)).await.map_err(st)?;
         let revision = match res {
             WriteResult::Compact(r) => r,
             _ => self.revision(),
@@ -251,7 +292,11 @@ impl PbWatchService for Api {
         &self,
         request: Request<Streaming<PbWatchRequest>>,
     ) -> GrpcResult<Self::WatchStream> {
-        Ok(Response::new(self.watch_stream(request.into_inner())))
+        // As etcd, a bad token shows as each watch being refused, not the stream.
+        let kv = self
+            .kv_of(&request)
+            .unwrap_or_else(|_| EmbeddedKv::for_client(self.node.clone(), None));
+        Ok(Response::new(self.watch_stream(kv, request.into_inner())))
     }
 }
 
@@ -260,6 +305,7 @@ impl Api {
     /// gateway's one request): ends when the requests end or the answer is dropped.
     pub(crate) fn watch_stream(
         &self,
+        kv: EmbeddedKv,
         mut input: impl Stream<Item = Result<PbWatchRequest, Status>> + Send + Unpin + 'static,
     ) -> BoxStream<PbWatchResponse> {
         use tokio_stream::StreamExt as _;
@@ -287,14 +333,22 @@ impl Api {
                             }
                             next_id
                         };
-                        if watchers.contains_key(&id) {
+                        let refused = if watchers.contains_key(&id) {
+                            Some("etcdserver: duplicate watch id".to_string())
+                        } else {
+                            // etcd refuses every unreadable watch with this one reason.
+                            kv.require_read(&c.key, &c.range_end)
+                                .err()
+                                .map(|_| orbit_kv::AuthError::PermissionDenied.to_string())
+                        };
+                        if let Some(reason) = refused {
                             let _ = tx
                                 .send(Ok(PbWatchResponse {
                                     header: api.header(api.revision()),
                                     watch_id: id,
                                     created: true,
                                     canceled: true,
-                                    cancel_reason: "etcdserver: duplicate watch id".into(),
+                                    cancel_reason: reason,
                                     ..Default::default()
                                 }))
                                 .await;
@@ -389,8 +443,9 @@ impl PbLeaseService for Api {
         &self,
         request: Request<PbLeaseGrantRequest>,
     ) -> GrpcResult<PbLeaseGrantResponse> {
+        let kv = self.kv_of(&request)?;
         let r = request.into_inner();
-        let resp = self.kv.lease_grant(r.ttl, r.id).await.map_err(st)?;
+        let resp = kv.lease_grant(r.ttl, r.id).await.map_err(st)?;
         Ok(Response::new(PbLeaseGrantResponse {
             header: self.header(resp.revision),
             id: resp.id,
@@ -403,8 +458,9 @@ impl PbLeaseService for Api {
         &self,
         request: Request<PbLeaseRevokeRequest>,
     ) -> GrpcResult<PbLeaseRevokeResponse> {
+        let kv = self.kv_of(&request)?;
         let id = request.into_inner().id;
-        self.kv.lease_revoke(id).await.map_err(st)?;
+        kv.lease_revoke(id).await.map_err(st)?;
         Ok(Response::new(PbLeaseRevokeResponse {
             header: self.header(self.revision()),
         }))
@@ -416,12 +472,13 @@ impl PbLeaseService for Api {
         &self,
         request: Request<Streaming<PbLeaseKeepAliveRequest>>,
     ) -> GrpcResult<Self::LeaseKeepAliveStream> {
+        let kv = self.kv_of(&request)?;
         let mut input = request.into_inner();
         let (tx, rx) = mpsc::channel(16);
         let api = self.clone();
         tokio::spawn(async move {
             while let Ok(Some(req)) = input.message().await {
-                let resp = match api.keep_alive_once(req.id).await {
+                let resp = match api.keep_alive_once(&kv, req.id).await {
                     Ok(r) => r,
                     Err(e) => {
                         let _ = tx.send(Err(e)).await;
@@ -440,8 +497,9 @@ impl PbLeaseService for Api {
         &self,
         request: Request<PbLeaseTimeToLiveRequest>,
     ) -> GrpcResult<PbLeaseTimeToLiveResponse> {
+        let kv = self.kv_of(&request)?;
         let r = request.into_inner();
-        let resp = self.kv.lease_time_to_live(r.id, r.keys).await.map_err(st)?;
+        let resp = kv.lease_time_to_live(r.id, r.keys).await.map_err(st)?;
         Ok(Response::new(PbLeaseTimeToLiveResponse {
             header: self.header(resp.revision),
             id: resp.id,
@@ -453,9 +511,9 @@ impl PbLeaseService for Api {
 
     async fn lease_leases(
         &self,
-        _request: Request<PbLeaseLeasesRequest>,
+        request: Request<PbLeaseLeasesRequest>,
     ) -> GrpcResult<PbLeaseLeasesResponse> {
-        let ids = self.kv.leases().await.map_err(st)?;
+        let ids = self.kv_of(&request)?.leases().await.map_err(st)?;
         Ok(Response::new(PbLeaseLeasesResponse {
             header: self.header(self.revision()),
             leases: ids.into_iter().map(|id| PbLeaseStatus { id }).collect(),
@@ -469,6 +527,7 @@ impl PbClusterService for Api {
         &self,
         request: Request<PbMemberAddRequest>,
     ) -> GrpcResult<PbMemberAddResponse> {
+        self.kv_of(&request)?.require_admin().map_err(st)?;
         let r = request.into_inner();
         let m = self
             .node
@@ -488,6 +547,7 @@ impl PbClusterService for Api {
         &self,
         request: Request<PbMemberRemoveRequest>,
     ) -> GrpcResult<PbMemberRemoveResponse> {
+        self.kv_of(&request)?.require_admin().map_err(st)?;
         self.node
             .member_remove(request.into_inner().id)
             .await
@@ -503,6 +563,7 @@ impl PbClusterService for Api {
         &self,
         request: Request<PbMemberUpdateRequest>,
     ) -> GrpcResult<PbMemberUpdateResponse> {
+        self.kv_of(&request)?.require_admin().map_err(st)?;
         let r = request.into_inner();
         self.node
             .member_update(r.id, r.peer_ur_ls)
@@ -519,6 +580,7 @@ impl PbClusterService for Api {
         &self,
         request: Request<PbMemberListRequest>,
     ) -> GrpcResult<PbMemberListResponse> {
+        self.kv_of(&request)?;
         if request.into_inner().linearizable {
             self.node.read_barrier().await.map_err(st)?;
         }
@@ -532,6 +594,7 @@ impl PbClusterService for Api {
         &self,
         request: Request<PbMemberPromoteRequest>,
     ) -> GrpcResult<PbMemberPromoteResponse> {
+        self.kv_of(&request)?.require_admin().map_err(st)?;
         self.node
             .member_promote(request.into_inner().id)
             .await
@@ -547,6 +610,7 @@ impl PbClusterService for Api {
 #[tonic::async_trait]
 impl PbMaintenanceService for Api {
     async fn alarm(&self, request: Request<PbAlarmRequest>) -> GrpcResult<PbAlarmResponse> {
+        let kv = self.kv_of(&request)?;
         let r = request.into_inner();
         let action = match r.action {
             0 => orbit_kv::AlarmAction::Get,
@@ -560,11 +624,7 @@ impl PbMaintenanceService for Api {
         };
         let alarm = orbit_kv::AlarmType::from_pb(r.alarm)
             .ok_or_else(|| Status::invalid_argument(format!("unknown alarm type {}", r.alarm)))?;
-        let alarms = self
-            .node
-            .alarm(action, r.member_id, alarm)
-            .await
-            .map_err(st)?;
+        let alarms = kv.alarm(action, r.member_id, alarm).await.map_err(st)?;
         Ok(Response::new(PbAlarmResponse {
             header: self.header(self.revision()),
             alarms: alarms
@@ -577,7 +637,8 @@ impl PbMaintenanceService for Api {
         }))
     }
 
-    async fn status(&self, _request: Request<PbStatusRequest>) -> GrpcResult<PbStatusResponse> {
+    async fn status(&self, request: Request<PbStatusRequest>) -> GrpcResult<PbStatusResponse> {
+        self.kv_of(&request)?.require_user().map_err(st)?;
         let s = self.node.status();
         let mut errors = Vec::new();
         if s.leader == 0 {
@@ -611,15 +672,17 @@ impl PbMaintenanceService for Api {
 
     async fn defragment(
         &self,
-        _request: Request<PbDefragmentRequest>,
+        request: Request<PbDefragmentRequest>,
     ) -> GrpcResult<PbDefragmentResponse> {
+        self.kv_of(&request)?.require_admin().map_err(st)?;
         // The state is in memory and the log is rewritten as it is purged: nothing to do.
         Ok(Response::new(PbDefragmentResponse {
             header: self.header(self.revision()),
         }))
     }
 
-    async fn hash(&self, _request: Request<PbHashRequest>) -> GrpcResult<PbHashResponse> {
+    async fn hash(&self, request: Request<PbHashRequest>) -> GrpcResult<PbHashResponse> {
+        self.kv_of(&request)?.require_admin().map_err(st)?;
         let (hash, rev) = self.kv_hash(0).map_err(st)?;
         Ok(Response::new(PbHashResponse {
             header: self.header(rev),
@@ -628,6 +691,7 @@ impl PbMaintenanceService for Api {
     }
 
     async fn hash_kv(&self, request: Request<PbHashKvRequest>) -> GrpcResult<PbHashKvResponse> {
+        self.kv_of(&request)?.require_admin().map_err(st)?;
         let (hash, rev) = self.kv_hash(request.into_inner().revision).map_err(st)?;
         let compact = self.node.shared().read().kv.compact_revision();
         Ok(Response::new(PbHashKvResponse {
@@ -644,15 +708,19 @@ impl PbMaintenanceService for Api {
     /// after a read barrier, in 1 MiB chunks as etcd streams its own.
     async fn snapshot(
         &self,
-        _request: Request<PbSnapshotRequest>,
+        request: Request<PbSnapshotRequest>,
     ) -> GrpcResult<Self::SnapshotStream> {
+        self.kv_of(&request)?.require_admin().map_err(st)?;
         self.node.read_barrier().await.map_err(st)?;
         let (bytes, rev) = {
             let state = self.node.shared().read();
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs());
-            (crate::backup::encode(&state.kv, now), state.kv.revision())
+            (
+                crate::backup::encode(&state.kv, &state.auth, now),
+                state.kv.revision(),
+            )
         };
         let header = self.header(rev);
         let total = bytes.len();
@@ -711,10 +779,19 @@ impl Api {
     }
 }
 
-/// etcd's Lock and Election services (generated from proto/lock.proto and
-/// proto/election.proto on etcd-client's message types).
+/// etcd's Lock, Election and Auth services (generated from proto/lock.proto,
+/// proto/election.proto and proto/auth.proto, with etcd-client's header and key-value
+/// types).
 pub mod recipes_pb {
     #![allow(missing_docs, clippy::all)]
+    /// `etcdserverpb`: the Auth service and its messages.
+    pub mod etcdserverpb {
+        tonic::include_proto!("etcdserverpb");
+    }
+    /// `authpb`: permissions and user options.
+    pub mod authpb {
+        tonic::include_proto!("authpb");
+    }
     /// `v3lockpb`.
     pub mod v3lockpb {
         tonic::include_proto!("v3lockpb");
@@ -726,6 +803,7 @@ pub mod recipes_pb {
 }
 
 use crate::recipes;
+use recipes_pb::etcdserverpb as au;
 use recipes_pb::v3electionpb as el;
 use recipes_pb::v3lockpb as lk;
 
@@ -733,9 +811,10 @@ impl Api {
     /// One keep-alive of lease `id` (gRPC's stream and the gateway answer each alike).
     pub(crate) async fn keep_alive_once(
         &self,
+        kv: &EmbeddedKv,
         id: i64,
     ) -> Result<PbLeaseKeepAliveResponse, Status> {
-        let ttl = match self.kv.lease_keep_alive(id).await {
+        let ttl = match kv.lease_keep_alive(id).await {
             Ok(ttl) => ttl,
             // etcd answers an unknown lease with TTL 0.
             Err(KvError::LeaseNotFound) => 0,
@@ -747,17 +826,14 @@ impl Api {
             ttl,
         })
     }
-
-    fn shared_kv(&self) -> Arc<dyn Kv> {
-        Arc::new(self.kv.clone())
-    }
 }
 
 #[tonic::async_trait]
 impl lk::lock_server::Lock for Api {
     async fn lock(&self, request: Request<lk::LockRequest>) -> GrpcResult<lk::LockResponse> {
+        let kv = self.kv_of(&request)?;
         let r = request.into_inner();
-        let held = recipes::lock(self.shared_kv(), &r.name, r.lease)
+        let held = recipes::lock(Arc::new(kv), &r.name, r.lease)
             .await
             .map_err(|e| e.status())?;
         Ok(Response::new(lk::LockResponse {
@@ -767,7 +843,8 @@ impl lk::lock_server::Lock for Api {
     }
 
     async fn unlock(&self, request: Request<lk::UnlockRequest>) -> GrpcResult<lk::UnlockResponse> {
-        let rev = recipes::unlock(&self.kv, &request.into_inner().key)
+        let kv = self.kv_of(&request)?;
+        let rev = recipes::unlock(&kv, &request.into_inner().key)
             .await
             .map_err(|e| e.status())?;
         Ok(Response::new(lk::UnlockResponse {
@@ -787,8 +864,9 @@ impl el::election_server::Election for Api {
         &self,
         request: Request<el::CampaignRequest>,
     ) -> GrpcResult<el::CampaignResponse> {
+        let kv = self.kv_of(&request)?;
         let r = request.into_inner();
-        let held = recipes::campaign(self.shared_kv(), &r.name, r.lease, &r.value)
+        let held = recipes::campaign(Arc::new(kv), &r.name, r.lease, &r.value)
             .await
             .map_err(|e| e.status())?;
         Ok(Response::new(el::CampaignResponse {
@@ -806,9 +884,10 @@ impl el::election_server::Election for Api {
         &self,
         request: Request<el::ProclaimRequest>,
     ) -> GrpcResult<el::ProclaimResponse> {
+        let kv = self.kv_of(&request)?;
         let r = request.into_inner();
         let l = leader_of(r.leader)?;
-        let rev = recipes::proclaim(&self.kv, &l.key, l.rev, &r.value)
+        let rev = recipes::proclaim(&kv, &l.key, l.rev, &r.value)
             .await
             .map_err(|e| e.status())?;
         Ok(Response::new(el::ProclaimResponse {
@@ -817,7 +896,8 @@ impl el::election_server::Election for Api {
     }
 
     async fn leader(&self, request: Request<el::LeaderRequest>) -> GrpcResult<el::LeaderResponse> {
-        let (kv, rev) = recipes::leader(&self.kv, &request.into_inner().name)
+        let kv = self.kv_of(&request)?;
+        let (kv, rev) = recipes::leader(&kv, &request.into_inner().name)
             .await
             .map_err(|e| e.status())?;
         Ok(Response::new(el::LeaderResponse {
@@ -832,6 +912,7 @@ impl el::election_server::Election for Api {
         &self,
         request: Request<el::LeaderRequest>,
     ) -> GrpcResult<Self::ObserveStream> {
+        let kv = self.kv_of(&request)?;
         let name = request.into_inner().name;
         if name.is_empty() {
             return Err(Status::invalid_argument(
@@ -839,7 +920,7 @@ impl el::election_server::Election for Api {
             ));
         }
         let (tx, rx) = mpsc::channel(16);
-        let kv = self.shared_kv();
+        let kv: Arc<dyn Kv> = Arc::new(kv);
         // Until the client goes (the receiver drops) or the store fails.
         tokio::spawn(async move {
             let closed = tx.clone();
@@ -861,8 +942,9 @@ impl el::election_server::Election for Api {
     }
 
     async fn resign(&self, request: Request<el::ResignRequest>) -> GrpcResult<el::ResignResponse> {
+        let kv = self.kv_of(&request)?;
         let l = leader_of(request.into_inner().leader)?;
-        let rev = recipes::resign(&self.kv, &l.key, l.rev)
+        let rev = recipes::resign(&kv, &l.key, l.rev)
             .await
             .map_err(|e| e.status())?;
         Ok(Response::new(el::ResignResponse {

@@ -4,6 +4,7 @@
 //! The state lives in memory; the snapshot file plus the log after it are what make it
 //! durable. At start the snapshot is loaded and openraft replays the log from there.
 
+use crate::auth::AuthState;
 use crate::mvcc::{Changes, Mvcc, WriteCommand};
 use crate::raft_types::*;
 use openraft::storage::{RaftStateMachine, Snapshot};
@@ -16,9 +17,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 use tokio::sync::broadcast;
 
-/// Version of the snapshot file format: 2 added the alarms to the state; a format-1
-/// snapshot is read as a state without alarms.
-const SNAPSHOT_FORMAT: u32 = 2;
+/// Version of the snapshot file format: 2 added the alarms to the state, 3 the auth
+/// state; an older snapshot is read as a state without them.
+const SNAPSHOT_FORMAT: u32 = 3;
 /// How many change batches a slow watcher may fall behind before it re-reads history.
 const WATCH_BACKLOG: usize = 4096;
 
@@ -48,6 +49,19 @@ pub struct State {
     pub removed: BTreeSet<NodeId>,
     /// Raised alarms (a NOSPACE one refuses writes that add data).
     pub alarms: BTreeSet<orbit_kv::AlarmMember>,
+    /// Users, roles, and whether auth is enabled.
+    pub auth: AuthState,
+}
+
+/// The state as snapshot format 2 kept it: before auth.
+#[derive(Deserialize)]
+struct StateV2 {
+    last_applied: Option<LogId>,
+    membership: StoredMembership,
+    kv: Mvcc,
+    members: BTreeMap<NodeId, MemberAttrs>,
+    removed: BTreeSet<NodeId>,
+    alarms: BTreeSet<orbit_kv::AlarmMember>,
 }
 
 /// The state as snapshot format 1 kept it: before alarms.
@@ -73,6 +87,19 @@ impl State {
                     members: v1.members,
                     removed: v1.removed,
                     alarms: BTreeSet::new(),
+                    auth: AuthState::default(),
+                })
+            }
+            2 => {
+                let v2: StateV2 = bincode::deserialize(data)?;
+                Ok(State {
+                    last_applied: v2.last_applied,
+                    membership: v2.membership,
+                    kv: v2.kv,
+                    members: v2.members,
+                    removed: v2.removed,
+                    alarms: v2.alarms,
+                    auth: AuthState::default(),
                 })
             }
             _ => bincode::deserialize(data),
@@ -236,6 +263,15 @@ impl StateMachine {
             Request::Write(cmd) if s.out_of_space() && adds_data(&cmd) => {
                 Response::Write(Err(KvError::NoSpace))
             }
+            // A client's write: allowed by the auth state at this point of the log, or
+            // refused here on every member alike.
+            Request::AsUser { user, write } => {
+                match s.auth.check_write(user.as_deref(), &s.kv, &write) {
+                    Ok(()) => self.apply_request(s, Request::Write(write), quota),
+                    Err(e) => Response::Write(Err(e.into())),
+                }
+            }
+            Request::Auth { caller, cmd } => Response::Auth(s.auth.apply(caller.as_deref(), &cmd)),
             Request::Write(cmd) => {
                 let (res, events) = s.kv.apply(&cmd, quota);
                 if !events.is_empty() {
@@ -355,8 +391,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
         let data = snapshot.into_inner();
-        // A leader of this build sends format 2; one not yet upgraded sends format 1.
+        // A leader of this build sends the current format; one not yet upgraded an
+        // older one.
         let state = State::decode(SNAPSHOT_FORMAT, &data)
+            .or_else(|_| State::decode(2, &data))
             .or_else(|_| State::decode(1, &data))
             .map_err(|e| sm_err(ErrorVerb::Read, e))?;
         write_snapshot_file(&self.dir, meta, &data).map_err(|e| sm_err(ErrorVerb::Write, e))?;
@@ -454,8 +492,8 @@ mod tests {
         let r = state.kv.range(&RangeRequest::key("k")).unwrap();
         assert_eq!(r.kvs[0].value, b"v");
 
-        write_format(dir.path(), 3, bincode::serialize(&state).unwrap());
+        write_format(dir.path(), 4, bincode::serialize(&state).unwrap());
         let e = StateMachine::open(dir.path(), 0).err().unwrap().to_string();
-        assert!(e.contains("snapshot format 3"), "{e}");
+        assert!(e.contains("snapshot format 4"), "{e}");
     }
 }

@@ -20,6 +20,15 @@ pub use pinned::{
     pinned_endpoint, serve_axum, Expect, PinnedConnector,
 };
 
+/// The subject common name of a DER certificate (as etcd, the user a client
+/// certificate stands for when the store checks client certificates); `None` when it
+/// has none or does not parse.
+pub fn common_name(der: &[u8]) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let cn = cert.subject().iter_common_name().next()?;
+    cn.as_str().ok().map(str::to_string)
+}
+
 /// Why TLS could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
