@@ -336,10 +336,14 @@ impl Api {
                         let refused = if watchers.contains_key(&id) {
                             Some("etcdserver: duplicate watch id".to_string())
                         } else {
-                            // etcd refuses every unreadable watch with this one reason.
-                            kv.require_read(&c.key, &c.range_end)
-                                .err()
-                                .map(|_| orbit_kv::AuthError::PermissionDenied.to_string())
+                            // etcd refuses every unreadable watch with this one reason,
+                            // its Go status error's text.
+                            kv.require_read(&c.key, &c.range_end).err().map(|_| {
+                                format!(
+                                    "rpc error: code = PermissionDenied desc = {}",
+                                    orbit_kv::AuthError::PermissionDenied
+                                )
+                            })
                         };
                         if let Some(reason) = refused {
                             let _ = tx
