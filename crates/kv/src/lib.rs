@@ -14,7 +14,7 @@ mod types;
 
 pub use error::{AuthError, KvError, KvResult};
 pub use pin::{pin_revision, unpin, PIN_PREFIX};
-pub use remote::RemoteKv;
+pub use remote::{Credentials, RemoteKv};
 pub use types::*;
 
 use futures::stream::BoxStream;

@@ -6,6 +6,46 @@ use crate::{Kv, KvError, KvResult, WatchStream};
 use etcd_client as ec;
 use futures::StreamExt;
 
+/// A store user and its password, for a store with auth enabled.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// The user.
+    pub user: String,
+    /// Its password.
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Credentials({:?}, <password>)", self.user)
+    }
+}
+
+impl Credentials {
+    /// etcdctl's `--user name[:password]`; without the password part it is
+    /// `password` (from the environment, say), and without either it is refused.
+    pub fn parse(user: &str, password: Option<String>) -> Result<Credentials, KvError> {
+        let (name, inline) = match user.split_once(':') {
+            Some((n, p)) => (n, Some(p.to_string())),
+            None => (user, None),
+        };
+        let password = inline.or(password).ok_or_else(|| {
+            KvError::InvalidArgument(format!(
+                "store user {name}: no password (give name:password, or set ORBIT_STORE_PASSWORD)"
+            ))
+        })?;
+        if name.is_empty() {
+            return Err(KvError::InvalidArgument(
+                "the store user name is empty".into(),
+            ));
+        }
+        Ok(Credentials {
+            user: name.to_string(),
+            password,
+        })
+    }
+}
+
 /// A client of an etcd-protocol cluster (orbit store nodes or etcd).
 #[derive(Clone)]
 pub struct RemoteKv {
@@ -193,6 +233,17 @@ impl RemoteKv {
         endpoints: &[String],
         tls: Option<tonic::transport::ClientTlsConfig>,
     ) -> KvResult<Self> {
+        Self::connect_as(endpoints, tls, None).await
+    }
+
+    /// Connects as [`RemoteKv::connect_tls`], authenticated as `user` where the store
+    /// has auth enabled: its token is fetched at once (a wrong password fails here) and
+    /// fetched again whenever the store says it expired.
+    pub async fn connect_as(
+        endpoints: &[String],
+        tls: Option<tonic::transport::ClientTlsConfig>,
+        user: Option<Credentials>,
+    ) -> KvResult<Self> {
         let mut options = ec::ConnectOptions::new()
             .with_connect_timeout(std::time::Duration::from_secs(5))
             .with_keep_alive(
@@ -210,6 +261,11 @@ impl RemoteKv {
             return Err(KvError::InvalidArgument(format!(
                 "{tls} is https://, but no CA file is given to verify it (trusted_ca_file, or --cacert)"
             )));
+        }
+        if let Some(c) = user {
+            options = options
+                .with_user(c.user, c.password)
+                .with_auto_token_refresh(true);
         }
         let client = ec::Client::connect(endpoints, Some(options))
             .await

@@ -115,9 +115,27 @@ pub struct ReplicaConfig {
     /// names: `cert_file`, `trusted_ca_file`, `client_cert_auth`, `peer_cert_file`, …).
     #[serde(default, skip_serializing_if = "is_default")]
     pub store_tls: orbit_tls::StoreTls,
+    /// The store user this replica's client authenticates as where the store has auth
+    /// enabled; its password comes from `ORBIT_STORE_PASSWORD`, never from this file.
+    /// A member the replica runs itself is reached in-process and needs none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_user: Option<String>,
     /// The replica table.
     #[serde(default, rename = "replica")]
     pub replicas: Vec<ReplicaRow>,
+}
+
+impl ReplicaConfig {
+    /// The store user and password this replica's client presents, if any.
+    pub fn store_credentials(&self) -> Result<Option<orbit_kv::Credentials>, ConfigError> {
+        self.store_user
+            .as_deref()
+            .map(|u| {
+                orbit_kv::Credentials::parse(u, std::env::var("ORBIT_STORE_PASSWORD").ok())
+                    .map_err(|e| ConfigError(e.to_string()))
+            })
+            .transpose()
+    }
 }
 
 fn is_default(t: &orbit_tls::StoreTls) -> bool {
@@ -304,6 +322,13 @@ impl ReplicaConfig {
         self.store_tls
             .validate()
             .map_err(|e| ConfigError(format!("store_tls: {e}")))?;
+        if let Some(u) = &self.store_user {
+            if u.is_empty() || u.contains(':') {
+                return err(format!(
+                    "store_user {u:?}: a user name only; its password goes in ORBIT_STORE_PASSWORD"
+                ));
+            }
+        }
         if self.heartbeat_ms == 0 || self.election_ms <= 2 * self.heartbeat_ms {
             return err("election_ms must be more than twice heartbeat_ms".into());
         }

@@ -54,7 +54,19 @@ async fn following(urls: &[String], config: &ReplicaConfig) -> Result<RemoteKv, 
         .client()
         .client_config()
         .map_err(|e| ConfigError(format!("store_tls: {e}")))?;
-    let kv = RemoteKv::connect_tls(urls, tls).await?;
+    let kv = RemoteKv::connect_as(urls, tls, config.store_credentials()?).await?;
+    // A store with auth enabled that does not let this replica at orbit's keys would
+    // only fail later, heartbeat by heartbeat: say so now. Other errors (a store still
+    // electing, say) are for the caller's retries.
+    let probe = kv.range(orbit_kv::RangeRequest::key(table::HEALTH_KEY));
+    if let Err(orbit_kv::KvError::Auth(e)) = probe.await {
+        let fix = match &config.store_user {
+            Some(u) => format!("grant store user {u} a role with readwrite on the prefix /orbit/"),
+            None => "set store_user (and ORBIT_STORE_PASSWORD) to a store user with readwrite on the prefix /orbit/".into(),
+        };
+        let why = format!("the store refuses this replica's reads of orbit's keys ({e}): {fix}");
+        return Err(ConfigError(why).into());
+    }
     kv.follow_members(FOLLOW_MEMBERS);
     Ok(kv)
 }

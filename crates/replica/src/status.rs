@@ -41,7 +41,7 @@ pub(crate) fn serve(
 }
 
 async fn health(State(r): State<Arc<Replica>>) -> (StatusCode, String) {
-    let read = r.kv.range(RangeRequest::key("health"));
+    let read = r.kv.range(RangeRequest::key(crate::table::HEALTH_KEY));
     match tokio::time::timeout(Duration::from_secs(2), read).await {
         Ok(Ok(_)) => (StatusCode::OK, "ok\n".into()),
         Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}\n")),

@@ -14,6 +14,10 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// The key a replica's health check reads (linearizably; it need not exist): inside
+/// orbit's key space, so a store user limited to `/orbit/` may read it.
+pub const HEALTH_KEY: &str = "/orbit/health";
+
 /// Key prefix of one cluster's table.
 pub fn table_prefix(token: &str) -> String {
     format!("/orbit/replicas/{token}/")

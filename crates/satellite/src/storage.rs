@@ -336,7 +336,7 @@ async fn status(a: StatusArgs) -> anyhow::Result<()> {
         rows.push((m, role, revision, health));
     }
     let rev = client
-        .get("health", None)
+        .get(orbit_replica::table::HEALTH_KEY, None)
         .await
         .ok()
         .and_then(|r| r.header().map(|h| h.revision()));
@@ -410,10 +410,19 @@ async fn status_of(
     if let Some(tls) = tls.client_config()?.filter(|_| url.starts_with("https://")) {
         opts = opts.with_tls(tls);
     }
+    if let Some(user) = tls.credentials()? {
+        opts = opts.with_user(user.user, user.password);
+    }
     let mut c = etcd_client::Client::connect([url], Some(opts)).await?;
     let s = c.status().await?;
-    // Healthy means it can serve a linearizable read, as etcdctl endpoint health checks.
-    c.get("health", None).await?;
+    // Healthy means it can serve a linearizable read, as etcdctl endpoint health
+    // checks; a user not allowed that key still saw the read served.
+    match c.get(orbit_replica::table::HEALTH_KEY, None).await {
+        Err(etcd_client::Error::GRpcStatus(e)) if e.code() == tonic::Code::PermissionDenied => {}
+        other => {
+            other?;
+        }
+    }
     let rev = s.header().map(|h| h.revision()).unwrap_or_default();
     Ok((s, rev))
 }

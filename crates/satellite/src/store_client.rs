@@ -1,8 +1,9 @@
-//! The store flags every administrative command shares: endpoints and, for
-//! `https://` endpoints, etcdctl's `--cacert`, `--cert` and `--key`.
+//! The store flags every administrative command shares: endpoints, etcdctl's
+//! `--cacert`, `--cert` and `--key` for `https://` endpoints, and `--user` for a store
+//! with auth enabled.
 
 use clap::Args;
-use orbit_kv::RemoteKv;
+use orbit_kv::{Credentials, RemoteKv};
 use std::path::PathBuf;
 
 /// A client's TLS files, as etcdctl's flags.
@@ -17,6 +18,10 @@ pub struct TlsArgs {
     /// Its key.
     #[arg(long, env = "ORBIT_STORE_KEY")]
     pub key: Option<PathBuf>,
+    /// Store user for a store with auth enabled, as etcdctl's `--user name[:password]`
+    /// (without `:password`, the password is ORBIT_STORE_PASSWORD).
+    #[arg(long, env = "ORBIT_STORE_USER")]
+    pub user: Option<String>,
 }
 
 impl TlsArgs {
@@ -30,9 +35,18 @@ impl TlsArgs {
         .client_config()?)
     }
 
-    /// A client of `endpoints` with these files.
+    /// The store user and password given, if any.
+    pub fn credentials(&self) -> anyhow::Result<Option<Credentials>> {
+        Ok(self
+            .user
+            .as_deref()
+            .map(|u| Credentials::parse(u, std::env::var("ORBIT_STORE_PASSWORD").ok()))
+            .transpose()?)
+    }
+
+    /// A client of `endpoints` with these files, as the user, if one is given.
     pub async fn connect(&self, endpoints: &[String]) -> anyhow::Result<RemoteKv> {
-        Ok(RemoteKv::connect_tls(endpoints, self.client_config()?).await?)
+        Ok(RemoteKv::connect_as(endpoints, self.client_config()?, self.credentials()?).await?)
     }
 }
 

@@ -378,6 +378,13 @@ impl Replicas {
         self.procs[i] = Some(child);
     }
 
+    /// Replica `i`'s exit status if it has exited (it is then no longer running).
+    pub fn exited(&mut self, i: usize) -> Option<std::process::ExitStatus> {
+        let status = self.procs[i].as_mut()?.try_wait().ok()??;
+        self.procs[i] = None;
+        Some(status)
+    }
+
     /// Whether replica `i` runs.
     pub fn running(&self, i: usize) -> bool {
         self.procs[i].is_some()
