@@ -74,6 +74,15 @@ pub enum KvError {
     /// members of an older build still decode the variants before it).
     #[error(transparent)]
     Auth(#[from] AuthError),
+    /// A leader-only request reached a member that does not lead.
+    #[error("etcdserver: not leader")]
+    NotLeader,
+    /// MoveLeader to a member that is not a voter of the cluster.
+    #[error("etcdserver: bad leader transferee")]
+    BadLeaderTransferee,
+    /// MoveLeader did not make the target leader in time; whoever leads now leads.
+    #[error("etcdserver: request timed out, leader transfer took too long")]
+    LeaderTransferTimeout,
 }
 
 /// Why authentication or an auth-management request was refused, with etcd's
@@ -184,7 +193,11 @@ impl KvError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            KvError::NoLeader | KvError::Timeout | KvError::Unavailable(_)
+            KvError::NoLeader
+                | KvError::Timeout
+                | KvError::Unavailable(_)
+                | KvError::NotLeader
+                | KvError::LeaderTransferTimeout
         )
     }
 }

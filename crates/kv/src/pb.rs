@@ -441,6 +441,9 @@ pub fn error_from_status(status: &tonic::Status) -> KvError {
         KvError::LearnerNotReady,
         KvError::NotEnoughStartedMembers,
         KvError::Timeout,
+        KvError::NotLeader,
+        KvError::BadLeaderTransferee,
+        KvError::LeaderTransferTimeout,
     ];
     if let Some(e) = known.into_iter().find(|e| e.to_string() == msg) {
         return e;
@@ -480,6 +483,8 @@ pub fn error_to_status(e: &KvError) -> tonic::Status {
         KvError::NoSpace => Code::ResourceExhausted,
         KvError::NoLeader | KvError::Timeout | KvError::Unavailable(_) => Code::Unavailable,
         KvError::Auth(a) => a.code(),
+        KvError::BadLeaderTransferee => Code::FailedPrecondition,
+        KvError::NotLeader | KvError::LeaderTransferTimeout => Code::Unavailable,
     };
     tonic::Status::new(code, e.to_string())
 }

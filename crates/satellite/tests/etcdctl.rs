@@ -554,3 +554,74 @@ async fn etcdctl_member_update_moves_a_member_to_a_new_peer_url() {
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn etcdctl_move_leader_hands_the_lead_over_while_writes_go_on() {
+    let c = common::start(3).await;
+    let ep = hostports(&c);
+    let leader = c.leader().await.expect("a leader");
+    let target = (leader + 1) % 3;
+    let e = ep.clone();
+    let list = tokio::task::spawn_blocking(move || etcdctl(&e, &["member", "list"]))
+        .await
+        .unwrap();
+    let id_of = |name: &str| {
+        list.lines()
+            .find(|l| l.contains(&format!(", {name},")))
+            .and_then(|l| l.split(',').next())
+            .unwrap()
+            .to_string()
+    };
+    let target_id = id_of(&c.members[target].name);
+
+    // Not a member: etcd's error, and the leader stays.
+    let e = ep.clone();
+    let bad =
+        tokio::task::spawn_blocking(move || etcdctl_refused(&e, &["move-leader", "1234abcd"]))
+            .await
+            .unwrap();
+    assert!(bad.contains("bad leader transferee"), "{bad}");
+    assert_eq!(c.leader().await, Some(leader));
+
+    // Writes go on through the transfer: each waits while the leader keeps quiet,
+    // then goes to the new one; none fails.
+    let kv = orbit_kv::RemoteKv::connect(&c.endpoints()).await.unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (kv, stop) = (kv.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                kv.put(orbit_kv::PutRequest::new(format!("moving/{n:05}"), "v"))
+                    .await
+                    .expect("a write during the transfer");
+                n += 1;
+            }
+            n
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (e, t) = (ep.clone(), target_id.clone());
+    let out = tokio::task::spawn_blocking(move || etcdctl(&e, &["move-leader", &t]))
+        .await
+        .unwrap();
+    assert!(
+        out.contains("Leadership transferred") && out.contains(&target_id),
+        "{out}"
+    );
+    assert_eq!(c.leader().await, Some(target), "{out}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let written = writer.await.unwrap();
+    let got = kv
+        .range(orbit_kv::RangeRequest::prefix("moving/"))
+        .await
+        .unwrap();
+    assert_eq!(got.kvs.len(), written, "every acknowledged write is there");
+    // Moving it to the leader itself changes nothing.
+    let (e, t) = (ep.clone(), target_id.clone());
+    tokio::task::spawn_blocking(move || etcdctl(&e, &["move-leader", &t]))
+        .await
+        .unwrap();
+    assert_eq!(c.leader().await, Some(target));
+}

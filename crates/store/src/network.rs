@@ -60,6 +60,15 @@ pub enum ForwardRequest {
         /// Its peer URLs from now on.
         peer_urls: Vec<String>,
     },
+    /// Make this member the leader (etcd's MoveLeader), to the leader.
+    MoveLeader(NodeId),
+    /// A leader transfer's step, to any voter: hold elections for `ms` (0: release).
+    HoldElections {
+        /// How long.
+        ms: u64,
+    },
+    /// A leader transfer's step, to its target: campaign now.
+    Campaign,
 }
 
 /// The leader's answer to a [`ForwardRequest`].

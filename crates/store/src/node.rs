@@ -58,6 +58,8 @@ pub fn initial_member_id(token: &str, name: &str, peer_url: &str) -> NodeId {
     fnv64(&[token, name, peer_url]).max(1)
 }
 
+mod transfer;
+
 /// A running store member.
 pub struct StoreNode {
     id: NodeId,
@@ -75,6 +77,10 @@ pub struct StoreNode {
     client_addr: SocketAddr,
     peer_addr: SocketAddr,
     shutdown: watch::Sender<bool>,
+    /// True while this leader transfers its leadership (see [`transfer`]).
+    transfer: watch::Sender<bool>,
+    /// Counts holds of this member's elections; the newest hold's timer releases it.
+    holds: Arc<std::sync::atomic::AtomicU64>,
     /// The member's background work (Raft heartbeats, lease expiry, compaction,
     /// membership chores), stopped before Raft at shutdown.
     workers: orbit_worker::Group,
@@ -222,6 +228,8 @@ impl StoreNode {
             proposer: Proposer::start(raft.clone()),
             reads: ReadIndexer::start(raft.clone()),
             shutdown,
+            transfer: watch::channel(false).0,
+            holds: Arc::default(),
             workers: orbit_worker::Group::new(),
             _lock: lock,
         });
@@ -361,16 +369,32 @@ impl StoreNode {
         &self,
         req: &ForwardRequest,
     ) -> Result<ForwardResponse, ForwardError> {
-        if let ForwardRequest::Members = req {
-            // Any member answers this one: it is how a new member learns its id.
-            return Ok(ForwardResponse::Members(self.members()));
+        match req {
+            // Any member answers these: the first is how a new member learns its id,
+            // the others are a leader transfer's steps.
+            ForwardRequest::Members => return Ok(ForwardResponse::Members(self.members())),
+            ForwardRequest::HoldElections { ms } => {
+                self.hold_elections(*ms);
+                return Ok(ForwardResponse::Done);
+            }
+            ForwardRequest::Campaign => {
+                let _ = self.raft.trigger().elect().await;
+                return Ok(ForwardResponse::Done);
+            }
+            _ => {}
         }
         let leader = self.leader();
         if leader != Some(self.id) {
             return Err(ForwardError::NotLeader(leader));
         }
+        if self.transferring() && !matches!(req, ForwardRequest::MoveLeader(_)) {
+            return Err(self.wait_transfer().await);
+        }
         match req {
-            ForwardRequest::Members => unreachable!("answered above"),
+            ForwardRequest::Members
+            | ForwardRequest::HoldElections { .. }
+            | ForwardRequest::Campaign => unreachable!("answered above"),
+            ForwardRequest::MoveLeader(target) => self.transfer_leadership(*target).await,
             ForwardRequest::Write(r) => {
                 let size = bincode::serialized_size(r).unwrap_or(0);
                 self.proposer
@@ -844,7 +868,8 @@ impl StoreNode {
                     let Some(node) = weak.upgrade() else {
                         return Ok(());
                     };
-                    if node.is_leader() {
+                    // A transfer keeps quiet so the followers' leases run out.
+                    if node.is_leader() && !node.transferring() {
                         node.raft()
                             .trigger()
                             .heartbeat()

@@ -745,11 +745,14 @@ impl PbMaintenanceService for Api {
 
     async fn move_leader(
         &self,
-        _request: Request<PbMoveLeaderRequest>,
+        request: Request<PbMoveLeaderRequest>,
     ) -> GrpcResult<PbMoveLeaderResponse> {
-        Err(Status::unimplemented(
-            "leadership transfer is not supported yet",
-        ))
+        self.kv_of(&request)?.require_admin().map_err(st)?;
+        let target = request.into_inner().target_id;
+        self.node.move_leader(target).await.map_err(st)?;
+        Ok(Response::new(PbMoveLeaderResponse {
+            header: self.header(self.revision()),
+        }))
     }
 
     async fn downgrade(
