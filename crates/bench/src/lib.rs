@@ -113,13 +113,48 @@ pub async fn compare_and_swap(kv: &dyn Kv, key: String, value: Vec<u8>) -> Resul
 
 /// Client connections to a store cluster, shared by a benchmark's clients.
 pub async fn pool_of(endpoints: &[String], conns: usize) -> Vec<Arc<dyn Kv>> {
+    pool_as(endpoints, conns, None).await
+}
+
+/// [`pool_of`], the connections authenticated as `user`.
+pub async fn pool_as(
+    endpoints: &[String],
+    conns: usize,
+    user: Option<orbit_kv::Credentials>,
+) -> Vec<Arc<dyn Kv>> {
     let mut pool: Vec<Arc<dyn Kv>> = Vec::new();
     for _ in 0..conns {
         pool.push(Arc::new(
-            RemoteKv::connect(endpoints).await.expect("connecting"),
+            RemoteKv::connect_as(endpoints, None, user.clone())
+                .await
+                .expect("connecting"),
         ));
     }
     pool
+}
+
+/// Turns auth on in the cluster at `endpoints` (orbit's or etcd's, alike): `root`, and
+/// user `bench` whose role may read and write under each of `prefixes`. The user's
+/// credentials.
+pub async fn enable_auth(
+    endpoints: &[String],
+    prefixes: &[&str],
+) -> Result<orbit_kv::Credentials, etcd_client::Error> {
+    let mut c = etcd_client::Client::connect(endpoints, None).await?;
+    c.user_add("root", "bench-root", None).await?;
+    c.user_grant_role("root", "root").await?;
+    c.role_add("bench").await?;
+    for p in prefixes {
+        let perm = etcd_client::Permission::read_write(*p).with_prefix();
+        c.role_grant_permission("bench", perm).await?;
+    }
+    c.user_add("bench", "bench-pw", None).await?;
+    c.user_grant_role("bench", "bench").await?;
+    c.auth_enable().await?;
+    Ok(orbit_kv::Credentials {
+        user: "bench".into(),
+        password: "bench-pw".into(),
+    })
 }
 
 /// The `satellite` binary a benchmark runs: `given`, or the one beside the benchmark.

@@ -3,7 +3,8 @@
 //! orbit store clusters (real `satellite` processes) and Debian etcd clusters of 1, 3
 //! and 5 members, on loopback, in one run, both fsyncing every commit before answering.
 //! Prints one markdown table with orbit/etcd ratios and p50/p99 latencies, plus the
-//! embedded in-process path.
+//! embedded in-process path. With `--auth`, both engines have auth enabled and the
+//! clients are a user whose role covers the benchmark's keys.
 
 use clap::Parser;
 use orbit_bench::{compare_and_swap, OpFn, Stats};
@@ -31,6 +32,10 @@ struct Args {
     /// The satellite binary (default: beside this one).
     #[arg(long, env = "ORBIT_SATELLITE_BIN")]
     satellite: Option<PathBuf>,
+    /// Auth enabled on both engines: every request carries a token and every write is
+    /// permission-checked (the embedded path, which is not, is left out).
+    #[arg(long)]
+    auth: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -75,8 +80,18 @@ async fn drive(pool: &[Arc<dyn Kv>], op: Op, clients: usize, seconds: f64) -> St
     orbit_bench::drive(clients, seconds, op_fn(pool, op)).await
 }
 
-async fn pool_of(endpoints: &[String]) -> Vec<Arc<dyn Kv>> {
-    orbit_bench::pool_of(endpoints, CONNS).await
+/// The benchmark's connections to `endpoints`; with `auth`, auth is turned on first and
+/// they authenticate as a user allowed the benchmark's keys.
+async fn pool_of(endpoints: &[String], auth: bool) -> Vec<Arc<dyn Kv>> {
+    let user = if auth {
+        let user = orbit_bench::enable_auth(endpoints, &["bench/", "cas/"])
+            .await
+            .expect("enabling auth");
+        Some(user)
+    } else {
+        None
+    };
+    orbit_bench::pool_as(endpoints, CONNS, user).await
 }
 
 async fn run_all(pool: &[Arc<dyn Kv>], args: &Args) -> Vec<(Op, usize, Stats)> {
@@ -101,7 +116,7 @@ async fn run_all(pool: &[Arc<dyn Kv>], args: &Args) -> Vec<(Op, usize, Stats)> {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if !args.endpoints.is_empty() {
-        run_all(&pool_of(&args.endpoints).await, &args).await;
+        run_all(&pool_of(&args.endpoints, false).await, &args).await;
         return Ok(());
     }
     let satellite =
@@ -110,21 +125,26 @@ async fn main() -> anyhow::Result<()> {
     for &n in &args.sizes {
         eprintln!("orbit, {n} member(s)");
         let orbit = ProcCluster::start(&satellite, n, Timings::ETCD_DEFAULT).await;
-        let o = run_all(&pool_of(&orbit.endpoints()).await, &args).await;
+        let o = run_all(&pool_of(&orbit.endpoints(), args.auth).await, &args).await;
         drop(orbit);
         eprintln!("etcd, {n} member(s)");
         let etcd = EtcdCluster::start(n).await;
-        let e = run_all(&pool_of(&etcd.endpoints()).await, &args).await;
+        let e = run_all(&pool_of(&etcd.endpoints(), args.auth).await, &args).await;
         drop(etcd);
         for (a, b) in o.into_iter().zip(e) {
             rows.push((n, a.0, a.1, a.2, b.2));
         }
     }
-    eprintln!("orbit embedded (in-process handle, 1 member)");
+    let mut embedded_rows = Vec::new();
     let embedded = OrbitCluster::start(1, Timings::ETCD_DEFAULT).await;
     let handle: Arc<dyn Kv> = Arc::new(embedded.embedded(0));
-    let mut embedded_rows = Vec::new();
-    for op in [Op::Put, Op::Cas] {
+    let ops: &[Op] = if args.auth {
+        &[]
+    } else {
+        eprintln!("orbit embedded (in-process handle, 1 member)");
+        &[Op::Put, Op::Cas]
+    };
+    for &op in ops {
         let r = drive(std::slice::from_ref(&handle), op, 64, args.seconds).await;
         embedded_rows.push((op, r));
     }
@@ -164,5 +184,8 @@ async fn main() -> anyhow::Result<()> {
     }
     println!();
     println!("Both engines acknowledge a write only after its log entry is fsynced on a quorum (etcd: default settings; orbit: group-committed fdatasync). Loopback, one machine, {} s per cell after 0.5 s warm-up, 256-byte values, {CONNS} shared connections.", args.seconds);
+    if args.auth {
+        println!("Auth enabled on both: the clients are user `bench`, whose role allows readwrite on the prefixes bench/ and cas/; every request carries its token and every write is permission-checked.");
+    }
     Ok(())
 }

@@ -108,13 +108,18 @@ pub fn encode(kv: &Mvcc, auth: &AuthState, now: u64) -> Vec<u8> {
     };
     let header = serde_json::to_vec(&header).expect("a header serializes");
     let body = bincode::serialize(&(kv, auth)).expect("the state serializes");
+    frame(FORMAT, &header, &body)
+}
+
+/// The file layout around a `format` backup's `header` and `body`.
+fn frame(format: u32, header: &[u8], body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(MAGIC.len() + 16 + header.len() + body.len() + HASH);
     out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&FORMAT.to_le_bytes());
+    out.extend_from_slice(&format.to_le_bytes());
     out.extend_from_slice(&(header.len() as u32).to_le_bytes());
-    out.extend_from_slice(&header);
+    out.extend_from_slice(header);
     out.extend_from_slice(&(body.len() as u64).to_le_bytes());
-    out.extend_from_slice(&body);
+    out.extend_from_slice(body);
     out.resize(out.len() + padding(out.len()), 0);
     let hash = Sha256::digest(&out);
     out.extend_from_slice(&hash);
@@ -353,18 +358,7 @@ mod tests {
     fn format_1(kv: &Mvcc) -> Vec<u8> {
         let b = encode(kv, &AuthState::default(), 7);
         let (_, _, body) = check(&b).unwrap();
-        let header = b[16..body.start - 8].to_vec();
-        let body = bincode::serialize(kv).unwrap();
-        let mut out = MAGIC.to_vec();
-        out.extend_from_slice(&1u32.to_le_bytes());
-        out.extend_from_slice(&(header.len() as u32).to_le_bytes());
-        out.extend_from_slice(&header);
-        out.extend_from_slice(&(body.len() as u64).to_le_bytes());
-        out.extend_from_slice(&body);
-        out.resize(out.len() + padding(out.len()), 0);
-        let hash = Sha256::digest(&out);
-        out.extend_from_slice(&hash);
-        out
+        frame(1, &b[16..body.start - 8], &bincode::serialize(kv).unwrap())
     }
 
     #[test]
