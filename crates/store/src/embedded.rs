@@ -62,6 +62,24 @@ impl EmbeddedKv {
         }
     }
 
+    /// `read` of the member's state, if `check` allows it to a client caller; both
+    /// under one lock, so no auth change lands between them.
+    fn read_checked<T>(
+        &self,
+        check: impl FnOnce(
+            &crate::auth::AuthState,
+            &crate::mvcc::Mvcc,
+            Option<&str>,
+        ) -> Result<(), AuthError>,
+        read: impl FnOnce(&crate::mvcc::Mvcc) -> KvResult<T>,
+    ) -> KvResult<T> {
+        let s = self.node.shared().read();
+        if let Caller::Client(user) = &self.caller {
+            check(&s.auth, &s.kv, user.as_deref())?;
+        }
+        read(&s.kv)
+    }
+
     /// A write as this handle's caller makes it.
     pub(crate) async fn write(&self, cmd: WriteCommand) -> KvResult<WriteResult> {
         match &self.caller {
@@ -139,8 +157,10 @@ impl Kv for EmbeddedKv {
         if !req.serializable {
             self.node.read_barrier().await?;
         }
-        self.allowed(|a, _, user| a.check(user, Need::Read, &req.key, &req.range_end))?;
-        self.node.shared().read().kv.range(&req)
+        self.read_checked(
+            |a, _, user| a.check(user, Need::Read, &req.key, &req.range_end),
+            |kv| kv.range(&req),
+        )
     }
 
     async fn put(&self, req: PutRequest) -> KvResult<PutResponse> {
@@ -175,8 +195,10 @@ impl Kv for EmbeddedKv {
         if read_only {
             // A read-only txn needs no log entry: evaluate it after a read barrier.
             self.node.read_barrier().await?;
-            self.allowed(|a, kv, user| a.check_txn(user, kv, &req))?;
-            return self.node.shared().read().kv.read_txn(&req);
+            return self.read_checked(
+                |a, kv, user| a.check_txn(user, kv, &req),
+                |kv| kv.read_txn(&req),
+            );
         }
         match self.write(WriteCommand::Txn(req)).await? {
             WriteResult::Txn(r) => Ok(r),
