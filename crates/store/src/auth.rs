@@ -648,6 +648,13 @@ impl AuthState {
     }
 }
 
+/// Seconds since the Unix epoch: the clock tokens expire by (and backups are dated by).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// What a token holds of the password hash it was made under: a changed password
 /// (its hash has a new salt) invalidates the token.
 fn fingerprint(hash: &str) -> [u8; 16] {

@@ -17,12 +17,6 @@ fn st(e: impl Into<KvError>) -> Status {
     orbit_kv::pb::error_to_status(&e.into())
 }
 
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// `password`'s Argon2id hash, made off the async threads (it takes tens of ms by
 /// design).
 async fn hash(password: String) -> Result<String, Status> {
@@ -139,7 +133,7 @@ impl Auth for Api {
             .shared()
             .read()
             .auth
-            .mint_token(&r.name, &stored, now(), ttl)
+            .mint_token(&r.name, &stored, auth::unix_now(), ttl)
             .map_err(st)?;
         Ok(Response::new(AuthenticateResponse {
             header: self.auth_header(),

@@ -160,12 +160,9 @@ impl Api {
                 return Ok(None);
             }
             if let Some(token) = token {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs());
                 return state
                     .auth
-                    .verify_token(token, now)
+                    .verify_token(token, crate::auth::unix_now())
                     .map(Some)
                     .map_err(|e| st(e.into()));
             }
@@ -718,9 +715,7 @@ impl PbMaintenanceService for Api {
         self.node.read_barrier().await.map_err(st)?;
         let (bytes, rev) = {
             let state = self.node.shared().read();
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
+            let now = crate::auth::unix_now();
             (
                 crate::backup::encode(&state.kv, &state.auth, now),
                 state.kv.revision(),

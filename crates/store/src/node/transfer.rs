@@ -19,7 +19,6 @@
 //! that dies on the way) ends in an ordinary election once the holds lapse.
 
 use super::*;
-use std::sync::atomic::AtomicU64;
 
 /// How long the voters hold their elections, in leases: long enough for the target's
 /// campaign, short enough that a leader lost mid-transfer is replaced soon after.
@@ -72,7 +71,7 @@ impl StoreNode {
         raft.runtime_config().elect(ms == 0);
         if ms > 0 {
             let generation = self.holds.fetch_add(1, Ordering::SeqCst) + 1;
-            let holds = self.holds_handle();
+            let holds = self.holds.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(Duration::from_millis(ms)).await;
                 // Only the newest hold's timer releases it.
@@ -83,10 +82,6 @@ impl StoreNode {
         } else {
             self.holds.fetch_add(1, Ordering::SeqCst);
         }
-    }
-
-    fn holds_handle(&self) -> Arc<AtomicU64> {
-        self.holds.clone()
     }
 
     /// Runs a transfer on this member, the leader.
